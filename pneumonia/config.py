@@ -1,0 +1,63 @@
+"""The one place for settings shared by training, inference and the app."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+"""Index 0 is the negative class, index 1 the positive class the model scores."""
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpeg", ".jpg", ".png"})
+MODELS_DIR = REPO_DIR / "models"
+ASSETS_DIR = REPO_DIR / "assets"
+MODEL_FILENAME = "pneumonia_cnn.keras"
+METADATA_FILENAME = "pneumonia_cnn.json"
+TEST_PREDICTIONS_FILENAME = "test_predictions.csv"
+VALIDATION_PREDICTIONS_FILENAME = "validation_predictions.csv"
+HISTORY_FILENAME = "training_history.csv"
+DATA_ENV_VAR = "PNEUMONIA_DATA"
+"""Tests and tools read the Kaggle-layout data folder (the one holding train/ and test/) from here."""
+
+TRAIN_COMMAND = "python -m pneumonia train --data DATA/chest_xray --out models/"
+EVALUATE_COMMAND = "python -m pneumonia evaluate --data DATA/chest_xray --model-dir models/"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; saved verbatim into the model metadata."""
+
+    image_size: int = 128
+    filters: tuple[int, ...] = (16, 32, 64, 128, 192)
+    dropout: float = 0.3
+    batch_size: int = 32
+    epochs: int = 14
+    patience: int = 4
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    validation_fraction: float = 0.15
+    target_sensitivity: float = 0.97
+    seed: int = 42
+    augment: dict = field(
+        default_factory=lambda: {
+            "rotation": 0.03,  # fraction of a full turn, about +-11 degrees
+            "zoom": 0.12,
+            "translation": 0.06,
+            "contrast": 0.35,
+            "brightness": 0.2,
+            "gamma": 0.35,  # log-uniform gamma in [exp(-g), exp(g)]
+            "blur_probability": 0.3,
+            "noise_std": 6.0,  # in 0-255 grey levels
+        }
+    )
+
+
+def default_data_dir() -> Path | None:
+    """The data folder named by the environment, or None when it is not set."""
+    value = os.environ.get(DATA_ENV_VAR)
+    return Path(value) if value else None

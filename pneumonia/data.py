@@ -1,0 +1,167 @@
+"""Finding, labelling, splitting and decoding chest X-rays in the Kaggle folder layout."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pneumonia.config import CLASS_NAMES, IMAGE_EXTENSIONS
+from pneumonia.errors import DataError, ImageDecodeError
+
+_PNEUMONIA_PATIENT = re.compile(r"^(person\d+)_", re.IGNORECASE)
+_NORMAL_PATIENT = re.compile(r"^((?:NORMAL\d*-)?IM-\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # index into CLASS_NAMES
+    subtype: str  # "normal", "bacteria", "virus" or "unknown"
+    patient: str
+
+
+def subtype_from_name(name: str, label: int) -> str:
+    """Kermany file names say whether a pneumonia is bacterial or viral."""
+    if label == 0:
+        return "normal"
+    lowered = name.lower()
+    for subtype in ("bacteria", "virus"):
+        if subtype in lowered:
+            return subtype
+    return "unknown"
+
+
+def patient_from_name(name: str, label: int) -> str:
+    """The patient id in a file name; files we cannot parse count as their own patient."""
+    stem = Path(name).stem
+    match = (_PNEUMONIA_PATIENT if label == 1 else _NORMAL_PATIENT).match(stem)
+    patient = match.group(1) if match else stem
+    return f"{CLASS_NAMES[label]}/{patient.lower()}"
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _class_dir(split_dir: Path, class_name: str) -> Path | None:
+    """Class folders matched case-insensitively (`normal/` and `NORMAL/` both work)."""
+    for child in split_dir.iterdir():
+        if child.is_dir() and child.name.upper() == class_name:
+            return child
+    return None
+
+
+def discover_split(split_dir: Path) -> list[Sample]:
+    """All labelled images under one split folder such as `train/` or `test/`."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir} is not a folder; expected one with NORMAL/ and PNEUMONIA/ inside.")
+    samples: list[Sample] = []
+    for label, class_name in enumerate(CLASS_NAMES):
+        class_dir = _class_dir(split_dir, class_name)
+        if class_dir is None:
+            raise DataError(f"{split_dir} has no {class_name}/ folder; expected NORMAL/ and PNEUMONIA/.")
+        files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+        if not files:
+            raise DataError(f"{class_dir} holds no .jpeg/.jpg/.png images.")
+        samples.extend(
+            Sample(p, label, subtype_from_name(p.name, label), patient_from_name(p.name, label)) for p in files
+        )
+    return samples
+
+
+def find_split(data_dir: Path, split: str) -> Path:
+    """`data_dir/split`, also accepting the Kaggle zip's doubled `chest_xray/chest_xray/` nesting."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"Data folder {data_dir} does not exist; pass the folder that holds train/ and test/.")
+    for candidate in (data_dir / split, data_dir / "chest_xray" / split):
+        if candidate.is_dir():
+            return candidate
+    raise DataError(f"{data_dir} has no {split}/ folder; pass the folder that holds train/ and test/.")
+
+
+def patient_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A seeded (train, validation) split, stratified by class and grouped by patient."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < fraction < 0.5:
+        raise ValueError("validation fraction must lie in (0, 0.5)")
+    labels = np.array([s.label for s in samples])
+    groups = np.array([s.patient for s in samples])
+    folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
+    train_idx, val_idx = next(folds.split(np.zeros(len(samples)), labels, groups))
+    return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
+def decode_grayscale(source: bytes | Path | str, size: int) -> np.ndarray:
+    """Any raster image as a float32 (size, size) array of grey levels in [0, 255].
+
+    Training and inference both go through here, so an upload is preprocessed exactly as the
+    training images were. 16-bit images are scaled by their bit depth, RGB(A) and palette
+    images are converted to luminance (alpha is dropped), and EXIF orientation is applied.
+    """
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            if not source:
+                raise ImageDecodeError("the file is empty")
+            image = Image.open(io.BytesIO(source))
+        else:
+            image = Image.open(source)
+        image.load()
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(f"not a readable image ({type(exc).__name__}: {exc})".rstrip()) from exc
+    if image.width < 8 or image.height < 8:
+        raise ImageDecodeError(f"image is only {image.width}x{image.height} pixels; need at least 8x8")
+    image = ImageOps.exif_transpose(image)
+    grey = _to_grey_levels(image)
+    resized = Image.fromarray(grey, mode="F").resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32).clip(0.0, 255.0)
+
+
+def _to_grey_levels(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image).astype(np.float32)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return array * (255.0 / peak)
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+        return array * 255.0 if array.max() <= 1.0 else array
+    if image.mode == "1":
+        image = image.convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA").convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def load_images(paths: list[Path], size: int) -> np.ndarray:
+    """Decode many files into a (n, size, size, 1) float32 batch."""
+    batch = np.empty((len(paths), size, size, 1), dtype=np.float32)
+    for i, path in enumerate(paths):
+        batch[i, ..., 0] = decode_grayscale(Path(path), size)
+    return batch
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_hash(samples: list[Sample], root: Path) -> str:
+    """One SHA-256 over (relative path, label, file hash) of every sample: names the exact data read."""
+    digest = hashlib.sha256()
+    for sample in sorted(samples, key=lambda s: str(s.path)):
+        rel = Path(sample.path).relative_to(root).as_posix()
+        digest.update(f"{rel}\t{sample.label}\t{sha256_file(sample.path)}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,152 @@
+"""The CNN, its in-model preprocessing, and radiograph-appropriate augmentation, in Keras 3 only.
+
+The saved model takes grey levels in [0, 255] with shape (size, size, 1) and returns the
+calibrated probability of pneumonia: rescaling lives inside it, so callers never normalise.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from pneumonia.config import TrainConfig
+
+_PACKAGE = "pneumonia"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PerImageStandardization(layers.Layer):
+    """Zero mean, unit variance per image: removes exposure and contrast differences between machines."""
+
+    def call(self, inputs):
+        mean = ops.mean(inputs, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(inputs, axis=(1, 2, 3), keepdims=True)
+        return (inputs - mean) / ops.maximum(std, 1.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TemperatureSigmoid(layers.Layer):
+    """sigmoid(logit / T): temperature scaling fitted on validation, so probabilities are calibrated."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, logits):
+        return ops.sigmoid(logits / self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RandomGamma(layers.Layer):
+    """Gamma curve with log-uniform exponent, as differing detector response curves produce."""
+
+    def __init__(self, log_range: float, value_max: float = 255.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.log_range = float(log_range)
+        self.value_max = float(value_max)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.log_range == 0:
+            return inputs
+        shape = (ops.shape(inputs)[0], 1, 1, 1)
+        log_gamma = keras.random.uniform(shape, -self.log_range, self.log_range, seed=self.seed_generator)
+        scaled = ops.clip(inputs / self.value_max, 0.0, 1.0)
+        return ops.power(scaled, ops.exp(log_gamma)) * self.value_max
+
+    def get_config(self):
+        return {**super().get_config(), "log_range": self.log_range, "value_max": self.value_max, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RandomBlur(layers.Layer):
+    """A 3x3 box blur on a random share of the batch, for softer, lower-resolution scanners."""
+
+    def __init__(self, probability: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = float(probability)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.pool = layers.AveragePooling2D(pool_size=3, strides=1, padding="same")
+
+    def call(self, inputs, training=None):
+        if not training or self.probability == 0:
+            return inputs
+        shape = (ops.shape(inputs)[0], 1, 1, 1)
+        chosen = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < self.probability, inputs.dtype)
+        return chosen * self.pool(inputs) + (1.0 - chosen) * inputs
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RandomNoise(layers.Layer):
+    """Additive Gaussian noise in grey levels (keras' GaussianNoise only accepts stddev <= 1)."""
+
+    def __init__(self, stddev: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev = float(stddev)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.stddev == 0:
+            return inputs
+        return inputs + keras.random.normal(ops.shape(inputs), stddev=self.stddev, seed=self.seed_generator)
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+def build_augmenter(config: TrainConfig) -> keras.Sequential:
+    """Geometry and intensity changes a radiograph plausibly undergoes; no flips (the heart is on the left)."""
+    aug, seed = config.augment, config.seed
+    return keras.Sequential(
+        [
+            layers.RandomRotation(aug["rotation"], fill_mode="nearest", seed=seed),
+            layers.RandomZoom(aug["zoom"], fill_mode="nearest", seed=seed + 1),
+            layers.RandomTranslation(aug["translation"], aug["translation"], fill_mode="nearest", seed=seed + 2),
+            RandomGamma(aug["gamma"], seed=seed + 3),
+            layers.RandomContrast(aug["contrast"], value_range=(0, 255), seed=seed + 4),
+            layers.RandomBrightness(aug["brightness"], value_range=(0, 255), seed=seed + 5),
+            RandomBlur(aug["blur_probability"], seed=seed + 6),
+            RandomNoise(aug["noise_std"], seed=seed + 7),
+        ],
+        name="augment",
+    )
+
+
+def build_logits_model(config: TrainConfig) -> keras.Model:
+    """Grey levels in, one pneumonia logit out: conv-BN-ReLU-pool blocks, global pooling, dropout."""
+    size = config.image_size
+    inputs = keras.Input((size, size, 1), name="grey_levels")
+    x = PerImageStandardization(name="standardize")(inputs)
+    for i, filters in enumerate(config.filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i + 1}_relu")(x)
+        if i < len(config.filters) - 1:
+            x = layers.MaxPooling2D(name=f"block{i + 1}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    logits = layers.Dense(1, name="logit")(x)
+    return keras.Model(inputs, logits, name="pneumonia_cnn_logits")
+
+
+def last_conv_layer_name(model: keras.Model) -> str:
+    """The activation Grad-CAM differentiates against: the last ReLU of the conv stack."""
+    names = [layer.name for layer in model.layers if layer.name.endswith("_relu")]
+    if not names:
+        raise ValueError(f"model {model.name} has no conv block activations")
+    return names[-1]
+
+
+def with_temperature(logits_model: keras.Model, temperature: float) -> keras.Model:
+    """The shipped model: the logits model followed by calibrated sigmoid."""
+    probability = TemperatureSigmoid(temperature, name="calibrated_probability")(logits_model.output)
+    return keras.Model(logits_model.input, probability, name="pneumonia_cnn")

@@ -1,0 +1,193 @@
+"""Training: patient-grouped validation split, class weights, augmentation, early stopping,
+best checkpoint, cosine learning rate, temperature calibration and threshold choice on validation.
+
+Nothing here reads test/: `evaluate` is the only code that does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pneumonia import __version__
+from pneumonia.artifacts import METADATA_SCHEMA_VERSION, write_metadata, write_predictions
+from pneumonia.config import (
+    CLASS_NAMES,
+    HISTORY_FILENAME,
+    METADATA_FILENAME,
+    MODEL_FILENAME,
+    VALIDATION_PREDICTIONS_FILENAME,
+    TrainConfig,
+)
+from pneumonia.data import discover_split, find_split, load_images, manifest_hash, patient_split, sha256_file
+from pneumonia.metrics import full_report, operating_points
+
+PREPROCESSING = (
+    "decode with Pillow, apply EXIF orientation, convert to grey levels (16-bit scaled by 255/65535, "
+    "RGB/RGBA/palette to luminance), bilinear resize to size x size (aspect ratio not kept), "
+    "float32 in [0, 255]; the model standardises each image itself"
+)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises validation negative log-likelihood of sigmoid(logit / T)."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, z) - labels * z))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), verbose: int | None = None) -> dict:
+    """Train, calibrate and save the model, its validation predictions, history and metadata."""
+    import keras
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from pneumonia.model import build_augmenter, build_logits_model, with_temperature
+
+    started = time.perf_counter()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    train_dir = find_split(data_dir, "train")
+    samples = discover_split(train_dir)
+    fit_samples, val_samples = patient_split(samples, config.validation_fraction, config.seed)
+    print(
+        f"train/: {len(samples)} images, {len({s.patient for s in samples})} patients -> "
+        f"fit {len(fit_samples)} / validation {len(val_samples)} (grouped by patient, seed {config.seed})",
+        flush=True,
+    )
+    x_fit = load_images([s.path for s in fit_samples], config.image_size)
+    y_fit = np.array([s.label for s in fit_samples], dtype=np.float32)
+    x_val = load_images([s.path for s in val_samples], config.image_size)
+    y_val = np.array([s.label for s in val_samples], dtype=np.float32)
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=y_fit.astype(int))
+    class_weight = {0: float(weights[0]), 1: float(weights[1])}
+
+    keras.utils.set_random_seed(config.seed)
+    logits_model = build_logits_model(config)
+    inputs = keras.Input(logits_model.input_shape[1:])
+    train_model = keras.Model(inputs, logits_model(build_augmenter(config)(inputs)), name="train_model")
+    steps = int(np.ceil(len(x_fit) / config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps, warmup_target=config.learning_rate, warmup_steps=max(1, steps // 20)
+    )
+    train_model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.AUC(from_logits=True, name="auc")],
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = Path(scratch) / "best.weights.h5"
+        history = train_model.fit(
+            x_fit,
+            y_fit,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            validation_data=(x_val, y_val),
+            class_weight=class_weight,
+            callbacks=[
+                keras.callbacks.ModelCheckpoint(
+                    checkpoint, monitor="val_loss", mode="min", save_best_only=True, save_weights_only=True
+                ),
+                keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=config.patience),
+                keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME),
+            ],
+            verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
+        )
+        train_model.load_weights(checkpoint)
+    val_losses = history.history["val_loss"]
+    best_epoch = int(np.argmin(val_losses)) + 1
+
+    val_logits = np.asarray(logits_model.predict(x_val, batch_size=128, verbose=0)).reshape(-1)
+    temperature = fit_temperature(val_logits, y_val)
+    val_uncalibrated = _sigmoid(val_logits)
+    val_probabilities = _sigmoid(val_logits / temperature)
+    points = operating_points(y_val, val_probabilities, config.target_sensitivity)
+    default = points[0]
+    val_subtypes = np.array([s.subtype for s in val_samples])
+
+    model = with_temperature(logits_model, temperature)
+    model_path = out_dir / MODEL_FILENAME
+    model.save(model_path)
+    write_predictions(
+        out_dir / VALIDATION_PREDICTIONS_FILENAME,
+        [s.path.relative_to(data_dir).as_posix() for s in val_samples],
+        y_val.astype(int),
+        val_subtypes,
+        val_probabilities,
+    )
+    seconds = time.perf_counter() - started
+    metadata = {
+        "schema_version": METADATA_SCHEMA_VERSION,
+        "name": "pneumonia_cnn",
+        "package_version": __version__,
+        "model_file": MODEL_FILENAME,
+        "model_sha256": sha256_file(model_path),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": list(CLASS_NAMES),
+        "positive_class": CLASS_NAMES[1],
+        "input": {"size": config.image_size, "channels": 1, "value_range": [0, 255], "preprocessing": PREPROCESSING},
+        "architecture": (
+            f"{len(config.filters)} blocks of 3x3 conv ({', '.join(map(str, config.filters))} filters) + batch norm + "
+            f"ReLU, max-pooling between blocks, global average pooling, dropout {config.dropout}, one logit, "
+            f"temperature-scaled sigmoid; per-image standardisation inside the model; "
+            f"{model.count_params():,} parameters"
+        ),
+        "threshold": {
+            "default": default.threshold,
+            "rule": default.rule,
+            "chosen_on": "validation",
+            "presets": [dataclasses.asdict(p) for p in points],
+        },
+        "calibration": {
+            "method": "temperature scaling fitted on validation (minimum negative log-likelihood)",
+            "temperature": temperature,
+        },
+        "training": {
+            "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
+            "config": dataclasses.asdict(config),
+            "data_dir_name": data_dir.name,
+            "train_manifest_sha256": manifest_hash(samples, data_dir),
+            "n_fit": len(fit_samples),
+            "n_validation": len(val_samples),
+            "n_fit_patients": len({s.patient for s in fit_samples}),
+            "n_validation_patients": len({s.patient for s in val_samples}),
+            "class_weight": class_weight,
+            "epochs_run": len(val_losses),
+            "best_epoch": best_epoch,
+            "checkpoint_rule": "lowest validation loss",
+            "seconds": round(seconds, 1),
+            "backend": keras.backend.backend(),
+            "keras_version": keras.__version__,
+        },
+        "metrics": {
+            "validation": {
+                **full_report(y_val, val_probabilities, default.threshold, val_subtypes),
+                "ece_before_calibration": full_report(y_val, val_uncalibrated, default.threshold)["ece"],
+            },
+        },
+    }
+    write_metadata(out_dir, metadata)
+    print(
+        f"saved {model_path} and {METADATA_FILENAME} in {seconds / 60:.1f} min; best epoch {best_epoch}, "
+        f"validation AUC {metadata['metrics']['validation']['auc']:.4f}, temperature {temperature:.2f}, "
+        f"default threshold {default.threshold:.3f}",
+        flush=True,
+    )
+    return metadata

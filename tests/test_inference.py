@@ -1,0 +1,117 @@
+"""Training end to end on tiny data, the saved bundle, the loader's checks, and batch prediction."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_SIZE, synthetic_xray
+from pneumonia.artifacts import read_metadata, read_test_predictions, read_validation_predictions
+from pneumonia.config import METADATA_FILENAME, MODEL_FILENAME
+from pneumonia.data import sha256_file
+from pneumonia.errors import ModelError
+from pneumonia.inference import load_predictor
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_training_writes_a_complete_bundle(tiny_model_dir):
+    metadata = read_metadata(tiny_model_dir)
+    assert metadata["model_sha256"] == sha256_file(tiny_model_dir / MODEL_FILENAME)
+    assert metadata["input"]["size"] == TINY_SIZE and metadata["classes"] == ["NORMAL", "PNEUMONIA"]
+    assert metadata["threshold"]["chosen_on"] == "validation"
+    assert {p["name"] for p in metadata["threshold"]["presets"]} == {"default", "max_f1", "youden", "sensitivity_95"}
+    assert metadata["training"]["train_manifest_sha256"] and metadata["training"]["n_validation"] > 0
+    assert metadata["calibration"]["temperature"] > 0
+    for split in ("validation", "test"):
+        assert 0.0 <= metadata["metrics"][split]["auc"] <= 1.0
+    assert "intervals_95" in metadata["metrics"]["test"]
+    assert (tiny_model_dir / "training_history.csv").read_text().startswith("epoch,")
+    test = read_test_predictions(tiny_model_dir)
+    assert len(test.files) == 16 and set(test.subtypes) == {"normal", "bacteria", "virus"}
+    assert all(f.startswith("test/") for f in test.files)
+    validation = read_validation_predictions(tiny_model_dir)
+    assert not set(validation.files) & set(test.files)
+
+
+def test_default_threshold_meets_its_validation_rule(tiny_model_dir):
+    metadata = read_metadata(tiny_model_dir)
+    val = read_validation_predictions(tiny_model_dir)
+    threshold = metadata["threshold"]["default"]
+    target = metadata["training"]["config"]["target_sensitivity"]
+    called = val.probabilities[val.labels == 1] >= threshold
+    assert called.mean() >= target
+
+
+def test_predictions_are_probabilities_and_batching_does_not_change_them(tiny_predictor):
+    images = np.stack([synthetic_xray(i % 2, 100 + i, size=TINY_SIZE).astype(np.float32) for i in range(10)])
+    together = tiny_predictor.predict_arrays(images)
+    one_by_one = np.concatenate([tiny_predictor.predict_arrays(images[i : i + 1]) for i in range(10)])
+    in_threes = tiny_predictor.predict_arrays(images, batch_size=3)
+    assert together.shape == (10,)
+    assert np.all((together >= 0) & (together <= 1))
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(together, in_threes, atol=1e-5)
+
+
+def test_predict_sources_reports_bad_files_and_scores_the_rest(tiny_predictor):
+    good = _png(synthetic_xray(1, 5))
+    results = tiny_predictor.predict_sources([("a.png", good), ("broken.png", b"garbage"), ("b.png", good)])
+    assert [r.name for r in results] == ["a.png", "broken.png", "b.png"]
+    assert results[1].probability is None and "not a readable image" in results[1].error
+    assert results[0].probability == pytest.approx(results[2].probability)
+    assert results[0].probability == pytest.approx(tiny_predictor.predict_bytes(good), abs=1e-6)
+    assert results[0].label(0.0) == "PNEUMONIA" and results[0].label(1.01) == "NORMAL"
+
+
+def test_loader_rejects_a_changed_model_file(tiny_model_dir, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    with open(copy / MODEL_FILENAME, "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelError, match="SHA-256 .* metadata records .*`python -m pneumonia train"):
+        load_predictor(copy)
+
+
+def test_loader_reports_missing_model_and_metadata(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="No model metadata .*`python -m pneumonia train"):
+        load_predictor(tmp_path)
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / MODEL_FILENAME).unlink()
+    with pytest.raises(ModelError, match="is missing"):
+        load_predictor(copy)
+
+
+def test_loader_rejects_an_unloadable_model_with_a_matching_hash(tiny_model_dir, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / MODEL_FILENAME).write_bytes(b"not a keras archive")
+    metadata = json.loads((copy / METADATA_FILENAME).read_text())
+    metadata["model_sha256"] = sha256_file(copy / MODEL_FILENAME)
+    (copy / METADATA_FILENAME).write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match="Could not load"):
+        load_predictor(copy)
+
+
+def test_loader_rejects_metadata_with_the_wrong_input_size(tiny_model_dir, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    metadata = json.loads((copy / METADATA_FILENAME).read_text())
+    metadata["input"]["size"] = TINY_SIZE * 2
+    (copy / METADATA_FILENAME).write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match="takes inputs"):
+        load_predictor(copy)
+
+
+def test_device_is_reported(tiny_predictor):
+    assert tiny_predictor.device.startswith(("CPU", "GPU"))
