@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -26,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     train.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     train.add_argument("--seed", type=int, default=TrainConfig.seed)
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any TrainConfig field with a JSON value, e.g. --set learning_rate=0.001 "
+        "--set filters=[32,64,96,128,192] --set augment.gamma=0.5",
+    )
 
     evaluate = commands.add_parser("evaluate", help="score DIR/test once and record test metrics in the metadata")
     evaluate.add_argument("--data", required=True, type=Path, help="folder holding test/")
@@ -39,12 +49,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_overrides(base: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `key=json` overrides (dotted keys reach into the augment dict) to a TrainConfig."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    changes: dict = {}
+    augment = dict(base.augment)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise PneumoniaError(f"--set {item!r} is not KEY=VALUE.")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key.startswith("augment."):
+            name = key.removeprefix("augment.")
+            if name not in augment:
+                raise PneumoniaError(f"--set {key}: unknown augmentation; known: {', '.join(sorted(augment))}.")
+            augment[name] = value
+        elif key in fields:
+            changes[key] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise PneumoniaError(f"--set {key}: unknown setting; known: {', '.join(sorted(fields))}.")
+    return dataclasses.replace(base, augment=augment, **changes)
+
+
 def _train(args) -> int:
     from pneumonia.train import train
 
-    if args.epochs < 1 or args.image_size < 32:
-        raise PneumoniaError("--epochs must be at least 1 and --image-size at least 32.")
     config = TrainConfig(epochs=args.epochs, image_size=args.image_size, seed=args.seed)
+    config = config_from_overrides(config, args.set)
+    if config.epochs < 1 or config.image_size < 32:
+        raise PneumoniaError("epochs must be at least 1 and the image size at least 32.")
     train(args.data, args.out, config)
     return 0
 

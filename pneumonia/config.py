@@ -42,6 +42,8 @@ class TrainConfig:
     label_smoothing: float = 0.05
     validation_fraction: float = 0.15
     target_sensitivity: float = 0.97
+    normalization: str = "standardize"  # or "equalize": per-image histogram equalisation inside the model
+    ema: bool = True  # evaluate and keep an exponential moving average of the weights: steadier checkpoints
     seed: int = 42
     augment: dict = field(
         default_factory=lambda: {

@@ -25,6 +25,28 @@ class PerImageStandardization(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class HistogramEqualization(layers.Layer):
+    """Each pixel becomes its mid-rank within its image, standardised: invariant to any monotonic
+    change of grey levels (exposure, contrast, gamma, detector response curve)."""
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        batch, pixels = shape[0], shape[1] * shape[2] * shape[3]
+        flat = ops.reshape(inputs, (batch, pixels))
+        # One 1-D sorted sequence for the whole batch: grey levels lie in [0, 255] (noise aside),
+        # so offsetting image i by i * 4096 keeps images apart for searchsorted.
+        offsets = ops.cast(ops.arange(batch), flat.dtype)[:, None] * 4096.0
+        keys = ops.reshape(flat + offsets, (-1,))
+        ordered = ops.sort(keys)
+        below = ops.searchsorted(ordered, keys, side="left")
+        through = ops.searchsorted(ordered, keys, side="right")
+        start = ops.cast(ops.repeat(ops.arange(batch) * pixels, pixels), "float32")
+        mid_rank = (ops.cast(below, "float32") + ops.cast(through, "float32") - 1.0) / 2.0 - start
+        uniform = mid_rank / ops.cast(pixels - 1, "float32")
+        return ops.reshape((uniform - 0.5) * 3.4641016, shape)  # 3.464 = 1 / std of U(0, 1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class TemperatureSigmoid(layers.Layer):
     """sigmoid(logit / T): temperature scaling fitted on validation, so probabilities are calibrated."""
 
@@ -125,7 +147,8 @@ def build_logits_model(config: TrainConfig) -> keras.Model:
     """Grey levels in, one pneumonia logit out: conv-BN-ReLU-pool blocks, global pooling, dropout."""
     size = config.image_size
     inputs = keras.Input((size, size, 1), name="grey_levels")
-    x = PerImageStandardization(name="standardize")(inputs)
+    normalize = {"standardize": PerImageStandardization, "equalize": HistogramEqualization}[config.normalization]
+    x = normalize(name=config.normalization)(inputs)
     for i, filters in enumerate(config.filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
         x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)

@@ -98,3 +98,17 @@ def test_predict_rejects_a_threshold_outside_0_1(tiny_model_dir, tmp_path, capsy
     Image.fromarray(synthetic_xray(0, 1)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), "--threshold", "1.5", "--model-dir", str(tiny_model_dir)]) == 2
     assert "--threshold must lie in [0, 1]" in _error_line(capsys)
+
+
+def test_set_overrides_reach_config_fields_and_augmentations():
+    from pneumonia.cli import config_from_overrides
+    from pneumonia.config import TrainConfig
+
+    config = config_from_overrides(TrainConfig(), ["learning_rate=0.001", "filters=[8,16]", "augment.gamma=0.5"])
+    assert config.learning_rate == 0.001 and config.filters == (8, 16) and config.augment["gamma"] == 0.5
+    assert TrainConfig().augment["gamma"] != 0.5  # the default is not mutated
+
+
+def test_unknown_override_fails_in_one_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--set", "learnig_rate=1"]) == 2
+    assert "unknown setting" in _error_line(capsys)
