@@ -88,11 +88,10 @@ class Predictor:
 
 
 def load_predictor(model_dir: Path | str = MODELS_DIR) -> Predictor:
-    """Load the model named by the metadata after checking it exists and matches its recorded hash."""
-    import keras
+    """Load the model named by the metadata after checking it exists and matches its recorded hash.
 
-    import pneumonia.model  # noqa: F401  (registers the custom layers for deserialisation)
-
+    The checks run before Keras is imported, so a missing model is reported at once and alone.
+    """
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     model_path = model_dir / metadata["model_file"]
@@ -105,6 +104,10 @@ def load_predictor(model_dir: Path | str = MODELS_DIR) -> Predictor:
             f"{model_path} has SHA-256 {actual[:12]}..., but its metadata records "
             f"{metadata['model_sha256'][:12]}...: the file is corrupt or from another run; {retrain}."
         )
+    import keras
+
+    import pneumonia.model  # noqa: F401  (registers the custom layers for deserialisation)
+
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # keras raises many types for a damaged archive

@@ -112,3 +112,14 @@ def test_set_overrides_reach_config_fields_and_augmentations():
 def test_unknown_override_fails_in_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--set", "learnig_rate=1"]) == 2
     assert "unknown setting" in _error_line(capsys)
+
+
+def test_predict_with_a_missing_model_prints_exactly_one_line_from_a_fresh_process(tmp_path):
+    """Checked in a real process: Keras start-up chatter must not bury the one-line error."""
+    Image.fromarray(synthetic_xray(0, 1)).save(tmp_path / "a.png")
+    result = _run("predict", str(tmp_path / "a.png"), "--model-dir", str(tmp_path / "none"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: No model metadata at {tmp_path / 'none' / 'pneumonia_cnn.json'}; train a model with "
+        f"`python -m pneumonia train --data DIR --out {tmp_path / 'none'}`."
+    ]
