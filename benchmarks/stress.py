@@ -1,0 +1,42 @@
+"""Validation-only robustness of a trained model: AUC and specificity under fixed acquisition shifts.
+
+    python benchmarks/stress.py MODEL_DIR [--data DIR] [--write]
+
+Training records the same report; this recomputes it for any model folder (for example one
+trained before the report existed). --write stores it in the folder's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pneumonia.artifacts import read_validation_predictions, write_metadata  # noqa: E402
+from pneumonia.data import load_images  # noqa: E402
+from pneumonia.inference import load_predictor  # noqa: E402
+from pneumonia.train import stress_report  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("PNEUMONIA_DATA", "../shared/data/chest_xray")))
+    parser.add_argument("--write", action="store_true", help="store the report in the model's metadata")
+    args = parser.parse_args()
+    predictor = load_predictor(args.model_dir)
+    validation = read_validation_predictions(args.model_dir)
+    images = load_images([args.data / f for f in validation.files], predictor.image_size)
+    report = stress_report(predictor.predict_arrays, images, validation.labels, predictor.threshold)
+    print(json.dumps(report, indent=1))
+    if args.write:
+        predictor.metadata["metrics"]["validation"]["stress"] = report
+        write_metadata(args.model_dir, predictor.metadata)
+
+
+if __name__ == "__main__":
+    main()
