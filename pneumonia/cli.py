@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--threshold", type=float, help="decision threshold (default: the model's own)")
     predict.add_argument("--csv", type=Path, help="also write file,probability,prediction rows here")
     predict.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+    card = commands.add_parser("card", help="print the model card (markdown) from the model's metadata")
+    card.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+    card.add_argument("--out", type=Path, help="write it here instead of printing it")
+    card.add_argument("--readme", type=Path, help="also refresh the results table between the markers in this README")
     return parser
 
 
@@ -128,9 +132,26 @@ def _predict(args) -> int:
     return 0
 
 
+def _card(args) -> int:
+    from pneumonia.artifacts import read_metadata
+    from pneumonia.report import model_card, replace_results
+
+    metadata = read_metadata(args.model_dir)
+    if "test" not in metadata["metrics"]:
+        raise PneumoniaError(f"{args.model_dir} has no test metrics yet; run `python -m pneumonia evaluate` first.")
+    text = model_card(metadata)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    if args.readme:
+        args.readme.write_text(replace_results(args.readme.read_text(), metadata))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "card": _card}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

@@ -1,0 +1,103 @@
+"""Markdown renderings of a model's metadata: the README results table and the model card.
+
+Generated, never typed: a test checks the README's table against the committed metadata.
+"""
+
+from __future__ import annotations
+
+RESULTS_BEGIN = "<!-- results:begin (python -m pneumonia card --readme README.md) -->"
+RESULTS_END = "<!-- results:end -->"
+
+_ROWS = (
+    ("ROC AUC", "auc"),
+    ("Accuracy", "accuracy"),
+    ("Sensitivity (recall)", "sensitivity"),
+    ("Specificity", "specificity"),
+    ("Precision (PPV)", "precision"),
+    ("F1", "f1"),
+    ("Recall, bacterial pneumonia", "recall_bacteria"),
+    ("Recall, viral pneumonia", "recall_virus"),
+)
+
+
+def results_table(metadata: dict) -> str:
+    """Test metrics at the validation-chosen threshold with 95% bootstrap intervals, beside validation."""
+    val, test = metadata["metrics"]["validation"], metadata["metrics"]["test"]
+    intervals = test["intervals_95"]
+    lines = [
+        f"Official test split ({test['n']} images), threshold {test['threshold']:.3f} "
+        f"({metadata['threshold']['rule']}), model `{metadata['model_sha256'][:12]}`:",
+        "",
+        f"| metric | test | test 95% CI | validation ({val['n']} images, same threshold) |",
+        "|---|---|---|---|",
+    ]
+    for label, key in _ROWS:
+        low, high = intervals[key]
+        lines.append(f"| {label} | {test[key]:.3f} | {low:.3f}–{high:.3f} | {val[key]:.3f} |")
+    lines.append(f"| Expected calibration error | {test['ece']:.3f} | | {val['ece']:.3f} |")
+    lines += [
+        "",
+        f"Confusion on test: TN {test['tn']}, FP {test['fp']}, FN {test['fn']}, TP {test['tp']}. "
+        f"Intervals: {test['bootstrap']}.",
+    ]
+    return "\n".join(lines)
+
+
+def model_card(metadata: dict) -> str:
+    t = metadata["training"]
+    val = metadata["metrics"]["validation"]
+    stress = val.get("stress")
+    stress_line = (
+        f"Under fixed acquisition shifts of the validation images (gamma, contrast, blur, noise, half "
+        f"resolution): mean AUC {stress['mean_auc']:.3f}, mean specificity {stress['mean_specificity']:.3f}, "
+        f"mean sensitivity {stress['mean_sensitivity']:.3f} at the default threshold."
+        if stress
+        else ""
+    )
+    return f"""# Model card: {metadata['name']} ({metadata['created'][:10]}, `{metadata['model_sha256'][:12]}`)
+
+> Research and teaching demo. **Not a medical device**; not for diagnosis, treatment or triage.
+
+## Intended use
+Demonstrating pneumonia screening, explanations and the precision/recall trade-off on paediatric
+chest X-rays (frontal, children aged 1–5). Not validated on adults, other hospitals, other devices,
+lateral views, or for any clinical decision.
+
+## Data
+Kermany, Zhang, Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0: paediatric
+chest X-rays from Guangzhou Women and Children's Medical Center, 224x224 copies. Official training
+split (5,216 images) divided by patient, seeded and stratified: {t['n_fit']} images
+({t['n_fit_patients']} patients) to fit, {t['n_validation']} images ({t['n_validation_patients']} patients)
+for validation. The official 624-image test split is read only by `evaluate`.
+
+## Model
+{metadata['architecture']}. Input: {metadata['input']['size']}x{metadata['input']['size']} grey levels.
+Preprocessing: {metadata['input']['preprocessing']}.
+Training: `{t['command']}`; {t['epochs_run']} epochs, best (lowest validation loss) at epoch {t['best_epoch']};
+{t['seconds'] / 60:.1f} min on {t['backend']} (Keras {t['keras_version']}); class weights {t['class_weight']}.
+
+## Threshold and calibration
+Default threshold {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']}.
+Probabilities are calibrated by {metadata['calibration']['method']} (T = {metadata['calibration']['temperature']:.3f});
+validation ECE {val['ece_before_calibration']:.3f} before, {val['ece']:.3f} after.
+
+## Results
+{results_table(metadata)}
+
+{stress_line}
+
+## Limits
+The test split comes from the same hospital but is visibly shifted from the training split: validation
+AUC overstates performance on new images, and the validation-chosen threshold flags more healthy children
+on test than on validation. Expect worse on other hospitals, adults and other equipment. Labels are
+single-reader diagnoses from routine care.
+"""
+
+
+def replace_results(readme: str, metadata: dict) -> str:
+    """The README with its generated results block brought up to date."""
+    head, begin, rest = readme.partition(RESULTS_BEGIN)
+    _, end, tail = rest.partition(RESULTS_END)
+    if not begin or not end:
+        raise ValueError("README has no results markers")
+    return f"{head}{RESULTS_BEGIN}\n{results_table(metadata)}\n{RESULTS_END}{tail}"
