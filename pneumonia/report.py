@@ -33,7 +33,8 @@ def results_table(metadata: dict) -> str:
     ]
     for label, key in _ROWS:
         low, high = intervals[key]
-        lines.append(f"| {label} | {test[key]:.3f} | {low:.3f}–{high:.3f} | {val[key]:.3f} |")
+        validation = f"{val[key]:.3f}" if key in val else "n/a (none in split)"
+        lines.append(f"| {label} | {test[key]:.3f} | {low:.3f}–{high:.3f} | {validation} |")
     lines.append(f"| Expected calibration error | {test['ece']:.3f} | | {val['ece']:.3f} |")
     lines += [
         "",
