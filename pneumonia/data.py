@@ -107,18 +107,17 @@ def decode_grayscale(source: bytes | Path | str, size: int) -> np.ndarray:
     training images were. 16-bit images are scaled by their bit depth, RGB(A) and palette
     images are converted to luminance (alpha is dropped), and EXIF orientation is applied.
     """
+    if isinstance(source, (bytes, bytearray)) and not source:
+        raise ImageDecodeError("the file is empty")
     try:
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise ImageDecodeError("the file is empty")
-            image = Image.open(io.BytesIO(source))
-        else:
-            image = Image.open(source)
+        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
         image.load()
-    except ImageDecodeError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"not a readable image ({type(exc).__name__}: {exc})".rstrip()) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not a readable image: not a JPEG, PNG or other format Pillow knows") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"not a readable image: too many pixels ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(f"not a readable image: damaged or truncated ({exc})") from exc
     if image.width < 8 or image.height < 8:
         raise ImageDecodeError(f"image is only {image.width}x{image.height} pixels; need at least 8x8")
     image = ImageOps.exif_transpose(image)

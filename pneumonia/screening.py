@@ -1,0 +1,124 @@
+"""Pure helpers behind the Screen page: naming uploads by content, and wording a score against
+the threshold and against the test set. Kept out of app.py so they can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pneumonia.config import CLASS_NAMES
+from pneumonia.data import is_image_file
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One image as bytes held in memory; `digest` keys every cache, so equal bytes are scored once."""
+
+    name: str
+    data: bytes
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An upload with its model output: a probability, or the one-line reason it could not be read."""
+
+    upload: Upload
+    probability: float | None
+    error: str | None = None
+
+
+def sample_files(folder: Path) -> list[Path]:
+    """The bundled demo images, in a stable order."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if is_image_file(p)) if folder.is_dir() else []
+
+
+def format_probability(probability: float) -> str:
+    """The one way a probability is printed, so the app, its table and its tests agree."""
+    return f"{probability:.3f}"
+
+
+def label_at(probability: float, threshold: float) -> str:
+    """Same rule as the package: a score at or above the threshold is called pneumonia."""
+    return CLASS_NAMES[int(probability >= threshold)]
+
+
+def margin_text(probability: float, threshold: float) -> str:
+    """How far a score lies from the threshold, signed, so a near-miss is visible."""
+    margin = probability - threshold
+    side = "above" if margin >= 0 else "below"
+    return f"{margin:+.3f} ({side} threshold {threshold:.3f})"
+
+
+def class_percentiles(score: float, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Per class, the percentage of test images scoring lower than `score` (ties count half)."""
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    result: dict[str, float] = {}
+    for index, name in enumerate(CLASS_NAMES):
+        scores = probabilities[labels == index]
+        if scores.size:
+            result[name] = float(100.0 * (np.sum(scores < score) + 0.5 * np.sum(scores == score)) / scores.size)
+    return result
+
+
+def percentile_text(percentiles: dict[str, float]) -> str:
+    return "Scores higher than " + " and ".join(
+        f"{value:.0f}% of test {name} images" for name, value in percentiles.items()
+    ) + "."
+
+
+def results_table(results: list[Scored], threshold: float) -> pd.DataFrame:
+    """One row per upload, the label applied at `threshold`; unreadable files keep their reason."""
+    rows = []
+    for item in results:
+        p = item.probability
+        rows.append(
+            {
+                "file": item.upload.name,
+                "probability": None if p is None else round(p, 4),
+                "label": "" if p is None else label_at(p, threshold),
+                "threshold": round(threshold, 4),
+                "error": item.error or "",
+            }
+        )
+    return pd.DataFrame(rows, columns=["file", "probability", "label", "threshold", "error"])
+
+
+def results_csv(table: pd.DataFrame) -> str:
+    """The table as CSV text, built in memory so uploads never touch the disk."""
+    return table.to_csv(index=False)
+
+
+def metrics_table(test_report: dict) -> pd.DataFrame:
+    """Test metrics with their bootstrap 95% intervals, for the model card."""
+    intervals = test_report.get("intervals_95", {})
+    names = {
+        "auc": "ROC AUC",
+        "accuracy": "Accuracy",
+        "sensitivity": "Sensitivity (recall)",
+        "specificity": "Specificity",
+        "precision": "Precision (PPV)",
+        "npv": "NPV",
+        "f1": "F1",
+        "recall_bacteria": "Recall, bacterial pneumonia",
+        "recall_virus": "Recall, viral pneumonia",
+        "ece": "Expected calibration error",
+    }
+    rows = []
+    for key, label in names.items():
+        if key in test_report:
+            interval = intervals.get(key)
+            shown = f"{interval[0]:.3f} – {interval[1]:.3f}" if interval else "not bootstrapped"
+            rows.append({"metric": label, "value": test_report[key], "95% interval": shown})
+    return pd.DataFrame(rows, columns=["metric", "value", "95% interval"])

@@ -1,0 +1,346 @@
+"""The Streamlit app, driven headlessly by AppTest on the committed model (no data set needed).
+
+Every expected value is computed here independently: probabilities by the package's predictor,
+confusion counts and rates with pandas/numpy straight from models/test_predictions.csv.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import percentileofscore
+from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
+
+from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
+from pneumonia.inference import Predictor
+from pneumonia.screening import (
+    Scored,
+    Upload,
+    class_percentiles,
+    format_probability,
+    label_at,
+    margin_text,
+    results_csv,
+    results_table,
+)
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+SAMPLES = sorted((APP.parent / "assets" / "samples").glob("*.jpeg"))
+TIMEOUT = 180  # the first run loads TensorFlow and the model on a shared 2-core machine
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app(monkeypatch) -> AppTest:
+    monkeypatch.delenv("PNEUMONIA_MODEL_DIR", raising=False)
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+@pytest.fixture(scope="module")
+def test_table() -> pd.DataFrame:
+    return pd.read_csv(MODELS_DIR / TEST_PREDICTIONS_FILENAME)
+
+
+def open_page(at: AppTest, url_path: str, title: str) -> AppTest:
+    """AppTest.switch_page() only reaches file-based pages; these pages are functions in app.py, which
+    st.navigation identifies by the hash of their url_path, so request that hash directly."""
+    at._page_hash = calc_hash(url_path)
+    at.run()
+    assert [t.value for t in at.title] == [title], "page switch did not land on the requested page"
+    return at
+
+
+def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files])
+    return at.run()
+
+
+def metric(at: AppTest, label_start: str):
+    found = [m for m in at.metric if m.label.startswith(label_start)]
+    assert len(found) == 1, [m.label for m in at.metric]
+    return found[0]
+
+
+def chart(at: AppTest, key: str) -> dict:
+    found = [e for e in at.get("plotly_chart") if e.key == key]
+    assert len(found) == 1
+    return json.loads(found[0].proto.spec)
+
+
+def array(value) -> np.ndarray:
+    """A plotly JSON array: plain lists, or the typed {dtype, bdata, shape} form plotly uses for numpy data."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(n) for n in str(value.get("shape", flat.size)).split(",")]
+        return flat.reshape(shape)
+    return np.asarray(value)
+
+
+def counts_by_hand(table: pd.DataFrame, threshold: float) -> list[list[int]]:
+    called = table["probability"].to_numpy() >= threshold
+    truth = table["label"].to_numpy() == 1
+    return [
+        [int(np.sum(~truth & ~called)), int(np.sum(~truth & called))],
+        [int(np.sum(truth & ~called)), int(np.sum(truth & called))],
+    ]
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# ---------------------------------------------------------------- Screen page
+
+
+def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, committed_predictor):
+    from pneumonia.explain import LimeSettings, explain_lime, grad_cam, lime_heatmap, map_agreement
+
+    data = SAMPLES[0].read_bytes()
+    upload(app, ("xray.jpeg", data))
+    assert_no_exception(app)
+    probability = committed_predictor.predict_bytes(data)
+    threshold = committed_predictor.threshold
+    assert metric(app, "P(pneumonia)").value == format_probability(probability)
+    shown_label = metric(app, "Label at")
+    assert shown_label.label == f"Label at {threshold:.3f}"
+    assert shown_label.value == label_at(probability, threshold)
+    assert shown_label.proto.delta == margin_text(probability, threshold)
+
+    captions = [caption for image in app.image for caption in image.captions]
+    assert captions[0] == "xray.jpeg"
+    assert any(c.startswith("LIME (") for c in captions) and any(c.startswith("Grad-CAM") for c in captions)
+    # The agreement shown is that of LIME with default settings on this very image.
+    image = committed_predictor.decode(data)
+    expected = map_agreement(lime_heatmap(explain_lime(committed_predictor, image, LimeSettings())), grad_cam(
+        committed_predictor, image))
+    assert metric(app, "Agreement").value == f"{expected:.2f}"
+
+    sidebar = " ".join(c.value for c in app.sidebar.caption)
+    assert committed_predictor.metadata["model_sha256"][:12] in sidebar
+    assert committed_predictor.device in sidebar
+    assert "not a medical device" in app.sidebar.warning[0].value
+
+
+def test_sample_picker_scores_bundled_images(app, committed_predictor):
+    app.multiselect(key="samples").set_value([p.name for p in SAMPLES]).run()
+    assert_no_exception(app)
+    shown = [m.value for m in app.metric if m.label == "P(pneumonia)"]
+    assert shown == [format_probability(committed_predictor.predict_bytes(p.read_bytes())) for p in SAMPLES]
+    table = app.dataframe[0].value
+    assert list(table["file"]) == [p.name for p in SAMPLES]
+    assert list(table["label"]) == [
+        label_at(committed_predictor.predict_bytes(p.read_bytes()), committed_predictor.threshold) for p in SAMPLES
+    ]
+
+
+def test_bad_uploads_get_one_line_errors_while_the_good_one_is_shown(app, committed_predictor):
+    good = SAMPLES[0].read_bytes()
+    upload(
+        app,
+        ("truncated.jpeg", good[: len(good) // 3]),
+        ("good.jpeg", good),
+        ("notes.jpg", b"just text"),
+        ("empty.png", b""),
+    )
+    assert_no_exception(app)
+    errors = [e.value for e in app.error]
+    assert len(errors) == 3
+    assert [e.split(": ")[0] for e in errors] == ["truncated.jpeg", "notes.jpg", "empty.png"]
+    assert all("\n" not in e for e in errors)
+    assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == [
+        format_probability(committed_predictor.predict_bytes(good))
+    ]
+    table = app.dataframe[0].value
+    assert list(table["file"]) == ["truncated.jpeg", "good.jpeg", "notes.jpg", "empty.png"]
+    assert list(table["error"] != "") == [True, False, True, True]
+    assert list(table["label"]) == ["", label_at(committed_predictor.predict_bytes(good), committed_predictor.threshold),
+                                    "", ""]
+
+
+def test_moving_the_threshold_relabels_without_running_the_model(app, committed_predictor, monkeypatch):
+    data = SAMPLES[0].read_bytes()
+    upload(app, ("xray.jpeg", data))
+    probability = committed_predictor.predict_bytes(data)
+    calls = []
+    original = Predictor.predict_arrays
+    monkeypatch.setattr(Predictor, "predict_arrays", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+
+    for threshold in (max(probability - 0.05, 0.0), min(probability + 0.05, 1.0)):
+        app.slider(key="screen_threshold").set_value(threshold).run()
+        assert_no_exception(app)
+        shown = metric(app, "Label at")
+        assert shown.label == f"Label at {threshold:.3f}"
+        assert shown.value == label_at(probability, threshold)
+        assert shown.proto.delta == margin_text(probability, threshold)
+    assert app.session_state["threshold"] == pytest.approx(threshold)
+    assert calls == [], "a threshold change re-ran the model (or LIME)"
+
+
+def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monkeypatch):
+    import pneumonia.explain
+
+    calls = []
+    original = pneumonia.explain.explain_lime
+
+    def recording(predictor, image, settings, progress=None):
+        fractions = []
+        calls.append((settings, fractions))
+        return original(predictor, image, settings, progress=lambda f: (fractions.append(f), progress(f)))
+
+    monkeypatch.setattr(pneumonia.explain, "explain_lime", recording)
+    upload(app, ("xray.jpeg", SAMPLES[1].read_bytes()))
+    app.slider(key="lime_samples").set_value(300).run()
+    app.slider(key="lime_segments").set_value(25).run()
+    assert_no_exception(app)
+    settings, fractions = calls[-1]
+    assert (settings.num_samples, settings.n_segments) == (300, 25)
+    assert fractions and fractions[-1] == pytest.approx(1.0) and fractions == sorted(fractions)
+    assert any(c.startswith("LIME (25 superpixels, 300 samples)") for image in app.image for c in image.captions)
+
+    count = len(calls)
+    app.slider(key="lime_top_k").set_value(2).run()  # only the drawing changes
+    assert len(calls) == count
+    app.slider(key="lime_segments").set_value(30).run()  # new settings: one new explanation
+    app.slider(key="lime_segments").set_value(25).run()  # back to settings already explained
+    assert len(calls) == count + 1
+
+
+# ---------------------------------------------------------------- Threshold explorer
+
+
+def test_slider_drives_confusion_matrix_and_metrics(app, committed_predictor, test_table):
+    open_page(app, "threshold", "Threshold explorer")
+    assert_no_exception(app)
+    default = committed_predictor.threshold
+    assert app.slider(key="explorer_threshold").value == pytest.approx(default)
+    assert np.array_equal(array(chart(app, "confusion_counts")["data"][0]["z"]), counts_by_hand(test_table, default))
+
+    for threshold in (0.1, 0.9):
+        app.slider(key="explorer_threshold").set_value(threshold).run()
+        (tn, fp), (fn, tp) = counts = counts_by_hand(test_table, threshold)
+        assert np.array_equal(array(chart(app, "confusion_counts")["data"][0]["z"]), counts)
+        shares = array(chart(app, "confusion_share")["data"][0]["z"])
+        assert np.allclose(shares, [[tn / (tn + fp), fp / (tn + fp)], [fn / (fn + tp), tp / (fn + tp)]])
+        assert metric(app, "Sensitivity").value == f"{tp / (tp + fn):.3f}"
+        assert metric(app, "Specificity").value == f"{tn / (tn + fp):.3f}"
+        assert metric(app, "Precision").value == f"{tp / (tp + fp):.3f}"
+        assert metric(app, "NPV").value == f"{tn / (tn + fn):.3f}"
+        assert metric(app, "Accuracy").value == f"{(tp + tn) / len(test_table):.3f}"
+        roc_marker = chart(app, "roc")["data"][2]
+        assert array(roc_marker["x"])[0] == pytest.approx(fp / (fp + tn))
+        assert array(roc_marker["y"])[0] == pytest.approx(tp / (tp + fn))
+    assert counts_by_hand(test_table, 0.1) != counts_by_hand(test_table, 0.9)
+
+
+def test_presets_set_the_slider(app, committed_predictor, test_table):
+    open_page(app, "threshold", "Threshold explorer")
+    presets = committed_predictor.metadata["threshold"]["presets"]
+    assert {p["name"] for p in presets} >= {"default", "max_f1", "youden", "sensitivity_95"}
+    for preset in reversed(presets):  # end on the default so every click is a change
+        button = app.button(key=f"preset_{preset['name']}")
+        assert preset["rule"] in button.help
+        button.click().run()
+        assert_no_exception(app)
+        assert app.slider(key="explorer_threshold").value == pytest.approx(preset["threshold"])
+        shown = array(chart(app, "confusion_counts")["data"][0]["z"])
+        assert np.array_equal(shown, counts_by_hand(test_table, preset["threshold"]))
+
+
+def test_threshold_is_shared_between_pages(app, committed_predictor):
+    open_page(app, "threshold", "Threshold explorer")
+    app.slider(key="explorer_threshold").set_value(0.123).run()
+    open_page(app, "screen", "Screen chest X-rays")
+    data = SAMPLES[0].read_bytes()
+    upload(app, ("xray.jpeg", data))
+    assert app.slider(key="screen_threshold").value == pytest.approx(0.123)
+    shown = metric(app, "Label at")
+    assert shown.label == "Label at 0.123"
+    assert shown.value == label_at(committed_predictor.predict_bytes(data), 0.123)
+    open_page(app, "threshold", "Threshold explorer")
+    assert app.slider(key="explorer_threshold").value == pytest.approx(0.123)
+
+
+# ---------------------------------------------------------------- About page
+
+
+def test_model_card_reports_the_metadata(app, committed_predictor):
+    open_page(app, "about", "About this model")
+    assert_no_exception(app)
+    metadata = committed_predictor.metadata
+    test = metadata["metrics"]["test"]
+    table = app.dataframe[0].value.set_index("metric")
+    assert table.loc["ROC AUC", "value"] == pytest.approx(test["auc"])
+    low, high = test["intervals_95"]["sensitivity"]
+    assert table.loc["Sensitivity (recall)", "95% interval"] == f"{low:.3f} – {high:.3f}"
+    assert table.loc["Recall, viral pneumonia", "value"] == pytest.approx(test["recall_virus"])
+    hardest = [image for image in app.image if "truly" in image.captions[0]]
+    assert len(hardest) == len(test["hardest_cases"])
+    first = test["hardest_cases"][0]
+    assert hardest[0].captions[0].startswith(first["source"])
+    assert format_probability(first["probability"]) in hardest[0].captions[0]
+    keys = {e.key for e in app.get("plotly_chart")}
+    assert {"history", "reliability"} <= keys
+    text = " ".join(m.value for m in app.markdown)
+    assert "not a medical device" in text and "10.17632/rscbjbr9sj.2" in text
+    assert f"temperature {metadata['calibration']['temperature']:.2f}" in text
+
+
+# ---------------------------------------------------------------- a broken model
+
+
+@pytest.mark.parametrize("page", [("screen", None), ("threshold", "Threshold explorer"), ("about", "About this model")])
+def test_missing_model_names_the_fix_on_every_page(tmp_path, monkeypatch, page):
+    monkeypatch.setenv("PNEUMONIA_MODEL_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page[1]:
+        at._page_hash = calc_hash(page[0])
+        at.run()
+    assert_no_exception(at)
+    assert len(at.error) == 1
+    assert "python -m pneumonia train" in at.error[0].value
+    assert not at.file_uploader and not at.metric
+    assert "not a medical device" in at.sidebar.warning[0].value
+
+
+def test_corrupt_model_names_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "pneumonia_cnn.json").write_text((MODELS_DIR / "pneumonia_cnn.json").read_text())
+    (tmp_path / "pneumonia_cnn.keras").write_bytes(b"truncated")
+    monkeypatch.setenv("PNEUMONIA_MODEL_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert_no_exception(at)
+    assert len(at.error) == 1 and "corrupt" in at.error[0].value
+    assert "python -m pneumonia train" in at.error[0].value
+
+
+# ---------------------------------------------------------------- the pure helpers behind the page
+
+
+def test_class_percentiles_match_scipy():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    probabilities = np.array([0.1, 0.2, 0.5, 0.5, 0.4, 0.5, 0.9])
+    result = class_percentiles(0.5, labels, probabilities)
+    assert result["NORMAL"] == pytest.approx(percentileofscore([0.1, 0.2, 0.5, 0.5], 0.5, kind="mean"))
+    assert result["PNEUMONIA"] == pytest.approx(percentileofscore([0.4, 0.5, 0.9], 0.5, kind="mean"))
+
+
+def test_results_table_labels_at_the_threshold_and_keeps_errors():
+    rows = [
+        Scored(Upload("a.png", b"a"), 0.5),
+        Scored(Upload("b.png", b"b"), 0.4999),
+        Scored(Upload("c.png", b""), None, "the file is empty"),
+    ]
+    table = results_table(rows, 0.5)
+    assert list(table["label"]) == ["PNEUMONIA", "NORMAL", ""]
+    assert list(table["error"]) == ["", "", "the file is empty"]
+    csv = results_csv(table).splitlines()
+    assert csv[0] == "file,probability,label,threshold,error"
+    assert csv[2] == "b.png,0.4999,NORMAL,0.5,"
+    assert margin_text(0.4999, 0.5) == "-0.000 (below threshold 0.500)"
+    assert margin_text(0.75, 0.5) == "+0.250 (above threshold 0.500)"

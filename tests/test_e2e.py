@@ -1,0 +1,193 @@
+"""The real app in a real browser: `streamlit run app.py` driven by headless Debian Chromium via Playwright.
+
+Set SAVE_SCREENSHOTS=1 to refresh docs/screenshots/{screen,threshold,about}.png; otherwise they go to a tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
+from pneumonia.screening import format_probability
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((REPO / "assets" / "samples").glob("*.jpeg"))
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+START_TIMEOUT_S = 120
+UI_TIMEOUT_MS = 120_000  # first prediction + LIME on a busy 2-core machine
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (`apt-get install chromium`); this test never downloads a browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -r requirements-test.txt)")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def server_url(sync_playwright, tmp_path_factory):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PNEUMONIA_MODEL_DIR"}
+    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start; see {log.name}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(sync_playwright, server_url):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        yield context.new_page()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    if os.environ.get("SAVE_SCREENSHOTS") == "1":
+        folder = REPO / "docs" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _screenshot(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first."""
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
+        ".map(e => e.scrollHeight), document.body.scrollHeight)"
+    )
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 6000)})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def _wait_idle(page) -> None:
+    """Until Streamlit's 'Running…' indicator has gone."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=UI_TIMEOUT_MS
+    )
+
+
+def _counts(text: str) -> tuple[int, int, int, int]:
+    tn, fp, fn, tp = (int(v) for v in re.search(r"TN (\d+), FP (\d+), FN (\d+), TP (\d+)", text).groups())
+    return tn, fp, fn, tp
+
+
+def _counts_near(threshold: float) -> set[tuple[int, int, int, int]]:
+    """Counts by hand from the committed test predictions for any threshold the 3-decimal display can stand for."""
+    table = pd.read_csv(MODELS_DIR / TEST_PREDICTIONS_FILENAME)
+    scores = table["probability"].to_numpy()
+    truth = table["label"].to_numpy() == 1
+    low, high = threshold - 5e-4, threshold + 5e-4
+    candidates = [low, high, *scores[(scores >= low) & (scores <= high)]]
+    found = set()
+    for t in candidates:
+        called = scores >= t
+        found.add((int(np.sum(~truth & ~called)), int(np.sum(~truth & called)), int(np.sum(truth & ~called)),
+                   int(np.sum(truth & called))))
+    return found
+
+
+def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, committed_predictor):
+    page.goto(server_url, wait_until="networkidle")
+    page.locator("input[type=file]").first.wait_for(state="attached", timeout=UI_TIMEOUT_MS)
+    page.locator("input[type=file]").first.set_input_files([str(p) for p in SAMPLES])
+
+    expected = [format_probability(committed_predictor.predict_bytes(p.read_bytes())) for p in SAMPLES]
+    probabilities = page.locator("[data-testid=stMetric]", has_text="P(pneumonia)")
+    probabilities.nth(len(SAMPLES) - 1).wait_for(timeout=UI_TIMEOUT_MS)
+    shown = [m.locator("[data-testid=stMetricValue]").inner_text().strip() for m in probabilities.all()]
+    assert shown == expected
+    page.get_by_text("Download results as CSV").wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("Grad-CAM: evidence", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("LIME (", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+    _wait_idle(page)
+    _screenshot(page, shots / "screen.png")
+
+    page.get_by_role("link", name=re.compile("Threshold explorer")).click()
+    caption = page.get_by_text("Confusion matrix at", exact=False).first
+    caption.wait_for(timeout=UI_TIMEOUT_MS)
+    before = caption.inner_text()
+    assert f"at {committed_predictor.threshold:.3f}:" in before
+
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(40):
+        page.keyboard.press("ArrowLeft")
+    # Streamlit reruns on intermediate values too: wait until the caption shows the slider's final value.
+    page.wait_for_function(
+        "() => { const v = Number(document.querySelector('[data-testid=stSlider] input[type=range]').value).toFixed(3);"
+        " return !document.querySelector('[data-testid=stStatusWidget]') && [...document.querySelectorAll('p')]"
+        ".some(p => p.innerText.startsWith('Confusion matrix at ' + v + ':')); }",
+        timeout=UI_TIMEOUT_MS,
+    )
+    after = page.get_by_text("Confusion matrix at", exact=False).first.inner_text()
+    shown = float(re.search(r"at ([0-9.]+):", after).group(1))
+    assert shown == pytest.approx(float(slider.input_value()), abs=1e-3)
+    assert shown < committed_predictor.threshold
+    assert _counts(after) in _counts_near(shown)
+    assert _counts(after) != _counts(before)
+    _screenshot(page, shots / "threshold.png")
+
+    page.get_by_role("link", name=re.compile("About")).click()
+    page.get_by_text("Hardest test cases", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+    _wait_idle(page)
+    _screenshot(page, shots / "about.png")
