@@ -402,7 +402,7 @@ def about_page() -> None:
     )
     if test_report:
         ece_line += f"; test ECE {test_report['ece']:.3f}"
-    st.markdown(f"**Calibration.** {calibration['method']}; temperature {calibration['temperature']:.2f}; {ece_line}.")
+    st.markdown(f"**Calibration.** {calibration['method']}; temperature {calibration['temperature']:.2f}, bias {calibration.get('bias', 0.0):+.2f}; {ece_line}.")
     curves = {
         name: reliability_curve(split.labels, split.probabilities)
         for name, split in (("validation", validation), ("test", test))

@@ -21,7 +21,7 @@ from pneumonia.config import TrainConfig  # noqa: E402
 def changed_settings(config: dict) -> str:
     """The config fields that differ from today's defaults, so each row says what it changed."""
     defaults = TrainConfig().__dict__
-    changes = []
+    changes = [f"{key}: predates option" for key in defaults if key not in config]
     for key, value in config.items():
         default = defaults.get(key)
         if key == "augment":

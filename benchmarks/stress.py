@@ -19,13 +19,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pneumonia.artifacts import read_validation_predictions, write_metadata  # noqa: E402
 from pneumonia.data import load_images  # noqa: E402
 from pneumonia.inference import load_predictor  # noqa: E402
-from pneumonia.train import stress_report  # noqa: E402
+from pneumonia.metrics import operating_points, threshold_metrics  # noqa: E402
+from pneumonia.train import stress_report, stress_shifts  # noqa: E402
+
+
+def threshold_rules_under_stress(predictor, images, labels, clean_probabilities) -> list[str]:
+    """Each validation threshold rule, scored on the clean and on the shifted validation images."""
+    shifted = {name: predictor.predict_arrays(x) for name, x in stress_shifts(images).items()}
+    lines = ["| rule | threshold | clean sens/spec | shifted mean sens | shifted mean spec | shifted worst spec |", "|---|---|---|---|---|---|"]
+    rules = operating_points(labels, clean_probabilities, 0.99)[:1] + operating_points(labels, clean_probabilities, 0.97)
+    for point in rules:
+        clean = threshold_metrics(labels, clean_probabilities, point.threshold)
+        under = [threshold_metrics(labels, p, point.threshold) for p in shifted.values()]
+        sens = sum(m["sensitivity"] for m in under) / len(under)
+        spec = [m["specificity"] for m in under]
+        name = point.rule if point.name != "default" else point.rule.split(" (")[0]
+        lines.append(
+            f"| {name} | {point.threshold:.3f} | {clean['sensitivity']:.3f}/{clean['specificity']:.3f} "
+            f"| {sens:.3f} | {sum(spec) / len(spec):.3f} | {min(spec):.3f} |"
+        )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("PNEUMONIA_DATA", "../shared/data/chest_xray")))
+    parser.add_argument("--rules", action="store_true", help="also compare threshold rules under the shifts")
     parser.add_argument("--write", action="store_true", help="store the report in the model's metadata")
     args = parser.parse_args()
     predictor = load_predictor(args.model_dir)
@@ -33,6 +53,9 @@ def main() -> None:
     images = load_images([args.data / f for f in validation.files], predictor.image_size)
     report = stress_report(predictor.predict_arrays, images, validation.labels, predictor.threshold)
     print(json.dumps(report, indent=1))
+    if args.rules:
+        clean = predictor.predict_arrays(images)
+        print("\n".join(threshold_rules_under_stress(predictor, images, validation.labels, clean)))
     if args.write:
         predictor.metadata["metrics"]["validation"]["stress"] = report
         write_metadata(args.model_dir, predictor.metadata)

@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--threshold", type=float, help="decision threshold (default: the model's own)")
     predict.add_argument("--csv", type=Path, help="also write file,probability,prediction rows here")
     predict.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+    calibrate = commands.add_parser(
+        "calibrate", help="redo calibration, threshold and validation metrics of a saved model from DIR/train"
+    )
+    calibrate.add_argument("--data", required=True, type=Path, help="folder holding train/ (the model's own)")
+    calibrate.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+
     card = commands.add_parser("card", help="print the model card (markdown) from the model's metadata")
     card.add_argument("--model-dir", type=Path, default=MODELS_DIR)
     card.add_argument("--out", type=Path, help="write it here instead of printing it")
@@ -132,6 +138,13 @@ def _predict(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from pneumonia.train import recalibrate
+
+    recalibrate(args.data, args.model_dir)
+    return 0
+
+
 def _card(args) -> int:
     from pneumonia.artifacts import read_metadata
     from pneumonia.report import model_card, replace_results
@@ -151,7 +164,7 @@ def _card(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "card": _card}[args.command]
+    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "calibrate": _calibrate, "card": _card}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

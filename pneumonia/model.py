@@ -48,17 +48,18 @@ class HistogramEqualization(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TemperatureSigmoid(layers.Layer):
-    """sigmoid(logit / T): temperature scaling fitted on validation, so probabilities are calibrated."""
+    """sigmoid(logit / T + b): Platt scaling fitted on validation, so probabilities are calibrated."""
 
-    def __init__(self, temperature: float = 1.0, **kwargs):
+    def __init__(self, temperature: float = 1.0, bias: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.temperature = float(temperature)
+        self.bias = float(bias)
 
     def call(self, logits):
-        return ops.sigmoid(logits / self.temperature)
+        return ops.sigmoid(logits / self.temperature + self.bias)
 
     def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature}
+        return {**super().get_config(), "temperature": self.temperature, "bias": self.bias}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -169,7 +170,15 @@ def last_conv_layer_name(model: keras.Model) -> str:
     return names[-1]
 
 
-def with_temperature(logits_model: keras.Model, temperature: float) -> keras.Model:
-    """The shipped model: the logits model followed by calibrated sigmoid."""
-    probability = TemperatureSigmoid(temperature, name="calibrated_probability")(logits_model.output)
+CALIBRATION_LAYER = "calibrated_probability"
+
+
+def with_calibration(logits_model: keras.Model, temperature: float, bias: float = 0.0) -> keras.Model:
+    """The shipped model: the logits model followed by the calibrated sigmoid."""
+    probability = TemperatureSigmoid(temperature, bias, name=CALIBRATION_LAYER)(logits_model.output)
     return keras.Model(logits_model.input, probability, name="pneumonia_cnn")
+
+
+def logits_of(model: keras.Model) -> keras.Model:
+    """The uncalibrated logits model inside a shipped model (for recalibration)."""
+    return keras.Model(model.input, model.get_layer(CALIBRATION_LAYER).input, name="pneumonia_cnn_logits")

@@ -79,7 +79,7 @@ Training: `{t['command']}`; {t['epochs_run']} epochs, best (lowest validation lo
 
 ## Threshold and calibration
 Default threshold {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']}.
-Probabilities are calibrated by {metadata['calibration']['method']} (T = {metadata['calibration']['temperature']:.3f});
+Probabilities are calibrated by {metadata['calibration']['method']} (T = {metadata['calibration']['temperature']:.3f}, b = {metadata['calibration'].get('bias', 0.0):+.3f});
 validation ECE {val['ece_before_calibration']:.3f} before, {val['ece']:.3f} after.
 
 ## Results

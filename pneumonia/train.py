@@ -26,6 +26,7 @@ from pneumonia.config import (
     VALIDATION_PREDICTIONS_FILENAME,
     TrainConfig,
 )
+from pneumonia.errors import DataError
 from pneumonia.data import discover_split, find_split, load_images, manifest_hash, patient_split, sha256_file
 from pneumonia.metrics import full_report, operating_points
 
@@ -36,18 +37,23 @@ PREPROCESSING = (
 )
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises validation negative log-likelihood of sigmoid(logit / T)."""
-    from scipy.optimize import minimize_scalar
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Temperature T and bias b minimising validation log-loss of sigmoid(logit / T + b) (Platt scaling).
+
+    The bias matters here: class weighting during training shifts every logit, which a
+    temperature alone cannot undo.
+    """
+    from scipy.optimize import minimize
 
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
 
-    def nll(log_t: float) -> float:
-        z = logits / np.exp(log_t)
+    def nll(params: np.ndarray) -> float:
+        z = logits / np.exp(params[0]) + params[1]
         return float(np.mean(np.logaddexp(0.0, z) - labels * z))
 
-    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+    best = minimize(nll, x0=np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-10})
+    return float(np.exp(best.x[0])), float(best.x[1])
 
 
 def stress_shifts(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -94,7 +100,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
     import keras
     from sklearn.utils.class_weight import compute_class_weight
 
-    from pneumonia.model import build_augmenter, build_logits_model, with_temperature
+    from pneumonia.model import build_augmenter, build_logits_model
 
     started = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -155,20 +161,45 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         )
         train_model.load_weights(checkpoint)
     val_losses = history.history["val_loss"]
-    best_epoch = int(np.argmin(val_losses)) + 1
+    training = {
+        "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
+        "config": dataclasses.asdict(config),
+        "data_dir_name": data_dir.name,
+        "train_manifest_sha256": manifest_hash(samples, data_dir),
+        "n_fit": len(fit_samples),
+        "n_validation": len(val_samples),
+        "n_fit_patients": len({s.patient for s in fit_samples}),
+        "n_validation_patients": len({s.patient for s in val_samples}),
+        "class_weight": class_weight,
+        "epochs_run": len(val_losses),
+        "best_epoch": int(np.argmin(val_losses)) + 1,
+        "checkpoint_rule": "lowest validation loss",
+        "seconds": round(time.perf_counter() - started, 1),
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+    }
+    return finalize(logits_model, data_dir, out_dir, config, val_samples, x_val, training)
 
+
+def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, val_samples, x_val, training: dict) -> dict:
+    """Calibrate on validation, choose the threshold presets there, save the model, its validation
+    predictions and metadata. Shared by `train` and `calibrate`, so both give the same bundle."""
+    from pneumonia.model import with_calibration
+
+    y_val = np.array([s.label for s in val_samples], dtype=np.float32)
     val_logits = np.asarray(logits_model.predict(x_val, batch_size=128, verbose=0)).reshape(-1)
-    temperature = fit_temperature(val_logits, y_val)
+    temperature, bias = fit_calibration(val_logits, y_val)
     val_uncalibrated = _sigmoid(val_logits)
-    val_probabilities = _sigmoid(val_logits / temperature)
+    val_probabilities = _sigmoid(val_logits / temperature + bias)
     points = operating_points(y_val, val_probabilities, config.target_sensitivity)
     default = points[0]
     val_subtypes = np.array([s.subtype for s in val_samples])
 
-    model = with_temperature(logits_model, temperature)
+    model = with_calibration(logits_model, temperature, bias)
     stress = stress_report(
         lambda x: np.asarray(model.predict(x, batch_size=128, verbose=0)).reshape(-1), x_val, y_val, default.threshold
     )
+    out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILENAME
     model.save(model_path)
     write_predictions(
@@ -178,7 +209,6 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         val_subtypes,
         val_probabilities,
     )
-    seconds = time.perf_counter() - started
     metadata = {
         "schema_version": METADATA_SCHEMA_VERSION,
         "name": "pneumonia_cnn",
@@ -192,8 +222,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         "architecture": (
             f"{len(config.filters)} blocks of 3x3 conv ({', '.join(map(str, config.filters))} filters) + batch norm + "
             f"ReLU, max-pooling between blocks, global average pooling, dropout {config.dropout}, one logit, "
-            f"temperature-scaled sigmoid; per-image standardisation inside the model; "
-            f"{model.count_params():,} parameters"
+            f"calibrated sigmoid; per-image {'histogram equalisation' if config.normalization == 'equalize' else 'standardisation'} "
+            f"inside the model; {model.count_params():,} parameters"
         ),
         "threshold": {
             "default": default.threshold,
@@ -202,26 +232,11 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
             "presets": [dataclasses.asdict(p) for p in points],
         },
         "calibration": {
-            "method": "temperature scaling fitted on validation (minimum negative log-likelihood)",
+            "method": "Platt scaling, sigmoid(logit / T + b), fitted on validation (minimum log-loss)",
             "temperature": temperature,
+            "bias": bias,
         },
-        "training": {
-            "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
-            "config": dataclasses.asdict(config),
-            "data_dir_name": data_dir.name,
-            "train_manifest_sha256": manifest_hash(samples, data_dir),
-            "n_fit": len(fit_samples),
-            "n_validation": len(val_samples),
-            "n_fit_patients": len({s.patient for s in fit_samples}),
-            "n_validation_patients": len({s.patient for s in val_samples}),
-            "class_weight": class_weight,
-            "epochs_run": len(val_losses),
-            "best_epoch": best_epoch,
-            "checkpoint_rule": "lowest validation loss",
-            "seconds": round(seconds, 1),
-            "backend": keras.backend.backend(),
-            "keras_version": keras.__version__,
-        },
+        "training": training,
         "metrics": {
             "validation": {
                 **full_report(y_val, val_probabilities, default.threshold, val_subtypes),
@@ -232,10 +247,30 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
     }
     write_metadata(out_dir, metadata)
     print(
-        f"saved {model_path} and {METADATA_FILENAME} in {seconds / 60:.1f} min; best epoch {best_epoch}, "
-        f"validation AUC {metadata['metrics']['validation']['auc']:.4f}, temperature {temperature:.2f}, "
-        f"default threshold {default.threshold:.3f}; under stress shifts: mean AUC {stress['mean_auc']:.4f}, "
-        f"mean specificity {stress['mean_specificity']:.3f}, mean sensitivity {stress['mean_sensitivity']:.3f}",
+        f"saved {model_path} and {METADATA_FILENAME}; trained in {training['seconds'] / 60:.1f} min, best epoch "
+        f"{training['best_epoch']}, validation AUC {metadata['metrics']['validation']['auc']:.4f}, "
+        f"calibration T {temperature:.2f} b {bias:+.2f}, default threshold {default.threshold:.3f}; under stress "
+        f"shifts: mean AUC {stress['mean_auc']:.4f}, mean specificity {stress['mean_specificity']:.3f}, "
+        f"mean sensitivity {stress['mean_sensitivity']:.3f}",
         flush=True,
     )
     return metadata
+
+
+def recalibrate(data_dir: Path, model_dir: Path) -> dict:
+    """Redo calibration, threshold and validation metrics of a saved model from train/ alone."""
+    from pneumonia.artifacts import read_metadata
+    from pneumonia.inference import load_predictor
+    from pneumonia.model import logits_of
+
+    data_dir, model_dir = Path(data_dir), Path(model_dir)
+    metadata = read_metadata(model_dir)
+    saved = metadata["training"]["config"]
+    config = TrainConfig(**{**saved, "filters": tuple(saved["filters"])})
+    samples = discover_split(find_split(data_dir, "train"))
+    if manifest_hash(samples, data_dir) != metadata["training"]["train_manifest_sha256"]:
+        raise DataError(f"{data_dir}/train is not the data this model was trained on (manifest hash differs).")
+    _, val_samples = patient_split(samples, config.validation_fraction, config.seed)
+    x_val = load_images([s.path for s in val_samples], config.image_size)
+    logits_model = logits_of(load_predictor(model_dir).model)
+    return finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, metadata["training"])

@@ -115,3 +115,32 @@ def test_loader_rejects_metadata_with_the_wrong_input_size(tiny_model_dir, tmp_p
 
 def test_device_is_reported(tiny_predictor):
     assert tiny_predictor.device.startswith(("CPU", "GPU"))
+
+
+def test_recalibration_from_train_alone_reproduces_the_bundle(tiny_model_dir, tiny_data_dir, tmp_path):
+    from pneumonia.train import recalibrate
+
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    before = read_metadata(copy)
+    after = recalibrate(tiny_data_dir, copy)
+    assert after["calibration"]["temperature"] == pytest.approx(before["calibration"]["temperature"], rel=1e-3)
+    assert after["calibration"]["bias"] == pytest.approx(before["calibration"]["bias"], abs=1e-3)
+    assert after["threshold"]["default"] == pytest.approx(before["threshold"]["default"], abs=1e-4)
+    assert "test" not in after["metrics"], "test metrics of the old calibration must not survive"
+    predictor = load_predictor(copy)
+    validation = read_validation_predictions(copy)
+    images = np.stack([predictor.decode(tiny_data_dir / f) for f in validation.files])
+    np.testing.assert_allclose(predictor.predict_arrays(images), validation.probabilities, atol=1e-5)
+
+
+def test_recalibration_refuses_other_data(tiny_model_dir, tmp_path):
+    from conftest import write_kaggle_tree
+    from pneumonia.errors import DataError
+    from pneumonia.train import recalibrate
+
+    other = write_kaggle_tree(tmp_path / "other", patients_per_class=5)
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    with pytest.raises(DataError, match="not the data this model was trained on"):
+        recalibrate(other, copy)

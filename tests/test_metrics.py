@@ -13,7 +13,7 @@ from pneumonia.metrics import (
     threshold_for_sensitivity,
     threshold_metrics,
 )
-from pneumonia.train import fit_temperature
+from pneumonia.train import fit_calibration
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
 SCORES = np.array([0.1, 0.2, 0.6, 0.3, 0.4, 0.7, 0.8, 0.9, 0.95, 0.5])
@@ -57,9 +57,11 @@ def test_expected_calibration_error():
     assert abs(expected_calibration_error(labels, np.full(100, 0.9)) - 0.4) < 1e-9
 
 
-def test_fit_temperature_recovers_a_known_temperature():
+def test_fit_calibration_recovers_a_known_temperature_and_bias():
     rng = np.random.default_rng(1)
     true_logits = rng.normal(0, 2, 20000)
     labels = (rng.uniform(size=true_logits.size) < 1 / (1 + np.exp(-true_logits))).astype(float)
-    fitted = fit_temperature(true_logits * 3.0, labels)  # an over-confident model, 3x too sharp
-    assert abs(fitted - 3.0) < 0.15
+    # an over-confident model (3x too sharp) whose logits were also shifted by class weighting
+    temperature, bias = fit_calibration(true_logits * 3.0 + 1.5, labels)
+    assert abs(temperature - 3.0) < 0.15
+    assert abs(bias - (-0.5)) < 0.05
