@@ -35,6 +35,7 @@ RANDOM_DRAWS = 10
 CURVE_SAMPLES = (100, 200, 300, 500, 800, 1000)
 CURVE_TIMING_IMAGES = 3
 COMPACTNESS_SWEEP = (0.03, 0.1, 0.3, 1.0)
+LIME_DEFAULTS = "quickshift, mean fill, 1000 samples, batch 10"
 
 
 def chosen_test_images(data_dir: Path, count: int, seed: int = 0) -> list[Path]:
@@ -78,7 +79,8 @@ def removal_drops(predictor, image, explanation, hidden, rng) -> tuple[float, fl
     masks = np.ones((len(choices), n), dtype=int)
     for row, ids in enumerate(choices):
         masks[row, ids] = 0
-    drops = explanation.probability - predictor.predict_arrays(perturbed_images(image, hidden, explanation.segments, masks))
+    probabilities = predictor.predict_arrays(perturbed_images(image, hidden, explanation.segments, masks))
+    drops = explanation.probability - probabilities
     return float(drops[0]), float(drops[1:].mean())
 
 
@@ -134,8 +136,9 @@ def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> list[t
             lime_jaccards.append(mean_pairwise_jaccard([lime_default_top_pixels(e) for e in [explanation, *others]]))
         print(f"lime defaults {index + 1}/{len(images)}: {seconds:.2f} s", file=sys.stderr)
 
-    our_seconds, model_seconds, id_jaccards, pixel_jaccards, top_drops, random_drops, cam_seconds = ([] for _ in range(7))
-    positive_top, positive_random = [], []
+    our_seconds, model_seconds, cam_seconds = [], [], []
+    id_jaccards, pixel_jaccards = [], []
+    top_drops, random_drops, positive_top, positive_random = [], [], [], []
     for index, image in enumerate(images):
         runs = [timed(explain_lime, predictor, image, LimeSettings(seed=seed)) for seed in SEEDS]
         our_seconds.append(statistics.median(seconds for _, seconds in runs))
@@ -153,7 +156,7 @@ def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> list[t
             positive_top.append(top_drop)
             positive_random.append(random_drop)
         cam_seconds.append(timed(grad_cam, predictor, image)[1])
-        print(f"ours {index + 1}/{len(images)}: {our_seconds[-1]:.2f} s, Jaccard {id_jaccards[-1]:.2f}", file=sys.stderr)
+        print(f"ours {index + 1}/{len(images)}: {our_seconds[-1]:.2f} s", file=sys.stderr)
 
     all_paths = [s.path for s in discover_split(paths[0].parents[1])]
     named = [(path.name, path) for path in all_paths]
@@ -168,31 +171,36 @@ def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> list[t
         if lime_jaccards
         else "not measured"
     )
+    normal = len(images) // 2
+    ours = f"SLIC {settings.n_segments}, mean fill, {settings.num_samples} samples, batch {settings.batch_size}"
+    overhead = our_median / model_median - 1
+    top_wins = np.mean(np.greater(top_drops, random_drops))
+    model_share = model_scoring_seconds / scoring_seconds
     return [
-        ("Images", f"{len(images)} test images ({len(images) // 2} NORMAL, {len(images) - len(images) // 2} PNEUMONIA), seeded choice"),
-        ("lime defaults: s/image, median (IQR)", spread(lime_seconds) + "; quickshift, mean hide colour, 1000 samples, batch 10"),
-        (
-            "ours: s/image, median (IQR)",
-            spread(our_seconds)
-            + f"; SLIC {settings.n_segments}, blurred hide image, {settings.num_samples} samples, batch {settings.batch_size}",
-        ),
+        ("Images", f"{len(images)} test images ({normal} NORMAL, {len(images) - normal} PNEUMONIA), seeded choice"),
+        ("lime defaults: s/image, median (IQR)", f"{spread(lime_seconds)}; {LIME_DEFAULTS}"),
+        ("ours: s/image, median (IQR)", f"{spread(our_seconds)}; {ours}"),
         ("Speed-up, lime defaults / ours (medians)", f"{lime_median / our_median:.1f}x"),
         ("Model calls alone for the same samples: s/image, median (IQR)", spread(model_seconds)),
-        ("ours / model calls alone (medians)", f"{our_median / model_median:.2f} (overhead {our_median / model_median - 1:+.0%})"),
-        (f"Stability, ours: mean Jaccard of top-{TOP_K} positive superpixels over {len(SEEDS)} seeds", f"{np.mean(id_jaccards):.2f} ids, {np.mean(pixel_jaccards):.2f} pixels"),
+        ("ours / model calls alone (medians)", f"{our_median / model_median:.2f} (overhead {overhead:+.0%})"),
+        (
+            f"Stability, ours: mean Jaccard of top-{TOP_K} positive superpixels over {len(SEEDS)} seeds",
+            f"{np.mean(id_jaccards):.2f} ids, {np.mean(pixel_jaccards):.2f} pixels",
+        ),
         (f"Stability, lime defaults: same over {len(SEEDS)} seeds", lime_stability),
         (
             f"Faithfulness: P drop hiding top-{TOP_K} vs {TOP_K} random superpixels, all images",
-            f"{np.mean(top_drops):.3f} vs {np.mean(random_drops):.3f} (top > random on {np.mean(np.greater(top_drops, random_drops)):.0%} of images)",
+            f"{np.mean(top_drops):.3f} vs {np.mean(random_drops):.3f} (top > random on {top_wins:.0%} of images)",
         ),
         (
             f"Faithfulness, the {len(positive_top)} images predicted PNEUMONIA",
-            f"{np.mean(positive_top):.3f} vs {np.mean(positive_random):.3f}" if positive_top else "none predicted positive",
+            f"{np.mean(positive_top):.3f} vs {np.mean(positive_random):.3f}" if positive_top else "none",
         ),
         ("Grad-CAM: ms/image, median (IQR)", spread(np.array(cam_seconds) * 1000)),
         (
             f"Batch scoring: predict_sources on all {len(all_paths)} test images, decode included",
-            f"{len(all_paths) / scoring_seconds:.0f} images/s ({scoring_seconds:.1f} s; model alone {model_scoring_seconds:.1f} s = {model_scoring_seconds / scoring_seconds:.0%})",
+            f"{len(all_paths) / scoring_seconds:.0f} images/s ({scoring_seconds:.1f} s; "
+            f"model alone {model_scoring_seconds:.1f} s = {model_share:.0%})",
         ),
     ]
 
@@ -227,10 +235,16 @@ def explanations_by_count(predictor, image, settings, counts) -> dict:
     return explanations
 
 
+def lime_quickshift(image: np.ndarray) -> np.ndarray:
+    """lime's default segmentation, on the grey image as RGB in [0, 1]."""
+    from skimage.segmentation import quickshift
+
+    return quickshift(np.repeat(image[..., None] / 255, 3, axis=-1), kernel_size=4, max_dist=200, ratio=0.2)
+
+
 def segmentation_rows(images, n_segments: int) -> list[str]:
     """How well superpixels follow the grey levels (variance explained) vs how regular they are."""
     from skimage.measure import regionprops
-    from skimage.segmentation import quickshift
 
     from pneumonia.explain import segment_image
 
@@ -240,10 +254,11 @@ def segmentation_rows(images, n_segments: int) -> list[str]:
         roundness = np.mean([4 * np.pi * r.area / max(r.perimeter, 1) ** 2 for r in regionprops(segments + 1)])
         return segments.max() + 1, explained, roundness
 
-    candidates = [(f"SLIC, compactness {c}", lambda im, c=c: segment_image(im, n_segments, compactness=c)) for c in COMPACTNESS_SWEEP]
-    candidates.append(
-        ("quickshift (lime default)", lambda im: quickshift(np.repeat(im[..., None] / 255, 3, -1), kernel_size=4, max_dist=200, ratio=0.2))
-    )
+    candidates = [
+        (f"SLIC, compactness {c}", lambda im, c=c: segment_image(im, n_segments, compactness=c))
+        for c in COMPACTNESS_SWEEP
+    ]
+    candidates.append(("quickshift (lime default)", lime_quickshift))
     rows = []
     for name, segmenter in candidates:
         count, explained, roundness = np.mean([quality(image, segmenter(image)) for image in images], axis=0)
@@ -263,7 +278,7 @@ def run_curve(predictor, images: list[np.ndarray], n_segments: int) -> list[str]
             for seed in SEEDS
         ]
         check = explain_lime(predictor, image, LimeSettings(num_samples=CURVE_SAMPLES[1], n_segments=n_segments))
-        assert np.array_equal(check.weights, by_seed[0][CURVE_SAMPLES[1]].weights), "prefix fit differs from explain_lime"
+        assert np.array_equal(check.weights, by_seed[0][CURVE_SAMPLES[1]].weights), "prefix fit != explain_lime"
         hidden = hide_image(image, check.segments)
         for count in CURVE_SAMPLES:
             jaccards[count].append(mean_pairwise_jaccard([fits[count].top_segments(TOP_K) for fits in by_seed]))
@@ -285,7 +300,8 @@ def curve_report(predictor, paths: list[Path], segment_counts: list[int]) -> str
     parts = []
     for n_segments in segment_counts:
         parts += [
-            f"Stability vs LIME samples: {len(images)} test images, target {n_segments} superpixels, seeds {list(SEEDS)}",
+            f"Stability vs LIME samples: {len(images)} test images, target {n_segments} superpixels, "
+            f"seeds {list(SEEDS)}",
             "",
             f"| Samples | Mean Jaccard of top-{TOP_K} over {len(SEEDS)} seeds | Worst image | "
             f"P drop, top-{TOP_K} minus random | s/image (median of {CURVE_TIMING_IMAGES}) |",
@@ -325,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=20, help="test images to explain (default 20)")
     parser.add_argument("--data", type=Path, default=default_data_dir() or Path("/work/shared/data/chest_xray"))
     parser.add_argument("--model-dir", type=Path, default=MODELS_DIR)
-    parser.add_argument("--curve", action="store_true", help="stability and time vs LIME samples -> docs/lime_samples.md")
+    parser.add_argument("--curve", action="store_true", help="stability, time vs LIME samples: docs/lime_samples.md")
     parser.add_argument(
         "--n-segments", type=int, nargs="+", default=[LimeSettings().n_segments], help="superpixel targets for --curve"
     )
@@ -337,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     paths = chosen_test_images(args.data, args.images)
     command = "python benchmarks/bench_explain.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = (
-        f"Measured {date.today().isoformat()} on a 2-core CPU (shared), model {predictor.metadata['model_sha256'][:12]} "
+        f"Measured {date.today().isoformat()} on a 2-core CPU (shared), "
+        f"model {predictor.metadata['model_sha256'][:12]} "
         f"({predictor.image_size} px), with `{command.strip()}`."
     )
     if args.curve:

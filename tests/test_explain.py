@@ -211,7 +211,8 @@ def reference_grad_cam(model, image: np.ndarray) -> np.ndarray:
 
     from pneumonia.model import last_conv_layer_name
 
-    both = keras.Model(model.input, [model.get_layer(last_conv_layer_name(model)).output, model.get_layer("logit").output])
+    conv = model.get_layer(last_conv_layer_name(model)).output
+    both = keras.Model(model.input, [conv, model.get_layer("logit").output])
     with tf.GradientTape() as tape:
         activation, logit = both(image[None, ..., None], training=False)
     gradients = tape.gradient(logit, activation).numpy()[0]
