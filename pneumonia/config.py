@@ -35,9 +35,9 @@ class TrainConfig:
     filters: tuple[int, ...] = (16, 32, 64, 128, 192)
     dropout: float = 0.3
     batch_size: int = 32
-    epochs: int = 14
-    patience: int = 4
-    learning_rate: float = 2e-3
+    epochs: int = 20
+    patience: int = 6
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     validation_fraction: float = 0.15

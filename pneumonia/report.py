@@ -74,7 +74,7 @@ for validation. The official 624-image test split is read only by `evaluate`.
 ## Model
 {metadata['architecture']}. Input: {metadata['input']['size']}x{metadata['input']['size']} grey levels.
 Preprocessing: {metadata['input']['preprocessing']}.
-Training: `{t['command']}`; {t['epochs_run']} epochs, best (lowest validation loss) at epoch {t['best_epoch']};
+Training: `{t['command']}`; {t['epochs_run']} epochs, checkpoint by {t['checkpoint_rule']}: epoch {t['best_epoch']};
 {t['seconds'] / 60:.1f} min on {t['backend']} (Keras {t['keras_version']}); class weights {t['class_weight']}.
 
 ## Threshold and calibration

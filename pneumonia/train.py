@@ -151,16 +151,18 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
             validation_data=(x_val, y_val),
             class_weight=class_weight,
             callbacks=[
+                # Ranking, not validation loss: with class weights the loss mostly tracks the logits'
+                # drift, which calibration removes afterwards (docs/experiments.md, run e4).
                 keras.callbacks.ModelCheckpoint(
-                    checkpoint, monitor="val_loss", mode="min", save_best_only=True, save_weights_only=True
+                    checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
                 ),
-                keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=config.patience),
+                keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience),
                 keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME),
             ],
             verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
         )
         train_model.load_weights(checkpoint)
-    val_losses = history.history["val_loss"]
+    val_aucs = history.history["val_auc"]
     training = {
         "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
         "config": dataclasses.asdict(config),
@@ -171,9 +173,9 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         "n_fit_patients": len({s.patient for s in fit_samples}),
         "n_validation_patients": len({s.patient for s in val_samples}),
         "class_weight": class_weight,
-        "epochs_run": len(val_losses),
-        "best_epoch": int(np.argmin(val_losses)) + 1,
-        "checkpoint_rule": "lowest validation loss",
+        "epochs_run": len(val_aucs),
+        "best_epoch": int(np.argmax(val_aucs)) + 1,
+        "checkpoint_rule": "highest validation AUC (first such epoch)",
         "seconds": round(time.perf_counter() - started, 1),
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
