@@ -69,7 +69,7 @@ def test_predict_sources_reports_bad_files_and_scores_the_rest(tiny_predictor):
     assert [r.name for r in results] == ["a.png", "broken.png", "b.png"]
     assert results[1].probability is None and "not a readable image" in results[1].error
     assert results[0].probability == pytest.approx(results[2].probability)
-    assert results[0].probability == pytest.approx(tiny_predictor.predict_bytes(good), abs=1e-6)
+    assert results[0].probability == pytest.approx(tiny_predictor.predict_bytes(good), abs=1e-5)  # float32, batch-size dependent
     assert results[0].label(0.0) == "PNEUMONIA" and results[0].label(1.01) == "NORMAL"
 
 
