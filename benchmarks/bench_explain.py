@@ -5,7 +5,8 @@
 
 The main run compares lime's `LimeImageExplainer` at its defaults with `explain_lime` at the
 app's defaults on a fixed, seeded choice of test images (half NORMAL, half PNEUMONIA). `--curve`
-measures stability and time against the number of LIME samples, which sets the default.
+measures stability and time against the number of LIME samples on validation images (where design
+choices are made; the test set only reports), which sets the default.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from pneumonia.config import MODELS_DIR, REPO_DIR  # noqa: E402
+from pneumonia.artifacts import read_validation_predictions  # noqa: E402
 from pneumonia.data import discover_split, find_split  # noqa: E402
 
 DOCS_DIR = REPO_DIR / "docs"
@@ -38,13 +40,18 @@ COMPACTNESS_SWEEP = (0.03, 0.1, 0.3, 1.0)
 LIME_DEFAULTS = "quickshift, mean fill, 1000 samples, batch 10"
 
 
-def chosen_test_images(data_dir: Path, count: int, seed: int = 0) -> list[Path]:
-    """A fixed, seeded choice of test images, half of each class."""
-    samples = discover_split(find_split(data_dir, "test"))
+def chosen_images(data_dir: Path, model_dir: Path, count: int, split: str, seed: int = 0) -> list[Path]:
+    """A fixed, seeded choice of images, half of each class, from the model's validation split
+    (where LIME's defaults are chosen) or from test/ (where the chosen defaults are reported)."""
+    if split == "validation":
+        validation = read_validation_predictions(model_dir)
+        labelled = [(data_dir / f, int(label)) for f, label in zip(validation.files, validation.labels)]
+    else:
+        labelled = [(s.path, s.label) for s in discover_split(find_split(data_dir, "test"))]
     rng = np.random.default_rng(seed)
     chosen: list[Path] = []
     for label, share in ((0, count // 2), (1, count - count // 2)):
-        paths = sorted(s.path for s in samples if s.label == label)
+        paths = sorted(path for path, y in labelled if y == label)
         chosen.extend(paths[i] for i in sorted(rng.choice(len(paths), share, replace=False)))
     return chosen
 
@@ -300,7 +307,7 @@ def curve_report(predictor, paths: list[Path], segment_counts: list[int]) -> str
     parts = []
     for n_segments in segment_counts:
         parts += [
-            f"Stability vs LIME samples: {len(images)} test images, target {n_segments} superpixels, "
+            f"Stability vs LIME samples: {len(images)} validation images, target {n_segments} superpixels, "
             f"seeds {list(SEEDS)}",
             "",
             f"| Samples | Mean Jaccard of top-{TOP_K} over {len(SEEDS)} seeds | Worst image | "
@@ -338,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     from pneumonia.inference import load_predictor
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=20, help="test images to explain (default 20)")
+    parser.add_argument("--images", type=int, default=20, help="images to explain (default 20): test images, or validation images with --curve")
     parser.add_argument("--data", type=Path, default=default_data_dir() or Path("/work/shared/data/chest_xray"))
     parser.add_argument("--model-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--curve", action="store_true", help="stability, time vs LIME samples: docs/lime_samples.md")
@@ -350,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     predictor = load_predictor(args.model_dir)
-    paths = chosen_test_images(args.data, args.images)
+    paths = chosen_images(args.data, args.model_dir, args.images, "validation" if args.curve else "test")
     command = "python benchmarks/bench_explain.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = (
         f"Measured {date.today().isoformat()} on a 2-core CPU (shared), "
