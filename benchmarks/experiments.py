@@ -36,9 +36,12 @@ def row(run: Path) -> str:
     val, test = m["metrics"]["validation"], m["metrics"].get("test")
     stress = val.get("stress", {})
     t = m["training"]
+    checkpoint = "val AUC" if "AUC" in t.get("checkpoint_rule", "") else "val loss"
+    calibration = "Platt" if "bias" in m["calibration"] else "temperature"
     cells = [
         run.name,
         changed_settings(t["config"]),
+        f"{checkpoint}, {calibration}",
         f"{val['auc']:.4f}",
         f"{val['sensitivity']:.3f}/{val['specificity']:.3f}",
         f"{val['ece']:.3f}",
@@ -60,10 +63,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
     print(
-        "| run | change vs today's defaults | val AUC | val sens/spec | val ECE | stress AUC | stress spec "
+        "| run | change vs today's defaults | checkpoint, calibration | val AUC | val sens/spec | val ECE | stress AUC | stress spec "
         "| threshold | best/run epochs | train min | test AUC | test acc | test sens | test spec |"
     )
-    print("|" + "---|" * 14)
+    print("|" + "---|" * 15)
     for run in args.runs:
         print(row(run))
 

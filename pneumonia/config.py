@@ -53,8 +53,8 @@ class TrainConfig:
             "contrast": 0.35,
             "brightness": 0.2,
             "gamma": 0.35,  # log-uniform gamma in [exp(-g), exp(g)]
-            "blur_probability": 0.3,
-            "noise_std": 6.0,  # in 0-255 grey levels
+            "blur_probability": 0.5,
+            "noise_std": 12.0,  # in 0-255 grey levels
         }
     )
 
