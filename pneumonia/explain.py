@@ -36,7 +36,7 @@ NEGATIVE_RGB = np.array([0.1, 0.35, 1.0])  # towards NORMAL
 class LimeSettings:
     """LIME knobs the app exposes; the defaults are the measured speed/stability sweet spot."""
 
-    num_samples: int = 500
+    num_samples: int = 300
     n_segments: int = 40
     seed: int = 0
     batch_size: int = 100
