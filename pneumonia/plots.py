@@ -60,17 +60,24 @@ def operating_point(labels: np.ndarray, probabilities: np.ndarray, threshold: fl
     }
 
 
-def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> go.Figure:
-    """The ROC curve with the current threshold marked, so a reader sees what moving it trades."""
-    fpr, tpr, _ = roc_curve(labels, probabilities)
-    point = operating_point(labels, probabilities, threshold)
+def _curve_with_operating_point(
+    curve: tuple[np.ndarray, np.ndarray],
+    baseline: tuple[list[float], list[float]],
+    point: tuple[float, float],
+    names: tuple[str, str],
+    threshold: float,
+    axes: tuple[str, str, str],
+    legend: dict,
+) -> go.Figure:
+    """A curve, its no-skill baseline and the current threshold's point: the shape ROC and PR share."""
+    title, x_title, y_title = axes
     figure = go.Figure(
         [
-            go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC curve", line={"color": "#444"}),
-            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "#bbb"}),
+            go.Scatter(x=curve[0], y=curve[1], mode="lines", name=names[0], line={"color": "#444"}),
+            go.Scatter(x=baseline[0], y=baseline[1], mode="lines", name=names[1], line={"dash": "dot", "color": "#bbb"}),
             go.Scatter(
-                x=[point["fpr"]],
-                y=[point["tpr"]],
+                x=[point[0]],
+                y=[point[1]],
                 mode="markers",
                 name=f"threshold {threshold:.3f}",
                 marker={"size": 14, "color": CLASS_COLOURS[CLASS_NAMES[1]], "symbol": "x"},
@@ -78,14 +85,24 @@ def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) 
         ]
     )
     figure.update_layout(
-        title="ROC curve",
-        xaxis_title="False-positive rate (1 - specificity)",
-        yaxis_title="Sensitivity",
-        height=360,
-        margin=_MARGIN,
-        legend={"x": 0.55, "y": 0.05},
+        title=title, xaxis_title=x_title, yaxis_title=y_title, height=360, margin=_MARGIN, legend=legend
     )
     return figure
+
+
+def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> go.Figure:
+    """The ROC curve with the current threshold marked, so a reader sees what moving it trades."""
+    fpr, tpr, _ = roc_curve(labels, probabilities)
+    point = operating_point(labels, probabilities, threshold)
+    return _curve_with_operating_point(
+        (fpr, tpr),
+        ([0, 1], [0, 1]),
+        (point["fpr"], point["tpr"]),
+        ("ROC curve", "chance"),
+        threshold,
+        ("ROC curve", "False-positive rate (1 - specificity)", "Sensitivity"),
+        {"x": 0.55, "y": 0.05},
+    )
 
 
 def pr_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> go.Figure:
@@ -93,30 +110,15 @@ def pr_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -
     precision, recall, _ = precision_recall_curve(labels, probabilities)
     point = operating_point(labels, probabilities, threshold)
     prevalence = float(np.mean(labels))
-    figure = go.Figure(
-        [
-            go.Scatter(x=recall, y=precision, mode="lines", name="PR curve", line={"color": "#444"}),
-            go.Scatter(
-                x=[0, 1], y=[prevalence, prevalence], mode="lines", name="prevalence", line={"dash": "dot", "color": "#bbb"}
-            ),
-            go.Scatter(
-                x=[point["recall"]],
-                y=[point["precision"]],
-                mode="markers",
-                name=f"threshold {threshold:.3f}",
-                marker={"size": 14, "color": CLASS_COLOURS[CLASS_NAMES[1]], "symbol": "x"},
-            ),
-        ]
+    return _curve_with_operating_point(
+        (recall, precision),
+        ([0, 1], [prevalence, prevalence]),
+        (point["recall"], point["precision"]),
+        ("PR curve", "prevalence"),
+        threshold,
+        ("Precision-recall curve", "Recall (sensitivity)", "Precision (PPV)"),
+        {"x": 0.02, "y": 0.05},
     )
-    figure.update_layout(
-        title="Precision-recall curve",
-        xaxis_title="Recall (sensitivity)",
-        yaxis_title="Precision (PPV)",
-        height=360,
-        margin=_MARGIN,
-        legend={"x": 0.02, "y": 0.05},
-    )
-    return figure
 
 
 def score_histogram(
