@@ -144,3 +144,22 @@ def test_recalibration_refuses_other_data(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, copy)
     with pytest.raises(DataError, match="not the data this model was trained on"):
         recalibrate(other, copy)
+
+
+def test_stress_shifts_are_fixed_valid_images_that_change_the_input():
+    from pneumonia.train import stress_report, stress_shifts
+
+    images = np.stack([synthetic_xray(i % 2, 200 + i, size=TINY_SIZE).astype(np.float32) for i in range(6)])[..., None]
+    shifts = stress_shifts(images)
+    assert set(shifts) == {"gamma_0.6", "gamma_1.6", "low_contrast", "blur", "noise", "half_resolution"}
+    for name, shifted in shifts.items():
+        assert shifted.shape == images.shape and shifted.dtype == np.float32, name
+        assert shifted.min() >= 0.0 and shifted.max() <= 255.0, name
+        assert np.abs(shifted - images).mean() > 0.5, name
+    assert np.all(shifts["gamma_0.6"] >= images - 1e-3)  # gamma < 1 brightens every pixel
+    assert np.array_equal(stress_shifts(images)["noise"], shifts["noise"])  # seeded
+
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    report = stress_report(lambda x: x.mean(axis=(1, 2, 3)) / 255.0, images, labels, 0.5)
+    per_shift = [report[name]["specificity"] for name in shifts]
+    assert report["mean_specificity"] == pytest.approx(np.mean(per_shift))
