@@ -26,14 +26,13 @@ from pneumonia.config import (
     VALIDATION_PREDICTIONS_FILENAME,
 )
 from pneumonia.errors import PneumoniaError
-from pneumonia.inference import Predictor, load_predictor
+from pneumonia.inference import Predictor, label_at, load_predictor
 from pneumonia.metrics import confusion_at, reliability_curve, threshold_metrics
 from pneumonia.screening import (
     Scored,
     Upload,
     class_percentiles,
     format_probability,
-    label_at,
     margin_text,
     metrics_table,
     percentile_text,

@@ -16,6 +16,11 @@ from pneumonia.errors import DataError, ImageDecodeError, ModelError
 BATCH_SIZE = 64
 
 
+def label_at(probability: float, threshold: float) -> str:
+    """The one decision rule: a score at or above the threshold is called pneumonia."""
+    return CLASS_NAMES[int(probability >= threshold)]
+
+
 @dataclass(frozen=True)
 class ImageResult:
     """One scored image, or the one-line reason it could not be scored."""
@@ -25,7 +30,7 @@ class ImageResult:
     error: str | None = None
 
     def label(self, threshold: float) -> str | None:
-        return None if self.probability is None else CLASS_NAMES[int(self.probability >= threshold)]
+        return None if self.probability is None else label_at(self.probability, threshold)
 
 
 class Predictor:

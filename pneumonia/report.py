@@ -8,16 +8,19 @@ from __future__ import annotations
 RESULTS_BEGIN = "<!-- results:begin (python -m pneumonia card --readme README.md) -->"
 RESULTS_END = "<!-- results:end -->"
 
-_ROWS = (
-    ("ROC AUC", "auc"),
-    ("Accuracy", "accuracy"),
-    ("Sensitivity (recall)", "sensitivity"),
-    ("Specificity", "specificity"),
-    ("Precision (PPV)", "precision"),
-    ("F1", "f1"),
-    ("Recall, bacterial pneumonia", "recall_bacteria"),
-    ("Recall, viral pneumonia", "recall_virus"),
-)
+METRIC_LABELS = {
+    "auc": "ROC AUC",
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity (recall)",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "npv": "NPV",
+    "f1": "F1",
+    "recall_bacteria": "Recall, bacterial pneumonia",
+    "recall_virus": "Recall, viral pneumonia",
+    "ece": "Expected calibration error",
+}
+"""How every table in the README, model card and app names a metric, in display order."""
 
 
 def results_table(metadata: dict) -> str:
@@ -31,11 +34,13 @@ def results_table(metadata: dict) -> str:
         f"| metric | test | test 95% CI | validation ({val['n']} images, same threshold) |",
         "|---|---|---|---|",
     ]
-    for label, key in _ROWS:
+    for key, label in METRIC_LABELS.items():
+        if key not in intervals:
+            continue  # NPV and ECE are not bootstrapped; ECE gets its own row below
         low, high = intervals[key]
         validation = f"{val[key]:.3f}" if key in val else "n/a (none in split)"
         lines.append(f"| {label} | {test[key]:.3f} | {low:.3f}–{high:.3f} | {validation} |")
-    lines.append(f"| Expected calibration error | {test['ece']:.3f} | | {val['ece']:.3f} |")
+    lines.append(f"| {METRIC_LABELS['ece']} | {test['ece']:.3f} | | {val['ece']:.3f} |")
     lines += [
         "",
         f"Confusion on test: TN {test['tn']}, FP {test['fp']}, FN {test['fn']}, TP {test['tp']}. "

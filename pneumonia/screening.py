@@ -14,6 +14,8 @@ import pandas as pd
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.data import is_image_file
+from pneumonia.inference import label_at
+from pneumonia.report import METRIC_LABELS
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,6 @@ def sample_files(folder: Path) -> list[Path]:
 def format_probability(probability: float) -> str:
     """The one way a probability is printed, so the app, its table and its tests agree."""
     return f"{probability:.3f}"
-
-
-def label_at(probability: float, threshold: float) -> str:
-    """Same rule as the package: a score at or above the threshold is called pneumonia."""
-    return CLASS_NAMES[int(probability >= threshold)]
 
 
 def margin_text(probability: float, threshold: float) -> str:
@@ -103,20 +100,8 @@ def results_csv(table: pd.DataFrame) -> str:
 def metrics_table(test_report: dict) -> pd.DataFrame:
     """Test metrics with their bootstrap 95% intervals, for the model card."""
     intervals = test_report.get("intervals_95", {})
-    names = {
-        "auc": "ROC AUC",
-        "accuracy": "Accuracy",
-        "sensitivity": "Sensitivity (recall)",
-        "specificity": "Specificity",
-        "precision": "Precision (PPV)",
-        "npv": "NPV",
-        "f1": "F1",
-        "recall_bacteria": "Recall, bacterial pneumonia",
-        "recall_virus": "Recall, viral pneumonia",
-        "ece": "Expected calibration error",
-    }
     rows = []
-    for key, label in names.items():
+    for key, label in METRIC_LABELS.items():
         if key in test_report:
             interval = intervals.get(key)
             shown = f"{interval[0]:.3f} – {interval[1]:.3f}" if interval else "not bootstrapped"

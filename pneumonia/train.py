@@ -28,7 +28,7 @@ from pneumonia.config import (
 )
 from pneumonia.errors import DataError
 from pneumonia.data import discover_split, find_split, load_images, manifest_hash, patient_split, sha256_file
-from pneumonia.metrics import full_report, operating_points
+from pneumonia.metrics import expected_calibration_error, full_report, operating_points
 
 PREPROCESSING = (
     "decode with Pillow, apply EXIF orientation, convert to grey levels (16-bit scaled by 255/65535, "
@@ -242,7 +242,7 @@ def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, v
         "metrics": {
             "validation": {
                 **full_report(y_val, val_probabilities, default.threshold, val_subtypes),
-                "ece_before_calibration": full_report(y_val, val_uncalibrated, default.threshold)["ece"],
+                "ece_before_calibration": expected_calibration_error(y_val, val_uncalibrated),
                 "stress": stress,
             },
         },

@@ -18,13 +18,12 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.inference import Predictor
+from pneumonia.inference import Predictor, label_at
 from pneumonia.screening import (
     Scored,
     Upload,
     class_percentiles,
     format_probability,
-    label_at,
     margin_text,
     results_csv,
     results_table,
