@@ -26,12 +26,13 @@ from pneumonia.config import (
     VALIDATION_PREDICTIONS_FILENAME,
 )
 from pneumonia.errors import PneumoniaError
-from pneumonia.inference import Predictor, label_at, load_predictor
+from pneumonia.gate import CAUTION, REFUSED
+from pneumonia.inference import Predictor, Screening, label_at, load_predictor
 from pneumonia.metrics import confusion_at, reliability_curve, threshold_metrics
 from pneumonia.screening import (
-    Scored,
     Upload,
     class_percentiles,
+    facts_text,
     format_probability,
     margin_text,
     metrics_table,
@@ -83,10 +84,10 @@ def load_history(path: str, stamp: int) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def score_upload(_predictor: Predictor, model_sha: str, digest: str, _data: bytes) -> tuple[float | None, str | None]:
-    """(probability, error) keyed on the model and the bytes' hash: relabelling never re-runs the model."""
-    result = _predictor.predict_sources([("upload", _data)])[0]
-    return result.probability, result.error
+def screen_upload(_predictor: Predictor, model_sha: str, digest: str, name: str, _data: bytes) -> Screening:
+    """Read, gate and score one upload, keyed on the model and the bytes' hash (in memory only):
+    relabelling at a new threshold never re-runs the model."""
+    return _predictor.screen([(name, _data)], keep_images=True)[0]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -187,8 +188,8 @@ def presets_ui(presets: list[dict]) -> None:
 def uploads_ui() -> list[Upload]:
     """Uploaded files plus any chosen samples, as bytes in memory."""
     files = st.file_uploader(
-        "Drop chest X-rays here (JPEG or PNG, several at once)",
-        type=["jpeg", "jpg", "png"],
+        "Drop chest X-rays here: JPEG, PNG, DICOM, TIFF, BMP, GIF or WebP, several at once",
+        type=None,  # every file is accepted and recognised by its content, so a DICOM without .dcm still works
         accept_multiple_files=True,
         help=ui_text.UPLOAD_HELP,
     )
@@ -217,13 +218,26 @@ def lime_settings_ui():
 # ---------------------------------------------------------------- page parts
 
 
-def result_card_ui(item: Scored, position: int, threshold: float, test: Predictions | None) -> None:
-    p = item.probability
+def result_card_ui(item: Screening, position: int, threshold: float, test: Predictions | None, ece: float | None) -> None:
+    """One input: the grey image the model saw, then its score, or the reason it was not scored."""
     with st.container(border=True):
         picture, numbers = st.columns([2, 3])
-        picture.image(item.upload.data, caption=item.upload.name, width="stretch")
+        if item.image is not None:
+            picture.image(item.image, caption=item.name, width="stretch")
+        else:
+            picture.markdown(f"**{item.name}**")
         with numbers:
+            if item.facts or item.source_format == "DICOM":
+                st.caption(facts_text(item.facts))
+            if item.status == REFUSED:
+                st.error(f"Not scored: {item.reason}", icon=":material/block:")
+                return
+            if item.status == CAUTION:
+                st.warning(f"Caution: {item.reason}. The score is shown, but means less.", icon=":material/warning:")
+            p = item.probability
             st.metric("P(pneumonia)", format_probability(p))
+            if ece is not None:
+                st.caption(f"Calibration on the test set: expected calibration error {ece:.3f}.")
             st.metric(
                 f"Label at {threshold:.3f}", label_at(p, threshold), delta=margin_text(p, threshold), delta_color="off"
             )
@@ -239,28 +253,26 @@ def result_card_ui(item: Scored, position: int, threshold: float, test: Predicti
 
 
 @st.fragment
-def results_ui(scored: list[Scored], test: Predictions | None) -> None:
+def results_ui(results: list[Screening], test: Predictions | None, ece: float | None) -> None:
     """Everything on the Screen page that depends on the threshold; a slider move reruns only this."""
     threshold = threshold_ui("screen_threshold")
-    if len(scored) > 1:
-        table = results_table(scored, threshold)
-        st.dataframe(table, hide_index=True, width="stretch")
-        st.download_button(
-            "Download results as CSV",
-            data=results_csv(table),
-            file_name="pneumonia_screening.csv",
-            mime="text/csv",
-            on_click="ignore",
-        )
-    ok = [item for item in scored if item.probability is not None]
+    table = results_table(results, threshold)
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button(
+        "Download results as CSV",
+        data=results_csv(table),
+        file_name="pneumonia_screening.csv",
+        mime="text/csv",
+        on_click="ignore",
+    )
     per_row = 2
-    for start in range(0, len(ok), per_row):
-        for offset, (column, item) in enumerate(zip(st.columns(per_row), ok[start : start + per_row])):
+    for start in range(0, len(results), per_row):
+        for offset, (column, item) in enumerate(zip(st.columns(per_row), results[start : start + per_row])):
             with column:
-                result_card_ui(item, start + offset, threshold, test)
+                result_card_ui(item, start + offset, threshold, test, ece)
 
 
-def explanation_ui(predictor: Predictor, scored: list[Scored]) -> None:
+def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
     """LIME and Grad-CAM for one chosen image, both cached, so threshold moves never recompute them."""
     from pneumonia.explain import heatmap_overlay, lime_heatmap, lime_overlay, map_agreement
 
@@ -269,15 +281,18 @@ def explanation_ui(predictor: Predictor, scored: list[Scored]) -> None:
     index = 0
     if len(scored) > 1:
         index = st.selectbox(
-            "Image to explain", range(len(scored)), format_func=lambda i: scored[i].upload.name, key="explain_image"
+            "Image to explain (scored images only)",
+            range(len(scored)),
+            format_func=lambda i: scored[i][1].name,
+            key="explain_image",
         )
-    item = scored[index]
+    upload, item = scored[index]
     settings, top_k = lime_settings_ui()
-    image = predictor.decode(item.upload.data)
+    image = item.model_input
     sha = predictor.metadata["model_sha256"]
     lime_column, cam_column = st.columns(2)
     with lime_column:
-        explanation = lime_explanation(predictor, sha, item.upload.digest, settings, image)
+        explanation = lime_explanation(predictor, sha, upload.digest, settings, image)
         st.image(
             lime_overlay(image, explanation, top_k=top_k),
             caption=f"LIME ({settings.n_segments} superpixels, {settings.num_samples} samples): "
@@ -285,7 +300,7 @@ def explanation_ui(predictor: Predictor, scored: list[Scored]) -> None:
             width="stretch",
         )
     with cam_column:
-        cam = grad_cam_map(predictor, sha, item.upload.digest, image)
+        cam = grad_cam_map(predictor, sha, upload.digest, image)
         st.image(heatmap_overlay(image, cam), caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
     st.metric(
         "Agreement of LIME and Grad-CAM (Spearman)",
@@ -306,17 +321,13 @@ def screen_page() -> None:
     if not uploads:
         st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
         return
-    scored = [
-        Scored(upload, *score_upload(predictor, predictor.metadata["model_sha256"], upload.digest, upload.data))
-        for upload in uploads
-    ]
-    for item in scored:
-        if item.error:
-            st.error(f"{item.upload.name}: {item.error}")
-    readable = [item for item in scored if item.probability is not None]
-    results_ui(scored, split_predictions(TEST_PREDICTIONS_FILENAME))
-    if readable:
-        explanation_ui(predictor, readable)
+    sha = predictor.metadata["model_sha256"]
+    results = [screen_upload(predictor, sha, upload.digest, upload.name, upload.data) for upload in uploads]
+    test_report = predictor.metadata["metrics"].get("test")
+    results_ui(results, split_predictions(TEST_PREDICTIONS_FILENAME), test_report["ece"] if test_report else None)
+    scored = [(upload, item) for upload, item in zip(uploads, results) if item.probability is not None]
+    if scored:
+        explanation_ui(predictor, scored)
 
 
 def threshold_page() -> None:

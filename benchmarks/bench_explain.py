@@ -167,8 +167,8 @@ def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> list[t
 
     all_paths = [s.path for s in discover_split(paths[0].parents[1])]
     named = [(path.name, path) for path in all_paths]
-    predictor.predict_sources(named[:8])
-    _, scoring_seconds = timed(predictor.predict_sources, named)
+    predictor.screen(named[:8])
+    _, scoring_seconds = timed(predictor.screen, named)
     decoded = np.stack([predictor.decode(path) for path in all_paths])
     _, model_scoring_seconds = timed(predictor.predict_arrays, decoded)
 
@@ -205,7 +205,7 @@ def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> list[t
         ),
         ("Grad-CAM: ms/image, median (IQR)", spread(np.array(cam_seconds) * 1000)),
         (
-            f"Batch scoring: predict_sources on all {len(all_paths)} test images, decode included",
+            f"Batch screening: read, gate and score all {len(all_paths)} test images (Predictor.screen)",
             f"{len(all_paths) / scoring_seconds:.0f} images/s ({scoring_seconds:.1f} s; "
             f"model alone {model_scoring_seconds:.1f} s = {model_share:.0%})",
         ),

@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m pneumonia",
         description="Train, evaluate and run a pneumonia screening CNN on chest X-rays. Not a medical device.",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show TensorFlow's own log lines on stderr (hidden by default)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model on DIR/train (validation is carved out by patient)")
@@ -41,16 +44,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, type=Path, help="folder holding test/")
     evaluate.add_argument("--model-dir", type=Path, default=MODELS_DIR)
 
-    predict = commands.add_parser("predict", help="score image files or folders of images")
+    predict = commands.add_parser(
+        "predict", help="gate and score images or DICOM files, or folders of them (refused files get a reason)"
+    )
     predict.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR")
     predict.add_argument("--threshold", type=float, help="decision threshold (default: the model's own)")
-    predict.add_argument("--csv", type=Path, help="also write file,probability,prediction rows here")
+    predict.add_argument("--csv", type=Path, help="also write file,status,reason,probability,prediction rows here")
+    predict.add_argument(
+        "--no-gate", action="store_true", help="score every readable file, skipping the input gate (research only)"
+    )
     predict.add_argument("--model-dir", type=Path, default=MODELS_DIR)
     calibrate = commands.add_parser(
         "calibrate", help="redo calibration, threshold and validation metrics of a saved model from DIR/train"
     )
     calibrate.add_argument("--data", required=True, type=Path, help="folder holding train/ (the model's own)")
     calibrate.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+
+    gate = commands.add_parser(
+        "fit-gate", help="fit the input gate of a saved model from DIR/train (fit split; thresholds on validation)"
+    )
+    gate.add_argument("--data", required=True, type=Path, help="folder holding train/ (the model's own)")
+    gate.add_argument("--model-dir", type=Path, default=MODELS_DIR)
 
     card = commands.add_parser("card", help="print the model card (markdown) from the model's metadata")
     card.add_argument("--model-dir", type=Path, default=MODELS_DIR)
@@ -110,31 +124,38 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from pneumonia.inference import expand_inputs, load_predictor
+    from pneumonia.gate import CAUTION, OK, REFUSED
+    from pneumonia.inference import UNCHECKED, expand_inputs, load_predictor
+    from pneumonia.screening import format_probability
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
     files = expand_inputs(args.inputs)
     predictor = load_predictor(args.model_dir)
     threshold = predictor.threshold if args.threshold is None else args.threshold
-    results = predictor.predict_sources((str(path), path) for path in files)
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"warning: skipped {r.name}: {r.error}", file=sys.stderr)
-    scored = [r for r in results if not r.error]
+    if args.no_gate:
+        print("warning: the input gate is off (--no-gate): every readable file is scored, even a photograph; "
+              "for research only", file=sys.stderr)
+    results = predictor.screen(((str(path), path) for path in files), use_gate=not args.no_gate)
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["file", "probability", "prediction"])
-            writer.writerows([r.name, f"{r.probability:.6f}", r.label(threshold)] for r in scored)
-    for r in scored:
-        print(f"{r.probability:.4f}  {r.label(threshold):<9}  {r.name}")
-    print(
-        f"{len(scored)} scored, {len(failed)} skipped; threshold {threshold:.3f}; device {predictor.device}",
-        file=sys.stderr,
-    )
-    if not scored:
-        raise PneumoniaError("none of the images could be read.")
+            writer.writerow(["file", "status", "reason", "probability", "prediction"])
+            for r in results:
+                scored = r.probability is not None
+                writer.writerow([r.name, r.status, r.reason, f"{r.probability:.6f}" if scored else "",
+                                 r.label(threshold) if scored else ""])
+    for r in results:
+        if r.probability is None:
+            print(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
+        else:
+            note = f"  [{r.status}: {r.reason}]" if r.status == CAUTION else ""
+            print(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}")
+    counts = {status: sum(r.status == status for r in results) for status in (OK, CAUTION, REFUSED, UNCHECKED)}
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != UNCHECKED)
+    print(f"{summary}; threshold {threshold:.3f}; device {predictor.device}", file=sys.stderr)
+    if not any(r.probability is not None for r in results):
+        raise PneumoniaError("none of the images could be scored.")
     return 0
 
 
@@ -142,6 +163,16 @@ def _calibrate(args) -> int:
     from pneumonia.train import recalibrate
 
     recalibrate(args.data, args.model_dir)
+    return 0
+
+
+def _fit_gate(args) -> int:
+    from pneumonia.gate import fit_gate
+
+    entry = fit_gate(args.data, args.model_dir)
+    print(f"input gate saved to {args.model_dir / entry['file']}; thresholds chosen on {entry['thresholds_chosen_on']}")
+    for name, rates in entry["validation"].items():
+        print(f"  validation {name:<16} refused {rates['refused']:.2%}  cautioned {rates['cautioned']:.2%}")
     return 0
 
 
@@ -162,9 +193,18 @@ def _card(args) -> int:
     return 0
 
 
+def _quiet_logs(verbose: bool) -> None:
+    """Keep TensorFlow's start-up log lines off stderr unless --verbose; our warning:/error: lines stay."""
+    from pneumonia.quiet import quiet_logs
+
+    quiet_logs(verbose)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "calibrate": _calibrate, "card": _card}[args.command]
+    _quiet_logs(args.verbose)
+    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "calibrate": _calibrate,
+               "fit-gate": _fit_gate, "card": _card}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

@@ -13,6 +13,15 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Index 0 is the negative class, index 1 the positive class the model scores."""
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpeg", ".jpg", ".png"})
+"""What training and data discovery read: the Kermany set's own formats."""
+INPUT_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".dicom"}
+)
+"""What `predict` picks up inside folders (files given by name are read whatever their extension)."""
+DICOM_EXTENSIONS: frozenset[str] = frozenset({".dcm", ".dicom"})
+MAX_MEGAPIXELS = 179
+"""Larger images are refused before decoding (decompression bombs); Pillow's own hard limit, 2 x 89.5 MP."""
+GATE_FILENAME = "pneumonia_gate.npz"
 MODELS_DIR = REPO_DIR / "models"
 ASSETS_DIR = REPO_DIR / "assets"
 MODEL_FILENAME = "pneumonia_cnn.keras"
@@ -24,6 +33,7 @@ DATA_ENV_VAR = "PNEUMONIA_DATA"
 """Tests and tools read the Kaggle-layout data folder (the one holding train/ and test/) from here."""
 
 TRAIN_COMMAND = "python -m pneumonia train --data DATA/chest_xray --out models/"
+GATE_COMMAND = "python -m pneumonia fit-gate --data DATA/chest_xray --model-dir models/"
 EVALUATE_COMMAND = "python -m pneumonia evaluate --data DATA/chest_xray --model-dir models/"
 
 
@@ -63,3 +73,22 @@ def default_data_dir() -> Path | None:
     """The data folder named by the environment, or None when it is not set."""
     value = os.environ.get(DATA_ENV_VAR)
     return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The input gate's fixed rules; its learned thresholds are fitted on train/ and stored with the model."""
+
+    min_side: int = 32  # refused below: too small to be a radiograph at all
+    max_aspect: float = 3.0  # refused beyond 1:3
+    caution_side: int = 224  # cautioned below: the training copies were 224 px a side
+    modalities: tuple[str, ...] = ("CR", "DX", "DR")  # DICOM modalities of a projection radiograph
+    frontal_views: tuple[str, ...] = ("AP", "PA", "")  # anything else (LL, RL, LATERAL, ...) is cautioned
+    body_parts: tuple[str, ...] = ("CHEST", "THORAX", "LUNG", "")
+    trained_age_band: str = "1–5 years"
+    feature_layers: tuple[str, ...] = ()  # two depths for the Mahalanobis score; () = the middle and last conv blocks
+    statistic_refusal_rate: float = 0.001  # per image-statistic rule, on validation and its stress-shifted copies
+    unusual_refusal_rate: float = 0.005  # the Mahalanobis rule, on the same images
+    caution_rate: float = 0.0  # share of validation images cautioned as unusual (0: no caution band)
+    saturation_floor: float = 0.04  # the colour rule never refuses below this mean chroma (grey validation data)
+    stats_side: int = 256  # image statistics are computed on a copy this large

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumonia.config import CLASS_NAMES, IMAGE_EXTENSIONS
-from pneumonia.errors import DataError, ImageDecodeError
+from pneumonia.errors import DataError
+from pneumonia.reader import decode_grayscale
 
 _PNEUMONIA_PATIENT = re.compile(r"^(person\d+)_", re.IGNORECASE)
 _NORMAL_PATIENT = re.compile(r"^((?:NORMAL\d*-)?IM-\d+)", re.IGNORECASE)
@@ -98,47 +97,6 @@ def patient_split(samples: list[Sample], fraction: float, seed: int) -> tuple[li
     folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
     train_idx, val_idx = next(folds.split(np.zeros(len(samples)), labels, groups))
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
-
-
-def decode_grayscale(source: bytes | Path | str, size: int) -> np.ndarray:
-    """Any raster image as a float32 (size, size) array of grey levels in [0, 255].
-
-    Training and inference both go through here, so an upload is preprocessed exactly as the
-    training images were. 16-bit images are scaled by their bit depth, RGB(A) and palette
-    images are converted to luminance (alpha is dropped), and EXIF orientation is applied.
-    """
-    if isinstance(source, (bytes, bytearray)) and not source:
-        raise ImageDecodeError("the file is empty")
-    try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-        image.load()
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError("not a readable image: not a JPEG, PNG or other format Pillow knows") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"not a readable image: too many pixels ({exc})") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"not a readable image: damaged or truncated ({exc})") from exc
-    if image.width < 8 or image.height < 8:
-        raise ImageDecodeError(f"image is only {image.width}x{image.height} pixels; need at least 8x8")
-    image = ImageOps.exif_transpose(image)
-    grey = _to_grey_levels(image)
-    resized = Image.fromarray(grey, mode="F").resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32).clip(0.0, 255.0)
-
-
-def _to_grey_levels(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(image).astype(np.float32)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        return array * (255.0 / peak)
-    if image.mode == "F":
-        array = np.asarray(image, dtype=np.float32)
-        return array * 255.0 if array.max() <= 1.0 else array
-    if image.mode == "1":
-        image = image.convert("L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA").convert("RGB")
-    return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def load_images(paths: list[Path], size: int) -> np.ndarray:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from pneumonia.artifacts import read_metadata
-from pneumonia.config import CLASS_NAMES, MODELS_DIR, TRAIN_COMMAND
-from pneumonia.data import decode_grayscale, is_image_file, sha256_file
+from pneumonia.config import CLASS_NAMES, INPUT_EXTENSIONS, MODELS_DIR, TRAIN_COMMAND
+from pneumonia.data import sha256_file
 from pneumonia.errors import DataError, ImageDecodeError, ModelError
+from pneumonia.gate import Gate, load_gate
+from pneumonia.reader import DICOM_MAGIC, DICOM_MAGIC_OFFSET, decode_grayscale, display_image, read_input, to_model_input
 
 BATCH_SIZE = 64
+UNCHECKED = "unchecked"
+"""The status of an image scored with the gate turned off (research use, `predict --no-gate`)."""
 
 
 def label_at(probability: float, threshold: float) -> str:
@@ -22,27 +26,38 @@ def label_at(probability: float, threshold: float) -> str:
 
 
 @dataclass(frozen=True)
-class ImageResult:
-    """One scored image, or the one-line reason it could not be scored."""
+class Screening:
+    """One input after the gate: its status and reason, and a probability unless it was refused.
+
+    `image` is the decoded grey picture the model saw (8-bit, at most 512 px), for display; `model_input`
+    is that picture at the model's input size, for explanations. Both are kept only when asked for.
+    """
 
     name: str
+    status: str
+    reason: str = ""
     probability: float | None = None
-    error: str | None = None
+    facts: dict = field(default_factory=dict)
+    source_format: str = ""
+    image: np.ndarray | None = None
+    model_input: np.ndarray | None = None
 
     def label(self, threshold: float) -> str | None:
         return None if self.probability is None else label_at(self.probability, threshold)
 
 
 class Predictor:
-    """A loaded model with its metadata; probabilities are calibrated P(pneumonia)."""
+    """A loaded model with its metadata and input gate; probabilities are calibrated P(pneumonia)."""
 
-    def __init__(self, model, metadata: dict, model_dir: Path):
+    def __init__(self, model, metadata: dict, model_dir: Path, gate: Gate | None = None):
         self.model = model
         self.metadata = metadata
         self.model_dir = Path(model_dir)
+        self.gate = gate
         self.image_size = int(metadata["input"]["size"])
         self.threshold = float(metadata["threshold"]["default"])
         self._device: str | None = None
+        self._feature_model = None
 
     @property
     def device(self) -> str:
@@ -58,9 +73,7 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Probabilities for a (n, size, size) or (n, size, size, 1) batch of grey levels."""
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 3:
-            images = images[..., None]
+        images = _as_batch(images)
         if images.shape[0] == 0:
             return np.empty(0, dtype=np.float32)
         scores = [
@@ -70,32 +83,98 @@ class Predictor:
         return np.concatenate(scores)
 
     def predict_bytes(self, data: bytes) -> float:
+        """The ungated probability of one file (tests and benchmarks compare the app against this)."""
         return float(self.predict_arrays(self.decode(data)[None])[0])
 
-    def predict_sources(self, named_sources: Iterable[tuple[str, bytes | Path]]) -> list[ImageResult]:
-        """Score many images in batches; a file that cannot be decoded gets an error, the rest still go through."""
-        results: list[ImageResult] = []
-        decoded_names: list[str] = []
-        decoded: list[np.ndarray] = []
+    def features_and_probabilities(
+        self, images: np.ndarray, layers: tuple[str, ...], batch_size: int = BATCH_SIZE
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities."""
+        images = _as_batch(images)
+        model = self._features_model(layers)
+        parts = [model(images[start : start + batch_size], training=False) for start in range(0, len(images), batch_size)]
+        features = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(layers))]
+        return features, np.concatenate([np.asarray(p[-1]).reshape(-1) for p in parts])
+
+    def _features_model(self, layers: tuple[str, ...]):
+        if self._feature_model is None or self._feature_model[0] != layers:
+            import keras
+
+            pooled = [keras.layers.GlobalAveragePooling2D()(self.model.get_layer(name).output) for name in layers]
+            self._feature_model = (layers, keras.Model(self.model.input, [*pooled, self.model.output]))
+        return self._feature_model[1]
+
+    def screen(
+        self, named_sources: Iterable[tuple[str, bytes | Path]], use_gate: bool = True, keep_images: bool = False
+    ) -> list[Screening]:
+        """Read, gate and score many inputs in batches. A file that cannot be read, or that the gate refuses,
+        gets its one-line reason and no probability; the others still go through."""
+        from pneumonia.gate import REFUSED, image_statistics
+
+        if use_gate and self.gate is None:
+            raise ModelError("This model was loaded without its input gate; load it with load_predictor().")
+        pending: list[dict] = []
+        results: list[Screening | None] = []
         for name, source in named_sources:
             try:
-                decoded.append(self.decode(source))
-                decoded_names.append(name)
-                results.append(ImageResult(name))
+                image = read_input(source, name=Path(str(name)).name)
             except ImageDecodeError as exc:
-                results.append(ImageResult(name, error=str(exc)))
-        probabilities = iter(self.predict_arrays(np.stack(decoded)) if decoded else [])
-        return [r if r.error else ImageResult(r.name, float(next(probabilities))) for r in results]
+                results.append(Screening(name, REFUSED, str(exc)))
+                continue
+            shown = display_image(image.grey) if keep_images else None
+            common = {"facts": image.facts, "source_format": image.source_format, "image": shown}
+            statistics = image_statistics(image) if use_gate else {}
+            if use_gate:
+                refusals, _ = self.gate.precheck(image, statistics)
+                if refusals:
+                    results.append(Screening(name, REFUSED, "; ".join(refusals), **common))
+                    continue
+            pending.append({"index": len(results), "name": name, "read": image, "statistics": statistics,
+                            "input": to_model_input(image.grey, self.image_size), **common})
+            results.append(None)
+        if pending:
+            batch = np.stack([item["input"] for item in pending])
+            if use_gate:
+                features, probabilities = self.features_and_probabilities(batch, self.gate.config.feature_layers)
+                unusualness = self.gate.unusualness(features)
+            else:
+                probabilities, unusualness = self.predict_arrays(batch), [None] * len(pending)
+            for item, probability, unusual in zip(pending, probabilities, unusualness):
+                if use_gate:
+                    verdict = self.gate.judge(item["read"], item["statistics"], float(unusual))
+                    status, reason = verdict.status, verdict.reason
+                else:
+                    status, reason = UNCHECKED, "not checked: the input gate was turned off"
+                results[item["index"]] = Screening(
+                    item["name"],
+                    status,
+                    reason,
+                    None if status == REFUSED else float(probability),
+                    item["facts"],
+                    item["source_format"],
+                    item["image"],
+                    item["input"] if keep_images and status != REFUSED else None,
+                )
+        return results
 
     def warm_up(self) -> None:
-        """One tiny call so the first real prediction does not pay for graph building."""
-        self.predict_arrays(np.zeros((1, self.image_size, self.image_size), dtype=np.float32))
+        """One tiny call through each path so the first real prediction does not pay for graph building."""
+        blank = np.zeros((1, self.image_size, self.image_size), dtype=np.float32)
+        self.predict_arrays(blank)
+        if self.gate is not None:
+            self.features_and_probabilities(blank, self.gate.config.feature_layers)
 
 
-def load_predictor(model_dir: Path | str = MODELS_DIR) -> Predictor:
-    """Load the model named by the metadata after checking it exists and matches its recorded hash.
+def _as_batch(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    return images[..., None] if images.ndim == 3 else images
 
-    The checks run before Keras is imported, so a missing model is reported at once and alone.
+
+def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -> Predictor:
+    """Load the model named by the metadata, and its input gate, after checking both match their recorded hashes.
+
+    The checks run before Keras is imported, so a missing model is reported at once and alone. Only
+    fitting the gate itself loads a model without one.
     """
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
@@ -109,6 +188,7 @@ def load_predictor(model_dir: Path | str = MODELS_DIR) -> Predictor:
             f"{model_path} has SHA-256 {actual[:12]}..., but its metadata records "
             f"{metadata['model_sha256'][:12]}...: the file is corrupt or from another run; {retrain}."
         )
+    gate = load_gate(model_dir, metadata.get("gate")) if with_gate else None
     import keras
 
     import pneumonia.model  # noqa: F401  (registers the custom layers for deserialisation)
@@ -120,20 +200,32 @@ def load_predictor(model_dir: Path | str = MODELS_DIR) -> Predictor:
     expected = (None, metadata["input"]["size"], metadata["input"]["size"], 1)
     if tuple(model.input_shape) != expected:
         raise ModelError(f"{model_path} takes inputs {model.input_shape}, metadata says {expected}; {retrain}.")
-    return Predictor(model, metadata, model_dir)
+    return Predictor(model, metadata, model_dir, gate)
+
+
+def is_input_file(path: Path) -> bool:
+    """An image or DICOM inside a folder: by extension, or by the DICOM preamble for files without one."""
+    if not path.is_file() or path.name.startswith("."):
+        return False
+    if path.suffix.lower() in INPUT_EXTENSIONS:
+        return True
+    if path.suffix:
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(DICOM_MAGIC_OFFSET + 4)[DICOM_MAGIC_OFFSET:] == DICOM_MAGIC
 
 
 def expand_inputs(paths: Iterable[Path | str]) -> list[Path]:
-    """Files as given plus image files found under folders; errors on a missing path or no images at all."""
+    """Files as given plus images and DICOMs found under folders; errors on a missing path or nothing found."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
+            found.extend(sorted(p for p in path.rglob("*") if is_input_file(p)))
         elif path.is_file():
             found.append(path)
         else:
             raise DataError(f"{path} does not exist.")
     if not found:
-        raise DataError("No .jpeg/.jpg/.png images found in " + ", ".join(str(p) for p in paths) + ".")
+        raise DataError("No images or DICOM files found in " + ", ".join(str(p) for p in paths) + ".")
     return found

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.data import is_image_file
-from pneumonia.inference import label_at
+from pneumonia.inference import Screening, label_at
 from pneumonia.report import METRIC_LABELS
 
 
@@ -30,15 +30,6 @@ class Upload:
         return hashlib.sha256(self.data).hexdigest()
 
 
-@dataclass(frozen=True)
-class Scored:
-    """An upload with its model output: a probability, or the one-line reason it could not be read."""
-
-    upload: Upload
-    probability: float | None
-    error: str | None = None
-
-
 def sample_files(folder: Path) -> list[Path]:
     """The bundled demo images, in a stable order."""
     folder = Path(folder)
@@ -46,7 +37,12 @@ def sample_files(folder: Path) -> list[Path]:
 
 
 def format_probability(probability: float) -> str:
-    """The one way a probability is printed, so the app, its table and its tests agree."""
+    """The one way a probability is printed, so the app, the CLI and their tests agree. Never "1.000" or
+    "0.000": a calibrated score is not certainty, so the extremes read "> 0.999" and "< 0.001"."""
+    if probability > 0.999:
+        return "> 0.999"
+    if probability < 0.001:
+        return "< 0.001"
     return f"{probability:.3f}"
 
 
@@ -75,21 +71,22 @@ def percentile_text(percentiles: dict[str, float]) -> str:
     ) + "."
 
 
-def results_table(results: list[Scored], threshold: float) -> pd.DataFrame:
-    """One row per upload, the label applied at `threshold`; unreadable files keep their reason."""
+def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
+    """One row per input with its gate status and reason; refused rows have no probability or label."""
     rows = []
     for item in results:
         p = item.probability
         rows.append(
             {
-                "file": item.upload.name,
+                "file": item.name,
+                "status": item.status,
+                "reason": item.reason,
                 "probability": None if p is None else round(p, 4),
                 "label": "" if p is None else label_at(p, threshold),
                 "threshold": round(threshold, 4),
-                "error": item.error or "",
             }
         )
-    return pd.DataFrame(rows, columns=["file", "probability", "label", "threshold", "error"])
+    return pd.DataFrame(rows, columns=["file", "status", "reason", "probability", "label", "threshold"])
 
 
 def results_csv(table: pd.DataFrame) -> str:
@@ -107,3 +104,14 @@ def metrics_table(test_report: dict) -> pd.DataFrame:
             shown = f"{interval[0]:.3f} – {interval[1]:.3f}" if interval else "not bootstrapped"
             rows.append({"metric": label, "value": test_report[key], "95% interval": shown})
     return pd.DataFrame(rows, columns=["metric", "value", "95% interval"])
+
+
+def facts_text(facts: dict) -> str:
+    """The DICOM facts a card may show (none of them identifies anyone), in one line."""
+    parts = [
+        f"modality {facts['modality']}" if "modality" in facts else "",
+        f"view {facts['view']}" if "view" in facts else "",
+        f"body part {facts['body_part']}" if "body_part" in facts else "",
+        f"age {facts['age_band']}" if "age_band" in facts else "",
+    ]
+    return "DICOM: " + (", ".join(p for p in parts if p) or "no modality, view, body part or age recorded")

@@ -180,7 +180,17 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
     }
-    return finalize(logits_model, data_dir, out_dir, config, val_samples, x_val, training)
+    metadata = finalize(logits_model, data_dir, out_dir, config, val_samples, x_val, training)
+    return _with_gate(data_dir, out_dir, metadata)
+
+
+def _with_gate(data_dir: Path, out_dir: Path, metadata: dict) -> dict:
+    """Every saved model gets its input gate, fitted on the same train/ split."""
+    from pneumonia.gate import fit_gate
+
+    metadata["gate"] = fit_gate(data_dir, out_dir)
+    print(f"input gate fitted; validation refusals {metadata['gate']['validation']['clean']['refused']:.2%}", flush=True)
+    return metadata
 
 
 def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, val_samples, x_val, training: dict) -> dict:
@@ -274,5 +284,6 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
         raise DataError(f"{data_dir}/train is not the data this model was trained on (manifest hash differs).")
     _, val_samples = patient_split(samples, config.validation_fraction, config.seed)
     x_val = load_images([s.path for s in val_samples], config.image_size)
-    logits_model = logits_of(load_predictor(model_dir).model)
-    return finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, metadata["training"])
+    logits_model = logits_of(load_predictor(model_dir, with_gate=False).model)
+    metadata = finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, metadata["training"])
+    return _with_gate(data_dir, model_dir, metadata)

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from scipy.stats import percentileofscore
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.inference import Predictor, label_at
+from inputs import PHI, PHI_UIDS, PRIVATE_VALUE, dicom_bytes, encode, radiograph_grey, twelve_bit
+from pneumonia.inference import Predictor, Screening, label_at
 from pneumonia.screening import (
-    Scored,
-    Upload,
     class_percentiles,
     format_probability,
     margin_text,
@@ -91,6 +91,21 @@ def counts_by_hand(table: pd.DataFrame, threshold: float) -> list[list[int]]:
     ]
 
 
+def page_text(at: AppTest) -> str:
+    """Every element's protobuf on the page, main area and sidebar, as text."""
+    found: list[str] = []
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            found.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(found)
+
+
 def assert_no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -139,7 +154,7 @@ def test_sample_picker_scores_bundled_images(app, committed_predictor):
     ]
 
 
-def test_bad_uploads_get_one_line_errors_while_the_good_one_is_shown(app, committed_predictor):
+def test_bad_uploads_get_one_line_reasons_while_the_good_one_is_shown(app, committed_predictor):
     good = SAMPLES[0].read_bytes()
     upload(
         app,
@@ -150,17 +165,71 @@ def test_bad_uploads_get_one_line_errors_while_the_good_one_is_shown(app, commit
     )
     assert_no_exception(app)
     errors = [e.value for e in app.error]
-    assert len(errors) == 3
-    assert [e.split(": ")[0] for e in errors] == ["truncated.jpeg", "notes.jpg", "empty.png"]
-    assert all("\n" not in e for e in errors)
+    assert errors == [
+        "Not scored: the file is cut short (truncated): part of the image is missing",
+        "Not scored: not an image file this app can read (not a JPEG, PNG, TIFF, BMP, GIF, WebP or DICOM)",
+        "Not scored: the file is empty",
+    ]
     assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == [
         format_probability(committed_predictor.predict_bytes(good))
     ]
     table = app.dataframe[0].value
     assert list(table["file"]) == ["truncated.jpeg", "good.jpeg", "notes.jpg", "empty.png"]
-    assert list(table["error"] != "") == [True, False, True, True]
-    assert list(table["label"]) == ["", label_at(committed_predictor.predict_bytes(good), committed_predictor.threshold),
-                                    "", ""]
+    assert list(table["status"]) == ["refused", "ok", "refused", "refused"]
+    assert table["probability"].isna().tolist() == [True, False, True, True]
+
+
+def test_a_16_bit_png_a_dicom_and_a_photo_in_one_batch(app, committed_predictor):
+    import skimage.data
+
+    grey = radiograph_grey(SAMPLES[0])
+    sixteen = encode(Image.fromarray(grey.astype(np.uint16) * 257), "PNG")
+    dicom = dicom_bytes(twelve_bit(grey), age="045Y")
+    photo = encode(Image.fromarray(skimage.data.chelsea()), "JPEG")
+    app.file_uploader[0].set_value(
+        [("sixteen.png", sixteen, "image/png"), ("scan", dicom, "application/octet-stream"),
+         ("cat.jpg", photo, "image/jpeg")]
+    )
+    app.run()
+    assert_no_exception(app)
+    expected = committed_predictor.screen([("sixteen.png", sixteen), ("scan", dicom), ("cat.jpg", photo)])
+    assert [r.status for r in expected] == ["ok", "caution", "refused"]
+    table = app.dataframe[0].value
+    assert list(table["file"]) == ["sixteen.png", "scan", "cat.jpg"]
+    assert list(table["status"]) == ["ok", "caution", "refused"]
+    assert list(table["reason"]) == [r.reason for r in expected]
+    assert table["probability"].tolist()[:2] == [round(r.probability, 4) for r in expected[:2]]
+    assert pd.isna(table["probability"].tolist()[2]) and table["label"].tolist()[2] == ""
+    # Cards: the 16-bit PNG and the DICOM are scored, the photo shows "Not scored" and no number.
+    assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == [
+        format_probability(r.probability) for r in expected[:2]
+    ]
+    assert [w.value for w in app.warning if w.value.startswith("Caution:")] == [
+        f"Caution: {expected[1].reason}. The score is shown, but means less."
+    ]
+    assert "adult (18 or over)" in expected[1].reason
+    assert [e.value for e in app.error] == [f"Not scored: {expected[2].reason}"]
+    assert "DICOM: modality DX, view PA, body part CHEST, age adult (18 or over)" in [c.value for c in app.caption]
+    # Every card shows the decoded grey image the model saw, the refused photo included.
+    assert [c for image in app.image for c in image.captions][:3] == ["sixteen.png", "scan", "cat.jpg"]
+    # The explanation picker offers only the scored images.
+    assert app.selectbox(key="explain_image").options == ["sixteen.png", "scan"]
+
+
+def test_a_dicom_full_of_identifying_data_leaves_no_trace_on_the_page_or_in_the_logs(app, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    dicom = dicom_bytes(twelve_bit(radiograph_grey(SAMPLES[1])), age="004Y")
+    app.file_uploader[0].set_value([("study.dcm", dicom, "application/dicom")])
+    app.run()
+    assert_no_exception(app)
+    assert [m.value for m in app.metric if m.label == "P(pneumonia)"]  # it was scored
+    page = page_text(app)
+    assert "DICOM: modality DX, view PA, body part CHEST, age 1–5 years" in page  # the walk does reach the cards
+    table_csv = results_csv(app.dataframe[0].value)
+    for secret in [*PHI.values(), *PHI_UIDS, PRIVATE_VALUE, "20210314", "004Y"]:
+        assert secret not in page and secret not in table_csv and secret not in caplog.text
 
 
 def test_moving_the_threshold_relabels_without_running_the_model(app, committed_predictor, monkeypatch):
@@ -329,17 +398,21 @@ def test_class_percentiles_match_scipy():
     assert result["PNEUMONIA"] == pytest.approx(percentileofscore([0.4, 0.5, 0.9], 0.5, kind="mean"))
 
 
-def test_results_table_labels_at_the_threshold_and_keeps_errors():
+def test_results_table_has_status_and_reason_and_no_score_for_refusals():
     rows = [
-        Scored(Upload("a.png", b"a"), 0.5),
-        Scored(Upload("b.png", b"b"), 0.4999),
-        Scored(Upload("c.png", b""), None, "the file is empty"),
+        Screening("a.png", "ok", "", 0.5),
+        Screening("b.png", "caution", "view LL: lateral", 0.4999),
+        Screening("c.png", "refused", "the file is empty"),
     ]
     table = results_table(rows, 0.5)
     assert list(table["label"]) == ["PNEUMONIA", "NORMAL", ""]
-    assert list(table["error"]) == ["", "", "the file is empty"]
+    assert list(table["reason"]) == ["", "view LL: lateral", "the file is empty"]
     csv = results_csv(table).splitlines()
-    assert csv[0] == "file,probability,label,threshold,error"
-    assert csv[2] == "b.png,0.4999,NORMAL,0.5,"
+    assert csv[0] == "file,status,reason,probability,label,threshold"
+    assert csv[2] == "b.png,caution,view LL: lateral,0.4999,NORMAL,0.5"
+    assert csv[3] == "c.png,refused,the file is empty,,,0.5"
+    assert [format_probability(p) for p in (0.9995, 0.999, 0.5, 0.001, 0.0004)] == [
+        "> 0.999", "0.999", "0.500", "0.001", "< 0.001"
+    ]
     assert margin_text(0.4999, 0.5) == "-0.000 (below threshold 0.500)"
     assert margin_text(0.75, 0.5) == "+0.250 (above threshold 0.500)"

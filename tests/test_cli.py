@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import synthetic_xray
+from inputs import dicom_bytes, twelve_bit
 from pneumonia.cli import main
 
 
@@ -53,7 +55,7 @@ def test_evaluate_without_test_split_fails_in_one_line(tiny_model_dir, tmp_path,
 def test_predict_on_a_folder_without_images_fails_in_one_line(tiny_model_dir, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("no pictures here")
     assert main(["predict", str(tmp_path), "--model-dir", str(tiny_model_dir)]) == 2
-    assert "No .jpeg/.jpg/.png images found" in _error_line(capsys)
+    assert "No images or DICOM files found" in _error_line(capsys)
 
 
 def test_predict_on_a_missing_file_fails_in_one_line(tiny_model_dir, tmp_path, capsys):
@@ -67,31 +69,57 @@ def test_predict_with_a_missing_model_names_the_fix(tmp_path, capsys):
     assert "python -m pneumonia train" in _error_line(capsys)
 
 
-def test_predict_writes_csv_skips_unreadable_files_and_applies_the_threshold(tiny_predictor, tmp_path, capsys):
+def test_predict_writes_status_and_reason_and_leaves_refused_rows_unscored(tiny_predictor, tmp_path, capsys):
     folder = tmp_path / "xrays"
     folder.mkdir()
     for i in range(3):
         Image.fromarray(synthetic_xray(i % 2, 50 + i)).save(folder / f"img{i}.png")
     (folder / "corrupt.jpeg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "photo.png")
+    dicom = dicom_bytes(twelve_bit(synthetic_xray(1, 60)), modality="CT")
+    (folder / "scan_without_extension").write_bytes(dicom)
+    (folder / "notes.txt").write_text("not an input")
     out = tmp_path / "out.csv"
     model_dir = str(tiny_predictor.model_dir)
 
     assert main(["predict", str(folder), "--csv", str(out), "--model-dir", model_dir]) == 0
     err = capsys.readouterr().err
-    assert f"warning: skipped {folder / 'corrupt.jpeg'}" in err
-    assert "3 scored, 1 skipped" in err
+    names = ["corrupt.jpeg", "img0.png", "img1.png", "img2.png", "photo.png", "scan_without_extension"]
+    expected = tiny_predictor.screen([(str(folder / n), folder / n) for n in names])
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["file"] for r in rows] == [str(folder / f"img{i}.png") for i in range(3)]
-    for row in rows:
-        probability = float(row["probability"])
-        expected = tiny_predictor.predict_bytes((folder / row["file"].split("/")[-1]).read_bytes())
-        assert probability == pytest.approx(expected, abs=1e-5)
-        assert row["prediction"] == ("PNEUMONIA" if probability >= tiny_predictor.threshold else "NORMAL")
+    assert list(rows[0]) == ["file", "status", "reason", "probability", "prediction"]
+    assert [r["file"] for r in rows] == [str(folder / n) for n in names]
+    for row, screening in zip(rows, expected):
+        assert (row["status"], row["reason"]) == (screening.status, screening.reason)
+        if screening.status == "refused":
+            assert row["probability"] == row["prediction"] == ""
+            assert f"not scored  {row['file']}: {row['reason']}" in err
+        else:
+            assert float(row["probability"]) == pytest.approx(screening.probability, abs=1e-5)
+            assert row["prediction"] == screening.label(tiny_predictor.threshold)
+    by_name = dict(zip(names, rows))
+    assert by_name["corrupt.jpeg"]["status"] == by_name["photo.png"]["status"] == "refused"
+    assert by_name["scan_without_extension"]["reason"].startswith("wrong kind of image: DICOM modality CT")
+    counts = {s: sum(r.status == s for r in expected) for s in ("ok", "caution", "refused")}
+    assert f"{counts['ok']} ok, {counts['caution']} caution, {counts['refused']} refused; threshold" in err
 
     assert main(["predict", str(folder), "--csv", str(out), "--threshold", "0", "--model-dir", model_dir]) == 0
     with open(out, newline="") as handle:
-        assert {r["prediction"] for r in csv.DictReader(handle)} == {"PNEUMONIA"}
+        assert {r["prediction"] for r in csv.DictReader(handle) if r["status"] != "refused"} == {"PNEUMONIA"}
+
+
+def test_no_gate_scores_every_readable_file_and_says_so(tiny_predictor, tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(photo), "--no-gate", "--csv", str(out), "--model-dir", str(tiny_predictor.model_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "the input gate is off (--no-gate)" in err and "1 unchecked" in err
+    with open(out, newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["status"] == "unchecked" and float(row["probability"]) == pytest.approx(
+        tiny_predictor.predict_bytes(photo.read_bytes()), abs=1e-5)
 
 
 def test_predict_rejects_a_threshold_outside_0_1(tiny_model_dir, tmp_path, capsys):
@@ -123,3 +151,21 @@ def test_predict_with_a_missing_model_prints_exactly_one_line_from_a_fresh_proce
         f"error: No model metadata at {tmp_path / 'none' / 'pneumonia_cnn.json'}; train a model with "
         f"`python -m pneumonia train --data DIR --out {tmp_path / 'none'}`."
     ]
+
+
+def test_predict_on_a_dicom_full_of_identifying_data_shows_none_of_it(tiny_predictor, tmp_path, capfd, caplog):
+    import logging
+
+    from inputs import PHI, PHI_UIDS, PRIVATE_VALUE
+
+    caplog.set_level(logging.DEBUG)
+    scan = tmp_path / "IMG0001"
+    scan.write_bytes(dicom_bytes(twelve_bit(synthetic_xray(1, 70, size=256)), age="004Y"))
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(scan), "--csv", str(out), "--model-dir", str(tiny_predictor.model_dir)]) in (0, 2)
+    captured = capfd.readouterr()
+    written = out.read_text() if out.exists() else ""
+    assert str(scan) in written  # the file was read and reported
+    for secret in [*PHI.values(), *PHI_UIDS, PRIVATE_VALUE, "20210314", "004Y"]:
+        for where, text in (("stdout", captured.out), ("stderr", captured.err), ("csv", written), ("logs", caplog.text)):
+            assert secret not in text, f"{secret!r} leaked to {where}"

@@ -63,14 +63,17 @@ def test_predictions_are_probabilities_and_batching_does_not_change_them(tiny_pr
     np.testing.assert_allclose(together, in_threes, atol=1e-5)
 
 
-def test_predict_sources_reports_bad_files_and_scores_the_rest(tiny_predictor):
+def test_screen_reports_bad_files_and_scores_the_rest_in_one_batch(tiny_predictor):
     good = _png(synthetic_xray(1, 5))
-    results = tiny_predictor.predict_sources([("a.png", good), ("broken.png", b"garbage"), ("b.png", good)])
+    results = tiny_predictor.screen([("a.png", good), ("broken.png", b"garbage"), ("b.png", good)], use_gate=False)
     assert [r.name for r in results] == ["a.png", "broken.png", "b.png"]
-    assert results[1].probability is None and "not a readable image" in results[1].error
+    assert results[1].probability is None and results[1].status == "refused"
+    assert results[1].reason.startswith("not an image file this app can read")
     assert results[0].probability == pytest.approx(results[2].probability)
     assert results[0].probability == pytest.approx(tiny_predictor.predict_bytes(good), abs=1e-5)  # float32, batch-size dependent
     assert results[0].label(0.0) == "PNEUMONIA" and results[0].label(1.01) == "NORMAL"
+    gated = tiny_predictor.screen([("a.png", good)])[0]
+    assert gated.probability is None or gated.probability == pytest.approx(results[0].probability, abs=1e-5)
 
 
 def test_loader_rejects_a_changed_model_file(tiny_model_dir, tmp_path):

@@ -1,0 +1,299 @@
+"""The input gate: ok, caution (scored, with a reason) or refused (not scored, with a reason).
+
+It never looks at the classifier's own probability, which rates photographs as confident pneumonia.
+It combines fixed rules (shape, DICOM modality, view, body part, age band), cheap image statistics
+(colour, flatness, noise, few-level documents) and a learned out-of-distribution score: the
+class-conditional Mahalanobis distance (Lee et al., 2018) of the CNN's pooled features at two depths,
+fitted on the training images of the fit split only. Every learned threshold is set on the
+validation split and its stress-shifted copies, so that few real radiographs are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pneumonia.config import GATE_COMMAND, GATE_FILENAME, GateConfig
+from pneumonia.errors import ModelError
+from pneumonia.reader import InputImage
+
+OK, CAUTION, REFUSED = "ok", "caution", "refused"
+STATISTICS = ("std", "neighbour_correlation", "peak_share", "saturation")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # OK, CAUTION or REFUSED
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def image_statistics(image: InputImage, side: int = GateConfig.stats_side) -> dict[str, float]:
+    """Cheap numbers that separate radiographs from blanks, noise, documents and colour pictures.
+
+    Computed on a strided copy at most `side` pixels long, so the cost does not grow with the file.
+    """
+    step = max(1, int(np.ceil(max(image.height, image.width) / side)))
+    grey = image.grey[::step, ::step].astype(np.float64)
+    std = float(grey.std())
+    correlations = []
+    for a, b in ((grey[:, :-1], grey[:, 1:]), (grey[:-1, :], grey[1:, :])):
+        if a.size > 1 and a.std() > 0 and b.std() > 0:
+            correlations.append(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]))
+    counts = np.bincount(np.clip(np.rint(grey), 0, 255).astype(np.int64).ravel(), minlength=256)
+    return {
+        "std": std,
+        "neighbour_correlation": float(np.mean(correlations)) if correlations else 1.0,
+        "peak_share": float(np.sort(counts)[-2:].sum() / counts.sum()),
+        "saturation": float(image.saturation),
+    }
+
+
+def rule_verdict(image: InputImage, config: GateConfig = GateConfig()) -> tuple[list[str], list[str]]:
+    """(refusals, cautions) from shape and DICOM facts alone: no statistics, no model."""
+    refusals: list[str] = []
+    cautions: list[str] = []
+    short, long = sorted((image.height, image.width))
+    if long > config.max_aspect * short:
+        refusals.append(
+            f"the image has an extreme shape for a radiograph: {image.width}x{image.height} pixels, "
+            f"{long / max(short, 1):.0f} times longer than wide (the limit is {config.max_aspect:.0f})"
+        )
+    elif short < config.min_side:
+        refusals.append(
+            f"the image is too small to be a radiograph: {image.width}x{image.height} pixels "
+            f"(at least {config.min_side} a side)"
+        )
+    facts = image.facts
+    modality = facts.get("modality", "")
+    if modality and modality not in config.modalities:
+        refusals.append(
+            f"wrong kind of image: DICOM modality {modality}, but this model reads chest radiographs "
+            f"({', '.join(config.modalities)})"
+        )
+    if refusals:
+        return refusals, cautions
+    if short < config.caution_side:
+        cautions.append(
+            f"low resolution: {image.width}x{image.height} pixels, smaller than the {config.caution_side}-pixel "
+            "training images"
+        )
+    if facts.get("view", "") not in config.frontal_views:
+        cautions.append(f"view {facts['view']}: the model was trained on frontal (AP/PA) views only")
+    if facts.get("body_part", "") not in config.body_parts:
+        cautions.append(f"body part {facts['body_part']}: the model was trained on chest X-rays only")
+    if facts.get("age_band") and facts["age_band"] != config.trained_age_band:
+        cautions.append(
+            f"patient age {facts['age_band']}: the model was trained on children aged {config.trained_age_band}"
+        )
+    return refusals, cautions
+
+
+STATISTIC_REASONS = {
+    "saturation": "not a radiograph: it is a colour picture, and radiographs are grey",
+    "std": "not a radiograph: the image is blank or almost uniform",
+    "neighbour_correlation": "not a radiograph: the image looks like random noise",
+    "peak_share": "not a radiograph: it looks like a document, drawing or screenshot (mostly a few flat grey levels)",
+}
+
+
+@dataclass
+class Gate:
+    """Fitted thresholds and Mahalanobis parameters; `judge` turns an image into a Verdict."""
+
+    config: GateConfig
+    thresholds: dict[str, float]  # std_min, neighbour_correlation_min, peak_share_max, saturation_max, unusual_*
+    means: list[np.ndarray]  # per feature layer: (2 classes, features)
+    precisions: list[np.ndarray]  # per feature layer: inverse of the shared (class-centred) covariance
+    scales: list[float]  # per feature layer: median distance on validation, so the depths weigh alike
+
+    def unusualness(self, features: list[np.ndarray]) -> np.ndarray:
+        """Mean over depths of the distance to the nearer class, in units of its validation median (1 = typical)."""
+        total = np.zeros(len(features[0]))
+        for values, means, precision, scale in zip(features, self.means, self.precisions, self.scales):
+            centred = np.asarray(values, dtype=np.float64)[:, None, :] - means[None]
+            distances = np.einsum("ncd,de,nce->nc", centred, precision, centred)
+            total += distances.min(axis=1) / scale
+        return total / len(features)
+
+    def precheck(self, image: InputImage, statistics: dict[str, float]) -> tuple[list[str], list[str]]:
+        """Everything decided before the model runs: rules and image statistics."""
+        refusals, cautions = rule_verdict(image, self.config)
+        if refusals:
+            return refusals, cautions
+        t = self.thresholds
+        failed = {
+            "saturation": statistics["saturation"] > t["saturation_max"],
+            "std": statistics["std"] < t["std_min"],
+            "neighbour_correlation": statistics["neighbour_correlation"] < t["neighbour_correlation_min"],
+            "peak_share": statistics["peak_share"] > t["peak_share_max"],
+        }
+        refusals = [STATISTIC_REASONS[name] for name in STATISTIC_REASONS if failed[name]][:1]
+        return refusals, cautions
+
+    def judge(self, image: InputImage, statistics: dict[str, float], unusualness: float | None) -> Verdict:
+        refusals, cautions = self.precheck(image, statistics)
+        if not refusals and unusualness is not None:
+            if unusualness > self.thresholds["unusual_refuse"]:
+                refusals.append(
+                    f"does not look like a chest X-ray: its features lie far from every training image "
+                    f"(unusualness {unusualness:.1f}; refused above {self.thresholds['unusual_refuse']:.1f})"
+                )
+            elif unusualness > self.thresholds["unusual_caution"]:
+                cautions.append(
+                    f"unusual image: less like the training X-rays than almost all validation images "
+                    f"(unusualness {unusualness:.1f}; cautioned above {self.thresholds['unusual_caution']:.1f})"
+                )
+        if refusals:
+            return Verdict(REFUSED, tuple(refusals))
+        return Verdict(CAUTION, tuple(cautions)) if cautions else Verdict(OK)
+
+
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class means and the precision of the shared class-centred covariance (Ledoit-Wolf shrinkage)."""
+    from sklearn.covariance import LedoitWolf
+
+    features = np.asarray(features, dtype=np.float64)
+    means = np.stack([features[labels == c].mean(axis=0) for c in (0, 1)])
+    centred = features - means[labels.astype(int)]
+    return means, LedoitWolf(assume_centered=True).fit(centred).precision_
+
+
+def fit_thresholds(config: GateConfig, statistics: list[dict[str, float]], unusualness: np.ndarray) -> dict[str, float]:
+    """Each statistic rule refuses at most `statistic_refusal_rate` of the validation images (clean and
+    stress-shifted), the Mahalanobis rule at most `unusual_refusal_rate`: at most 1% in all."""
+    rate = config.statistic_refusal_rate
+    column = {name: np.array([s[name] for s in statistics]) for name in STATISTICS}
+    return {
+        "std_min": float(np.quantile(column["std"], rate)),
+        "neighbour_correlation_min": float(np.quantile(column["neighbour_correlation"], rate)),
+        "peak_share_max": float(np.quantile(column["peak_share"], 1 - rate)),
+        "saturation_max": float(max(np.quantile(column["saturation"], 1 - rate), config.saturation_floor)),
+        "unusual_refuse": float(np.quantile(unusualness, 1 - config.unusual_refusal_rate)),
+        "unusual_caution": float(np.quantile(unusualness, 1 - max(config.caution_rate, config.unusual_refusal_rate))),
+    }
+
+
+# ---------------------------------------------------------------- saving and loading
+
+
+def save_gate(gate: Gate, model_dir: Path) -> dict:
+    """Arrays to models/pneumonia_gate.npz; returns the metadata entry (thresholds, rules, file hash)."""
+    from pneumonia.data import sha256_file
+
+    path = Path(model_dir) / GATE_FILENAME
+    arrays = {f"mean_{i}": m for i, m in enumerate(gate.means)}
+    arrays.update({f"precision_{i}": p for i, p in enumerate(gate.precisions)})
+    arrays["scales"] = np.asarray(gate.scales)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return {
+        "file": GATE_FILENAME,
+        "sha256": sha256_file(path),
+        "config": dataclasses.asdict(gate.config),
+        "thresholds": gate.thresholds,
+    }
+
+
+def load_gate(model_dir: Path, entry: dict | None) -> Gate:
+    """The gate saved beside a model, checked against the hash in its metadata."""
+    from pneumonia.data import sha256_file
+
+    fix = f"refit it with `{GATE_COMMAND}`"
+    if not entry:
+        raise ModelError(f"The model in {model_dir} has no input gate in its metadata; {fix}.")
+    path = Path(model_dir) / entry["file"]
+    if not path.is_file():
+        raise ModelError(f"The input gate file {path} is missing; {fix} or restore it with `git checkout {path}`.")
+    if sha256_file(path) != entry["sha256"]:
+        raise ModelError(f"The input gate file {path} does not match its metadata hash; {fix}.")
+    saved = entry["config"]
+    config = GateConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    with np.load(path) as arrays:
+        count = len(config.feature_layers)
+        means = [arrays[f"mean_{i}"] for i in range(count)]
+        precisions = [arrays[f"precision_{i}"] for i in range(count)]
+        scales = [float(s) for s in arrays["scales"]]
+    return Gate(config, dict(entry["thresholds"]), means, precisions, scales)
+
+
+# ---------------------------------------------------------------- fitting (train/ only)
+
+
+def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig()) -> dict:
+    """Fit the gate of a saved model from train/ alone and record it in the model's metadata.
+
+    Mahalanobis means and covariance come from the fit split. Every threshold comes from the
+    validation split plus its stress-shifted copies (gamma, contrast, blur, noise, resolution), so
+    a radiograph from a different machine is not refused for its exposure.
+    """
+    from pneumonia.artifacts import read_metadata, write_metadata
+    from pneumonia.data import discover_split, find_split, load_images, patient_split
+    from pneumonia.inference import load_predictor
+    from pneumonia.reader import read_input, to_model_input
+    from pneumonia.train import stress_shifts
+
+    data_dir, model_dir = Path(data_dir), Path(model_dir)
+    predictor = load_predictor(model_dir, with_gate=False)
+    if not config.feature_layers:
+        blocks = [layer.name for layer in predictor.model.layers if layer.name.endswith("_relu")]
+        config = dataclasses.replace(config, feature_layers=(blocks[len(blocks) // 2], blocks[-1]))
+    saved = predictor.metadata["training"]["config"]
+    samples = discover_split(find_split(data_dir, "train"))
+    fit_samples, val_samples = patient_split(samples, saved["validation_fraction"], saved["seed"])
+    layers = config.feature_layers
+    fit_features, _ = predictor.features_and_probabilities(
+        load_images([s.path for s in fit_samples], predictor.image_size), layers
+    )
+    fit_labels = np.array([s.label for s in fit_samples])
+    fitted = [fit_mahalanobis(f, fit_labels) for f in fit_features]
+
+    originals = [read_input(s.path) for s in val_samples]
+    shapes = {image.grey.shape for image in originals}
+    versions = {"clean": np.stack([image.grey for image in originals])[..., None]} if len(shapes) == 1 else None
+    if versions is None:
+        raise ValueError("validation images differ in size; stress copies need one size")
+    versions.update(stress_shifts(versions["clean"]))
+    statistics: list[dict[str, float]] = []
+    features: list[list[np.ndarray]] = []
+    for grey in versions.values():
+        shifted = [dataclasses.replace(image, grey=g[..., 0]) for image, g in zip(originals, grey)]
+        statistics.extend(image_statistics(image, config.stats_side) for image in shifted)
+        inputs = np.stack([to_model_input(image.grey, predictor.image_size) for image in shifted])
+        features.append(predictor.features_and_probabilities(inputs, layers)[0])
+    merged = [np.concatenate([f[i] for f in features]) for i in range(len(layers))]
+    n_clean = len(originals)
+    scales = []
+    for (means, precision), values in zip(fitted, merged):
+        centred = values[:n_clean, None, :] - means[None]
+        scales.append(float(np.median(np.einsum("ncd,de,nce->nc", centred, precision, centred).min(axis=1))))
+    gate = Gate(config, {}, [m for m, _ in fitted], [p for _, p in fitted], scales)
+    unusualness = gate.unusualness(merged)
+    gate.thresholds = fit_thresholds(config, statistics, unusualness)
+
+    verdicts = [gate.judge(image, stats, u) for image, stats, u in zip(
+        [img for grey in versions.values() for img in originals], statistics, unusualness)]
+    names = [name for name in versions for _ in originals]
+    entry = save_gate(gate, model_dir)
+    entry["fitted_on"] = f"Mahalanobis parameters on the fit split ({len(fit_samples)} train/ images)"
+    entry["thresholds_chosen_on"] = (
+        f"the validation split ({n_clean} train/ images, by patient) and its {len(versions) - 1} stress-shifted copies"
+    )
+    entry["validation"] = {
+        name: {
+            "n": sum(1 for n in names if n == name),
+            "refused": float(np.mean([v.status == REFUSED for v, n in zip(verdicts, names) if n == name])),
+            "cautioned": float(np.mean([v.status == CAUTION for v, n in zip(verdicts, names) if n == name])),
+        }
+        for name in versions
+    }
+    metadata = read_metadata(model_dir)
+    metadata["gate"] = entry
+    write_metadata(model_dir, metadata)
+    return entry
