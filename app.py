@@ -29,9 +29,11 @@ from pneumonia.errors import PneumoniaError
 from pneumonia.gate import CAUTION, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at, load_predictor
 from pneumonia.metrics import confusion_at, reliability_curve, threshold_metrics
+from pneumonia.report import gate_section
 from pneumonia.screening import (
     Upload,
     class_percentiles,
+    displayed_table,
     facts_text,
     format_probability,
     margin_text,
@@ -219,9 +221,14 @@ def lime_settings_ui():
 
 
 def result_card_ui(item: Screening, position: int, threshold: float, test: Predictions | None, ece: float | None) -> None:
-    """One input: the grey image the model saw, then its score, or the reason it was not scored."""
+    """One input, full width so nothing is cut off on a narrow screen: the gate's word first, then the grey
+    image the model saw beside its score."""
     with st.container(border=True):
-        picture, numbers = st.columns([2, 3])
+        if item.status == REFUSED:
+            st.error(f"Not scored: {item.reason}", icon=":material/block:")
+        elif item.status == CAUTION:
+            st.warning(f"Caution: {item.reason}. The score is shown, but means less.", icon=":material/warning:")
+        picture, numbers = st.columns([1, 2])
         if item.image is not None:
             picture.image(item.image, caption=item.name, width="stretch")
         else:
@@ -229,11 +236,8 @@ def result_card_ui(item: Screening, position: int, threshold: float, test: Predi
         with numbers:
             if item.facts or item.source_format == "DICOM":
                 st.caption(facts_text(item.facts))
-            if item.status == REFUSED:
-                st.error(f"Not scored: {item.reason}", icon=":material/block:")
+            if item.probability is None:
                 return
-            if item.status == CAUTION:
-                st.warning(f"Caution: {item.reason}. The score is shown, but means less.", icon=":material/warning:")
             p = item.probability
             st.metric("P(pneumonia)", format_probability(p))
             if ece is not None:
@@ -257,7 +261,7 @@ def results_ui(results: list[Screening], test: Predictions | None, ece: float | 
     """Everything on the Screen page that depends on the threshold; a slider move reruns only this."""
     threshold = threshold_ui("screen_threshold")
     table = results_table(results, threshold)
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(displayed_table(table), hide_index=True, width="stretch")
     st.download_button(
         "Download results as CSV",
         data=results_csv(table),
@@ -265,11 +269,8 @@ def results_ui(results: list[Screening], test: Predictions | None, ece: float | 
         mime="text/csv",
         on_click="ignore",
     )
-    per_row = 2
-    for start in range(0, len(results), per_row):
-        for offset, (column, item) in enumerate(zip(st.columns(per_row), results[start : start + per_row])):
-            with column:
-                result_card_ui(item, start + offset, threshold, test, ece)
+    for position, item in enumerate(results):
+        result_card_ui(item, position, threshold, test, ece)
 
 
 def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
@@ -436,6 +437,7 @@ def about_page() -> None:
     else:
         st.info(f"No test metrics yet. Command: `{EVALUATE_COMMAND}`.")
 
+    st.markdown(gate_section(metadata))
     st.header("Use")
     st.markdown(ui_text.INTENDED_USE)
 

@@ -98,7 +98,7 @@ def rule_verdict(image: InputImage, config: GateConfig = GateConfig()) -> tuple[
 STATISTIC_REASONS = {
     "saturation": "not a radiograph: it is a colour picture, and radiographs are grey",
     "std": "not a radiograph: the image is blank or almost uniform",
-    "neighbour_correlation": "not a radiograph: the image looks like random noise",
+    "neighbour_correlation": "not a radiograph: it is full of fine detail or noise, unlike an X-ray's smooth shading",
     "peak_share": "not a radiograph: it looks like a document, drawing or screenshot (mostly a few flat grey levels)",
 }
 

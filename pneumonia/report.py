@@ -92,11 +92,40 @@ validation ECE {val['ece_before_calibration']:.3f} before, {val['ece']:.3f} afte
 
 {stress_line}
 
+{gate_section(metadata)}
 ## Limits
 The test split comes from the same hospital but is visibly shifted from the training split: validation
 AUC overstates performance on new images, and the validation-chosen threshold flags more healthy children
 on test than on validation. Expect worse on other hospitals, adults and other equipment. Labels are
 single-reader diagnoses from routine care.
+"""
+
+
+def gate_section(metadata: dict) -> str:
+    """What the input gate does, with the thresholds it was fitted with and its validation refusal rates."""
+    gate = metadata.get("gate")
+    if not gate:
+        return "## Input gate\nNone fitted: run `python -m pneumonia fit-gate`.\n"
+    config, t = gate["config"], gate["thresholds"]
+    clean = gate["validation"]["clean"]
+    shifted = [rates["refused"] for name, rates in gate["validation"].items() if name != "clean"]
+    return f"""## Input gate
+Every input is `ok` (scored), `caution` (scored, with a reason) or `refused` (a reason, no score). It never uses
+the classifier's own probability, which rates photographs as confident pneumonia.
+- **Refused**: unreadable files; a side under {config['min_side']} px or an aspect ratio beyond 1:{config['max_aspect']:.0f};
+  a DICOM modality other than {', '.join(config['modalities'])}; colour pictures (mean chroma above {t['saturation_max']:.3f});
+  blank images (grey-level spread under {t['std_min']:.1f}); fine detail or noise (neighbour correlation under
+  {t['neighbour_correlation_min']:.3f}); documents and drawings (two grey levels cover over {t['peak_share_max']:.0%} of the
+  image); and images whose CNN features lie far from the training images: class-conditional Mahalanobis distance at
+  {' and '.join(f'`{name}`' for name in config['feature_layers'])}, unusualness above {t['unusual_refuse']:.2f}.
+- **Caution**: a short side under {config['caution_side']} px; a DICOM view other than AP/PA, a body part other than chest,
+  or an age band other than {config['trained_age_band']}.
+- **Fitted** on train/ only: {gate['fitted_on']}; thresholds chosen on {gate['thresholds_chosen_on']}.
+  Validation refused {clean['refused']:.2%} (cautioned {clean['cautioned']:.2%}); the stress-shifted copies
+  {min(shifted):.2%}–{max(shifted):.2%}.
+- **Limits**: an adult or lateral film saved as a JPEG carries no age or view, and is stopped only if its features are
+  far from the training images. Measured rates on the test split and on held-out non-radiographs:
+  `docs/gate_benchmark.md` (`python benchmarks/bench_gate.py`).
 """
 
 

@@ -86,7 +86,16 @@ def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
                 "threshold": round(threshold, 4),
             }
         )
-    return pd.DataFrame(rows, columns=["file", "status", "reason", "probability", "label", "threshold"])
+    # The long reason goes last, so status, score and label stay in view on a narrow screen.
+    return pd.DataFrame(rows, columns=["file", "status", "probability", "label", "threshold", "reason"])
+
+
+def displayed_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table as the app shows it: probabilities written as everywhere else ("> 0.999"), blank if
+    refused. The CSV keeps the numbers."""
+    shown = table.copy()
+    shown["probability"] = [("" if pd.isna(p) else format_probability(float(p))) for p in table["probability"]]
+    return shown
 
 
 def results_csv(table: pd.DataFrame) -> str:

@@ -107,16 +107,16 @@ def shots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
-def _screenshot(page, path: Path) -> None:
+def _screenshot(page, path: Path, width: int = 1400) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first."""
     height = page.evaluate(
         "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
         ".map(e => e.scrollHeight), document.body.scrollHeight)"
     )
-    page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 6000)})
+    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 8000)})
     page.wait_for_timeout(800)
     page.screenshot(path=str(path))
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.set_viewport_size({"width": width, "height": 1000})
 
 
 def _wait_idle(page) -> None:
@@ -146,21 +146,54 @@ def _counts_near(threshold: float) -> set[tuple[int, int, int, int]]:
     return found
 
 
-def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, committed_predictor):
+def _awkward_files(folder: Path) -> list[Path]:
+    """A DICOM with no extension (MONOCHROME1, 12-bit) and a colour photograph the gate must refuse."""
+    import skimage.data
+    from PIL import Image
+
+    from inputs import dicom_bytes, radiograph_grey, twelve_bit
+
+    dicom = folder / "scan_without_extension"
+    dicom.write_bytes(dicom_bytes(4095 - twelve_bit(radiograph_grey(SAMPLES[2])), photometric="MONOCHROME1"))
+    photo = folder / "cat.jpg"
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    return [dicom, photo]
+
+
+def _cut_off(page) -> list[str]:
+    """Texts of labels, metric values, buttons and captions whose content is wider than their box."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=stMetricValue], [data-testid=stMetricLabel], "
+        "[data-testid=stAlertContentError], [data-testid=stAlertContentWarning], button p')]"
+        ".filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
+    )
+
+
+def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, committed_predictor, tmp_path):
+    files = [*SAMPLES, *_awkward_files(tmp_path)]
     page.goto(server_url, wait_until="networkidle")
     page.locator("input[type=file]").first.wait_for(state="attached", timeout=UI_TIMEOUT_MS)
-    page.locator("input[type=file]").first.set_input_files([str(p) for p in SAMPLES])
+    page.locator("input[type=file]").first.set_input_files([str(p) for p in files])
 
-    expected = [format_probability(committed_predictor.predict_bytes(p.read_bytes())) for p in SAMPLES]
+    screened = committed_predictor.screen([(p.name, p) for p in files])
+    assert [r.status for r in screened] == ["ok"] * (len(files) - 1) + ["refused"]
+    expected = [format_probability(r.probability) for r in screened if r.probability is not None]
     probabilities = page.locator("[data-testid=stMetric]", has_text="P(pneumonia)")
-    probabilities.nth(len(SAMPLES) - 1).wait_for(timeout=UI_TIMEOUT_MS)
+    probabilities.nth(len(expected) - 1).wait_for(timeout=UI_TIMEOUT_MS)
     shown = [m.locator("[data-testid=stMetricValue]").inner_text().strip() for m in probabilities.all()]
     assert shown == expected
+    page.get_by_text(f"Not scored: {screened[-1].reason}").wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("DICOM: modality DX, view PA, body part CHEST, age 1–5 years").wait_for(timeout=UI_TIMEOUT_MS)
     page.get_by_text("Download results as CSV").wait_for(timeout=UI_TIMEOUT_MS)
     page.get_by_text("Grad-CAM: evidence", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
     page.get_by_text("LIME (", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
     _screenshot(page, shots / "screen.png")
+    page.set_viewport_size({"width": 800, "height": 1000})
+    page.wait_for_timeout(1500)
+    assert _cut_off(page) == []
+    _screenshot(page, shots / "screen_800.png", width=800)
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     page.get_by_role("link", name=re.compile("Threshold explorer")).click()
     caption = page.get_by_text("Confusion matrix at", exact=False).first
