@@ -1,0 +1,113 @@
+"""About / model card: data, model, calibration, test results with intervals, the input gate, the hardest
+cases and intended use, all filled in from the model's metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pneumonia import plots, ui_text
+from pneumonia.config import (
+    CLASS_NAMES,
+    EVALUATE_COMMAND,
+    HISTORY_FILENAME,
+    TEST_PREDICTIONS_FILENAME,
+    VALIDATION_PREDICTIONS_FILENAME,
+)
+from pneumonia.metrics import reliability_curve
+from pneumonia.report import gate_section
+from pneumonia.screening import format_probability, metrics_table
+from ui.common import file_stamp, load_history, load_predictions, model_dir, predictor_or_stop, split_predictions
+
+
+def about_page() -> None:
+    predictor = predictor_or_stop()
+    metadata = predictor.metadata
+    directory = model_dir()
+    test = split_predictions(TEST_PREDICTIONS_FILENAME)
+    validation_path = directory / VALIDATION_PREDICTIONS_FILENAME
+    validation = load_predictions(str(validation_path), file_stamp(validation_path)) if validation_path.is_file() else None
+    test_report = metadata["metrics"].get("test")
+    training = metadata["training"]
+
+    st.title("About this model")
+    st.header("Data")
+    st.markdown(ui_text.DATA)
+    counts = {
+        "fit (training)": f"{training['n_fit']:,} images, {training['n_fit_patients']:,} patients",
+        "validation": f"{training['n_validation']:,} images, {training['n_validation_patients']:,} patients",
+    }
+    if test is not None:
+        per_class = ", ".join(f"{int(np.sum(test.labels == i)):,} {name}" for i, name in enumerate(CLASS_NAMES))
+        counts["test"] = f"{len(test.labels):,} images ({per_class})"
+    st.table(pd.DataFrame({"split": list(counts), "size": list(counts.values())}))
+
+    st.header("Model")
+    st.markdown(
+        f"**Architecture.** {metadata['architecture']}.\n\n"
+        f"**Input.** {metadata['input']['size']}x{metadata['input']['size']} grey levels; "
+        f"{metadata['input']['preprocessing']}.\n\n"
+        f"**Training.** {training['epochs_run']} epochs run, best epoch {training['best_epoch']} "
+        f"({training['checkpoint_rule']}), {training['seconds'] / 60:.1f} minutes on {training['backend']}.\n\n"
+        f"**Default threshold.** {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']} "
+        f"(chosen on {metadata['threshold']['chosen_on']})."
+    )
+    history_path = directory / HISTORY_FILENAME
+    if history_path.is_file():
+        history = load_history(str(history_path), file_stamp(history_path))
+        st.plotly_chart(plots.training_curves(history, training["best_epoch"]), width="stretch", key="history")
+    calibration = metadata["calibration"]
+    validation_metrics = metadata["metrics"]["validation"]
+    ece_line = (
+        f"validation ECE {validation_metrics['ece_before_calibration']:.3f} before and "
+        f"{validation_metrics['ece']:.3f} after"
+    )
+    if test_report:
+        ece_line += f"; test ECE {test_report['ece']:.3f}"
+    st.markdown(f"**Calibration.** {calibration['method']}; temperature {calibration['temperature']:.2f}, bias {calibration.get('bias', 0.0):+.2f}; {ece_line}.")
+    curves = {
+        name: reliability_curve(split.labels, split.probabilities)
+        for name, split in (("validation", validation), ("test", test))
+        if split is not None
+    }
+    if curves:
+        st.plotly_chart(plots.reliability_figure(curves), width="stretch", key="reliability")
+
+    st.header("Results on the test split")
+    if test_report:
+        st.caption(
+            f"At the default threshold {test_report['threshold']:.3f} ({test_report['threshold_source']}); "
+            f"95% intervals from {test_report['bootstrap']}."
+        )
+        st.dataframe(
+            metrics_table(test_report),
+            hide_index=True,
+            column_config={"value": st.column_config.NumberColumn(format="%.3f")},
+        )
+        hardest_cases_ui(test_report.get("hardest_cases", []), directory)
+    else:
+        st.info(f"No test metrics yet. Command: `{EVALUATE_COMMAND}`.")
+
+    st.markdown(gate_section(metadata))
+    st.header("Use")
+    st.markdown(ui_text.INTENDED_USE)
+
+
+def hardest_cases_ui(cases: list[dict], directory: Path) -> None:
+    """The test images the model got most confidently wrong: the best material for teaching its limits."""
+    present = [case for case in cases if (directory / case["image"]).is_file()]
+    if not present:
+        return
+    st.subheader("Hardest test cases (highest loss)")
+    per_row = 4
+    for start in range(0, len(present), per_row):
+        for column, case in zip(st.columns(per_row), present[start : start + per_row]):
+            truth = CLASS_NAMES[case["label"]] + ("" if case["subtype"] == "normal" else f" ({case['subtype']})")
+            column.image(
+                str(directory / case["image"]),
+                caption=f"{case['source']}: truly {truth}, P(pneumonia) {format_probability(case['probability'])}",
+                width="stretch",
+            )

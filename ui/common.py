@@ -1,0 +1,150 @@
+"""What every page shares: the cached model and prediction files, the one shared threshold, and the widgets
+that set it. Cached work here is never re-run by a widget move."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pneumonia import ui_text
+from pneumonia.artifacts import Predictions, read_predictions
+from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
+from pneumonia.errors import PneumoniaError
+from pneumonia.inference import Predictor, load_predictor
+
+MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
+THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
+PRESET_NAMES = {
+    "default": "Model default",
+    "max_f1": "Max F1",
+    "youden": "Youden's J",
+    "sensitivity_95": "Sensitivity ≥ 0.95",
+}
+
+
+def model_dir() -> Path:
+    return Path(os.environ.get(MODEL_DIR_ENV) or MODELS_DIR)
+
+
+def file_stamp(path: Path) -> int:
+    """Modification time as a cache key part, so a retrained or re-evaluated model is picked up without a restart."""
+    return path.stat().st_mtime_ns if path.is_file() else 0
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, settings, _image: np.ndarray):
+    """Seeded LIME keyed on model, image hash and settings. The progress bar is created and removed in here,
+    so a cache hit replays nothing visible."""
+    from pneumonia.explain import explain_lime
+
+    text = "LIME: scoring {:.0%} of the perturbed copies of the image…"
+    bar = st.progress(0.0, text=text.format(0.0))
+    explanation = explain_lime(
+        _predictor, _image, settings, progress=lambda done: bar.progress(min(max(done, 0.0), 1.0), text=text.format(done))
+    )
+    bar.empty()
+    return explanation
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def grad_cam_map(_predictor: Predictor, model_sha: str, digest: str, _image: np.ndarray) -> np.ndarray:
+    from pneumonia.explain import grad_cam
+
+    return grad_cam(_predictor, _image)
+
+
+# ---------------------------------------------------------------- cached work (never re-run by a widget move)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def load_model(directory: str, stamp: int) -> Predictor:
+    """Once per process and model version, warmed up so the first upload is answered quickly."""
+    predictor = load_predictor(directory)
+    predictor.warm_up()
+    return predictor
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_predictions(path: str, stamp: int) -> Predictions:
+    return read_predictions(Path(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_history(path: str, stamp: int) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+
+
+def current_predictor() -> Predictor:
+    directory = model_dir()
+    return load_model(str(directory), file_stamp(directory / METADATA_FILENAME))
+
+
+def predictor_or_stop() -> Predictor:
+    """The loaded model, or a one-line error naming the command that fixes it (never a traceback)."""
+    try:
+        predictor = current_predictor()
+    except PneumoniaError as exc:
+        st.error(f"The model could not be loaded: {exc}", icon=":material/error:")
+        st.stop()
+    st.session_state.setdefault(THRESHOLD, predictor.threshold)
+    return predictor
+
+
+def split_predictions(split_filename: str) -> Predictions | None:
+    """A prediction table from the model folder, or None after an info line saying how to create it."""
+    path = model_dir() / split_filename
+    try:
+        return load_predictions(str(path), file_stamp(path))
+    except PneumoniaError as exc:
+        st.info(f"{exc} Command: `{EVALUATE_COMMAND}`.", icon=":material/info:")
+        return None
+
+
+# ---------------------------------------------------------------- small widgets that return values
+
+
+def _copy_to_shared(widget_key: str) -> None:
+    st.session_state[THRESHOLD] = st.session_state[widget_key]
+
+
+def _set_shared(value: float) -> None:
+    st.session_state[THRESHOLD] = value
+
+
+def threshold_ui(widget_key: str) -> float:
+    """A slider bound to the shared threshold. Each page has its own widget key (Streamlit drops the state
+    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change."""
+    st.session_state[widget_key] = st.session_state[THRESHOLD]
+    st.slider(
+        "Decision threshold on P(pneumonia)",
+        min_value=0.0,
+        max_value=1.0,
+        step=0.001,
+        format="%.3f",
+        key=widget_key,
+        on_change=_copy_to_shared,
+        args=(widget_key,),
+        help=ui_text.THRESHOLD_HELP,
+    )
+    return float(st.session_state[THRESHOLD])
+
+
+def presets_ui(presets: list[dict]) -> None:
+    """One button per validation-chosen threshold; clicking sets the shared threshold (and so the slider)."""
+    columns = st.columns(len(presets))
+    for column, preset in zip(columns, presets):
+        column.button(
+            f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {preset['threshold']:.3f}",
+            key=f"preset_{preset['name']}",
+            help=f"Rule: {preset['rule']}",
+            on_click=_set_shared,
+            args=(float(preset["threshold"]),),
+            width="stretch",
+        )
+        column.caption(preset["rule"])

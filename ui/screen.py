@@ -1,0 +1,178 @@
+"""The Screen page: uploads and samples through the input gate, result cards, the results table, and LIME
+and Grad-CAM for any scored image."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pneumonia import plots, ui_text
+from pneumonia.artifacts import Predictions
+from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
+from pneumonia.gate import CAUTION, REFUSED
+from pneumonia.inference import Predictor, Screening, label_at
+from pneumonia.screening import (
+    Upload,
+    class_percentiles,
+    displayed_table,
+    facts_text,
+    format_probability,
+    margin_text,
+    percentile_text,
+    results_csv,
+    results_table,
+    sample_files,
+)
+from ui.common import grad_cam_map, lime_explanation, predictor_or_stop, split_predictions, threshold_ui
+
+SAMPLES_DIR = ASSETS_DIR / "samples"
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def screen_upload(_predictor: Predictor, model_sha: str, digest: str, name: str, _data: bytes) -> Screening:
+    """Read, gate and score one upload, keyed on the model and the bytes' hash (in memory only):
+    relabelling at a new threshold never re-runs the model."""
+    return _predictor.screen([(name, _data)], keep_images=True)[0]
+
+
+def uploads_ui() -> list[Upload]:
+    """Uploaded files plus any chosen samples, as bytes in memory."""
+    files = st.file_uploader(
+        "Drop chest X-rays here: JPEG, PNG, DICOM, TIFF, BMP, GIF or WebP, several at once",
+        type=None,  # every file is accepted and recognised by its content, so a DICOM without .dcm still works
+        accept_multiple_files=True,
+        help=ui_text.UPLOAD_HELP,
+    )
+    samples = {path.name: path for path in sample_files(SAMPLES_DIR)}
+    chosen = st.multiselect(
+        "…or try bundled sample X-rays", list(samples), key="samples", help=ui_text.SAMPLES_HELP
+    )
+    return [Upload(f.name, f.getvalue()) for f in files or []] + [
+        Upload(name, samples[name].read_bytes()) for name in chosen
+    ]
+
+
+def lime_settings_ui():
+    """LIME knobs in an expander; returns (settings, regions to show)."""
+    from pneumonia.explain import LimeSettings
+
+    defaults = LimeSettings()
+    with st.expander("LIME settings"):
+        st.caption(ui_text.LIME_SETTINGS_HELP)
+        n_segments = st.slider("Superpixels", 10, 100, defaults.n_segments, step=5, key="lime_segments")
+        num_samples = st.slider("Samples", 100, 2000, defaults.num_samples, step=100, key="lime_samples")
+        top_k = st.slider("Regions shown per direction", 1, 10, 5, key="lime_top_k")
+    return LimeSettings(num_samples=num_samples, n_segments=n_segments, seed=defaults.seed), top_k
+
+
+# ---------------------------------------------------------------- page parts
+
+
+def result_card_ui(item: Screening, position: int, threshold: float, test: Predictions | None, ece: float | None) -> None:
+    """One input, full width so nothing is cut off on a narrow screen: the gate's word first, then the grey
+    image the model saw beside its score."""
+    with st.container(border=True):
+        if item.status == REFUSED:
+            st.error(f"Not scored: {item.reason}", icon=":material/block:")
+        elif item.status == CAUTION:
+            st.warning(f"Caution: {item.reason}. The score is shown, but means less.", icon=":material/warning:")
+        picture, numbers = st.columns([1, 2])
+        if item.image is not None:
+            picture.image(item.image, caption=item.name, width="stretch")
+        else:
+            picture.markdown(f"**{item.name}**")
+        with numbers:
+            if item.facts or item.source_format == "DICOM":
+                st.caption(facts_text(item.facts))
+            if item.probability is None:
+                return
+            p = item.probability
+            st.metric("P(pneumonia)", format_probability(p))
+            if ece is not None:
+                st.caption(f"Calibration on the test set: expected calibration error {ece:.3f}.")
+            st.metric(
+                f"Label at {threshold:.3f}", label_at(p, threshold), delta=margin_text(p, threshold), delta_color="off"
+            )
+            if test is not None:
+                st.caption(percentile_text(class_percentiles(p, test.labels, test.probabilities)))
+        if test is not None:
+            with st.expander("Where this score falls in the test set"):
+                st.plotly_chart(
+                    plots.score_histogram(test.labels, test.probabilities, p, threshold),
+                    width="stretch",
+                    key=f"histogram_{position}",
+                )
+
+
+@st.fragment
+def results_ui(results: list[Screening], test: Predictions | None, ece: float | None) -> None:
+    """Everything on the Screen page that depends on the threshold; a slider move reruns only this."""
+    threshold = threshold_ui("screen_threshold")
+    table = results_table(results, threshold)
+    st.dataframe(displayed_table(table), hide_index=True, width="stretch")
+    st.download_button(
+        "Download results as CSV",
+        data=results_csv(table),
+        file_name="pneumonia_screening.csv",
+        mime="text/csv",
+        on_click="ignore",
+    )
+    for position, item in enumerate(results):
+        result_card_ui(item, position, threshold, test, ece)
+
+
+def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
+    """LIME and Grad-CAM for one chosen image, both cached, so threshold moves never recompute them."""
+    from pneumonia.explain import heatmap_overlay, lime_heatmap, lime_overlay, map_agreement
+
+    st.subheader("Why this score? LIME and Grad-CAM")
+    st.caption(ui_text.EXPLAIN_INTRO)
+    index = 0
+    if len(scored) > 1:
+        index = st.selectbox(
+            "Image to explain (scored images only)",
+            range(len(scored)),
+            format_func=lambda i: scored[i][1].name,
+            key="explain_image",
+        )
+    upload, item = scored[index]
+    settings, top_k = lime_settings_ui()
+    image = item.model_input
+    sha = predictor.metadata["model_sha256"]
+    lime_column, cam_column = st.columns(2)
+    with lime_column:
+        explanation = lime_explanation(predictor, sha, upload.digest, settings, image)
+        st.image(
+            lime_overlay(image, explanation, top_k=top_k),
+            caption=f"LIME ({settings.n_segments} superpixels, {settings.num_samples} samples): "
+            "red pushes towards pneumonia, blue away",
+            width="stretch",
+        )
+    with cam_column:
+        cam = grad_cam_map(predictor, sha, upload.digest, image)
+        st.image(heatmap_overlay(image, cam), caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
+    st.metric(
+        "Agreement of LIME and Grad-CAM (Spearman)",
+        f"{map_agreement(lime_heatmap(explanation), cam):.2f}",
+        help=ui_text.AGREEMENT_HELP,
+    )
+    st.caption(f"LIME surrogate fit R² = {explanation.score:.2f}; low values mean the linear story is a rough one.")
+
+
+# ---------------------------------------------------------------- pages
+
+
+def screen_page() -> None:
+    predictor = predictor_or_stop()
+    st.title("Screen chest X-rays")
+    st.warning(ui_text.SCREEN_DISCLAIMER, icon=":material/warning:")
+    uploads = uploads_ui()
+    if not uploads:
+        st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
+        return
+    sha = predictor.metadata["model_sha256"]
+    results = [screen_upload(predictor, sha, upload.digest, upload.name, upload.data) for upload in uploads]
+    test_report = predictor.metadata["metrics"].get("test")
+    results_ui(results, split_predictions(TEST_PREDICTIONS_FILENAME), test_report["ece"] if test_report else None)
+    scored = [(upload, item) for upload, item in zip(uploads, results) if item.probability is not None]
+    if scored:
+        explanation_ui(predictor, scored)
