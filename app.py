@@ -13,6 +13,7 @@ from pneumonia import ui_text
 from pneumonia.errors import PneumoniaError
 from ui.about import about_page
 from ui.common import current_predictor
+from ui.reader_mode import reader_page
 from ui.screen import screen_page
 from ui.threshold import threshold_page
 
@@ -39,6 +40,7 @@ def main() -> None:
     pages = [
         st.Page(screen_page, title="Screen", icon=":material/radiology:", url_path="screen", default=True),
         st.Page(threshold_page, title="Threshold explorer", icon=":material/tune:", url_path="threshold"),
+        st.Page(reader_page, title="Reader mode", icon=":material/visibility:", url_path="reader"),
         st.Page(about_page, title="About / model card", icon=":material/description:", url_path="about"),
     ]
     page = st.navigation(pages)

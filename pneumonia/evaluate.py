@@ -15,6 +15,21 @@ from pneumonia.metrics import bootstrap_intervals, full_report
 
 HARDEST_DIR = "hardest_cases"
 HARDEST_COUNT = 8
+THUMBNAILS_DIR = "test_thumbnails"
+THUMBNAIL_SIDE = 128
+THUMBNAIL_ATTRIBUTION = """# Test-set thumbnails: source and licence
+
+Each file here is a {side}x{side} grey JPEG copy of one image of the official **test split** of
+
+> Kermany, Daniel; Zhang, Kang; Goldbaum, Michael (2018), "Labeled Optical Coherence Tomography (OCT)
+> and Chest X-Ray Images for Classification", Mendeley Data, v2, doi:[10.17632/rscbjbr9sj.2](https://doi.org/10.17632/rscbjbr9sj.2)
+
+licensed under [Creative Commons Attribution 4.0 International (CC BY 4.0)](https://creativecommons.org/licenses/by/4.0/).
+Children aged one to five, Guangzhou Women and Children's Medical Center, routine care. Changes: resized to
+{side}x{side} pixels and re-encoded as JPEG; the file name is the original's stem. Written by
+`python -m pneumonia evaluate` so that the app's reader mode and case gallery can teach without the data set;
+they are never used for training or any choice.
+"""
 
 
 def top_loss_indices(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
@@ -38,6 +53,7 @@ def evaluate(data_dir: Path, model_dir: Path = MODELS_DIR, resamples: int = 2000
 
     write_predictions(model_dir / TEST_PREDICTIONS_FILENAME, files, labels, subtypes, probabilities)
     hardest = _save_hardest(model_dir / HARDEST_DIR, samples, labels, probabilities)
+    save_thumbnails(model_dir / THUMBNAILS_DIR, [s.path for s in samples])
 
     report = full_report(labels, probabilities, threshold, subtypes)
     report["intervals_95"] = bootstrap_intervals(labels, probabilities, threshold, subtypes, resamples=resamples)
@@ -73,3 +89,19 @@ def _save_hardest(folder: Path, samples, labels: np.ndarray, probabilities: np.n
             }
         )
     return cases
+
+
+def thumbnail_name(file: str) -> str:
+    """Where a test file's thumbnail lives, relative to the thumbnails folder (test file stems are unique)."""
+    return Path(file).stem + ".jpg"
+
+
+def save_thumbnails(folder: Path, paths: list[Path], side: int = THUMBNAIL_SIDE) -> None:
+    """Small grey copies of every test image (about 4 kB each), with their attribution."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.jpg"):
+        old.unlink()
+    images = load_images(paths, side)[..., 0]
+    for path, grey in zip(paths, images):
+        Image.fromarray(grey.round().astype(np.uint8), mode="L").save(folder / thumbnail_name(path.name), quality=85)
+    (folder / "ATTRIBUTION.md").write_text(THUMBNAIL_ATTRIBUTION.format(side=side))

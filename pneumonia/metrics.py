@@ -14,6 +14,15 @@ def confusion_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float
     return confusion_matrix(np.asarray(labels).astype(int), predicted, labels=[0, 1])
 
 
+def cell_indices(labels: np.ndarray, probabilities: np.ndarray, threshold: float, cell: str) -> list[int]:
+    """Indices of the images in one confusion-matrix cell ("TP", "FP", "FN" or "TN"), highest score first."""
+    called = np.asarray(probabilities) >= threshold
+    truth = np.asarray(labels).astype(bool)
+    mask = {"TP": truth & called, "FP": ~truth & called, "FN": truth & ~called, "TN": ~truth & ~called}[cell]
+    chosen = np.flatnonzero(mask)
+    return chosen[np.argsort(-np.asarray(probabilities)[chosen], kind="stable")].tolist()
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else float("nan")
 

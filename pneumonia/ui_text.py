@@ -77,3 +77,30 @@ treat anyone.
 - *Explanations.* LIME and Grad-CAM show what moved the score, not why the disease is present; models can rely on
   markers, text, or positioning rather than the lungs.
 """
+
+READER_INTRO = (
+    "Read first, then reveal. Each test X-ray appears without its label or score. Commit NORMAL or PNEUMONIA "
+    "(and, if you like, how sure you are); the page then shows the model's score and label, the truth and both "
+    "explanation maps. A tally compares you with the model on the same cases. Cases come in a seeded order that "
+    "mixes both classes; nothing is stored beyond this browser session."
+)
+
+READER_MAPS_NOTE = (
+    "The maps are computed on the 128-pixel copy shown here; the score is the model's recorded score on the "
+    "original test image."
+)
+
+READER_ROC_NOTE = (
+    "The curve is the model's ROC on the whole test set; the dots are the model's and your operating points on "
+    "the cases you read. With confidences, your own ROC curve appears: each confidence level is a threshold."
+)
+
+PREVALENCE_HELP = (
+    "How common pneumonia is among the children you screen. The test set's share is far higher than in most "
+    "clinics; predictive values (PPV, NPV) depend on it, sensitivity and specificity do not."
+)
+
+COST_RATIO_HELP = (
+    "How many false alarms you would accept to avoid one missed pneumonia. Together with the prevalence it "
+    "defines the cost-minimising threshold, computed on the validation split and offered as a preset."
+)

@@ -23,6 +23,7 @@ PRESET_NAMES = {
     "max_f1": "Max F1",
     "youden": "Youden's J",
     "sensitivity_95": "Sensitivity ≥ 0.95",
+    "cost": "Cost-minimising",
 }
 
 
@@ -96,6 +97,13 @@ def predictor_or_stop() -> Predictor:
     return predictor
 
 
+def thumbnail_path(file: str) -> Path:
+    """The shipped 128-px copy of a test image (written by evaluate), for reader mode and the case gallery."""
+    from pneumonia.evaluate import THUMBNAILS_DIR, thumbnail_name
+
+    return model_dir() / THUMBNAILS_DIR / thumbnail_name(file)
+
+
 def split_predictions(split_filename: str) -> Predictions | None:
     """A prediction table from the model folder, or None after an info line saying how to create it."""
     path = model_dir() / split_filename
@@ -136,15 +144,16 @@ def threshold_ui(widget_key: str) -> float:
 
 
 def presets_ui(presets: list[dict]) -> None:
-    """One button per validation-chosen threshold; clicking sets the shared threshold (and so the slider)."""
-    columns = st.columns(len(presets))
-    for column, preset in zip(columns, presets):
-        column.button(
-            f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {preset['threshold']:.3f}",
-            key=f"preset_{preset['name']}",
-            help=f"Rule: {preset['rule']}",
-            on_click=_set_shared,
-            args=(float(preset["threshold"]),),
-            width="stretch",
-        )
-        column.caption(preset["rule"])
+    """One button per validation-chosen threshold; clicking sets the shared threshold (and so the slider).
+    The buttons wrap on a narrow screen, and each rule is written out below them."""
+    with st.container(horizontal=True, gap="small"):
+        for preset in presets:
+            st.button(
+                f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {preset['threshold']:.3f}",
+                key=f"preset_{preset['name']}",
+                help=f"Rule: {preset['rule']}",
+                on_click=_set_shared,
+                args=(float(preset["threshold"]),),
+                width="content",
+            )
+    st.caption("  \n".join(f"**{PRESET_NAMES.get(p['name'], p['name'])}**: {p['rule']}" for p in presets))

@@ -3,13 +3,19 @@ matrices and curves that follow it."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from pneumonia import plots, ui_text
 from pneumonia.artifacts import Predictions
-from pneumonia.config import TEST_PREDICTIONS_FILENAME
-from pneumonia.metrics import confusion_at, threshold_metrics
-from ui.common import predictor_or_stop, presets_ui, split_predictions, threshold_ui
+from pneumonia.config import TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
+from pneumonia.decision import cost_minimising_threshold, cost_rule, expected_cost, natural_frequencies, rounded_counts
+from pneumonia.decision_plots import natural_frequency_figure
+from pneumonia.metrics import cell_indices, confusion_at, threshold_metrics
+from pneumonia.screening import format_probability
+from ui.common import predictor_or_stop, presets_ui, split_predictions, thumbnail_path, threshold_ui
+
+GALLERY_LIMIT = 48
 
 
 def threshold_page() -> None:
@@ -18,15 +24,98 @@ def threshold_page() -> None:
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:
         return
+    validation = split_predictions(VALIDATION_PREDICTIONS_FILENAME)
     st.info(ui_text.TEST_VS_VALIDATION)
-    threshold_explorer_ui(predictor.metadata["threshold"]["presets"], test)
+    threshold_explorer_ui(predictor.metadata["threshold"]["presets"], test, validation)
+
+
+def prevalence_and_costs_ui(test: Predictions) -> tuple[float, float]:
+    """Prevalence (default: the test set's, with 5%, 20% and 50% presets) and the cost of a miss in false alarms."""
+    test_share = float(np.mean(test.labels))
+    options = {f"test set ({test_share:.0%})": test_share, "5%": 0.05, "20%": 0.20, "50%": 0.50}
+    left, right = st.columns(2)
+    with left:
+        choice = st.radio("Prevalence of pneumonia", list(options), horizontal=True, key="prevalence_choice",
+                          help=ui_text.PREVALENCE_HELP)
+        prevalence = options[choice]
+    with right:
+        ratio = st.slider("A missed pneumonia costs as much as … false alarms", 1, 50, 5, key="cost_ratio",
+                          help=ui_text.COST_RATIO_HELP)
+    return prevalence, float(ratio)
+
+
+def cost_preset(validation: Predictions | None, prevalence: float, ratio: float) -> dict | None:
+    """The validation threshold minimising expected cost at this prevalence and ratio, as a preset."""
+    if validation is None:
+        return None
+    threshold, _ = cost_minimising_threshold(validation.labels, validation.probabilities, prevalence, ratio)
+    return {"name": "cost", "threshold": float(threshold), "rule": cost_rule(prevalence, ratio)}
+
+
+def natural_frequencies_ui(test: Predictions, threshold: float, prevalence: float, ratio: float) -> None:
+    """Per 1,000 children at this prevalence, with the test set's sensitivity and specificity at the threshold."""
+    values = threshold_metrics(test.labels, test.probabilities, threshold)
+    frequencies = natural_frequencies(values["sensitivity"], values["specificity"], prevalence)
+    counts = rounded_counts(frequencies)
+    st.markdown(
+        f"**Per 1,000 children** with {prevalence:.0%} pneumonia, at threshold {threshold:.3f} "
+        f"(test-set sensitivity {values['sensitivity']:.3f}, specificity {values['specificity']:.3f}):"
+    )
+    shown = [("Pneumonias caught", "caught"), ("Pneumonias missed", "missed"), ("False alarms", "false_alarms"),
+             ("True all-clears", "all_clear")]
+    for column, (label, key) in zip(st.columns(4), shown):
+        column.metric(label, f"{counts[key]:,}")
+    ppv, npv = frequencies["ppv"], frequencies["npv"]
+    st.caption(
+        f"Of the children flagged, {_share(ppv)} have pneumonia (PPV); of those cleared, {_share(npv)} are truly "
+        f"clear (NPV). Expected cost per child: {expected_cost(test.labels, test.probabilities, threshold, prevalence, ratio):.3f} "
+        f"false-alarm units."
+    )
+    st.plotly_chart(natural_frequency_figure(counts), width="stretch", key="natural_frequencies")
+
+
+def _share(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.1%}"
+
+
+CELLS = {
+    "TP": "true positives: pneumonia, flagged",
+    "FP": "false positives: normal, flagged",
+    "FN": "false negatives: pneumonia, missed",
+    "TN": "true negatives: normal, cleared",
+}
+
+
+def case_gallery_ui(test: Predictions, threshold: float) -> None:
+    """The test images in one confusion-matrix cell at the current threshold, highest score first."""
+    st.subheader("Case gallery")
+    cell = st.segmented_control("Cell of the confusion matrix", list(CELLS), default="FP", key="gallery_cell",
+                                format_func=lambda c: c, help="; ".join(f"{k}: {v}" for k, v in CELLS.items()))
+    cell = cell or "FP"
+    indices = cell_indices(test.labels, test.probabilities, threshold, cell)
+    st.caption(f"{len(indices)} {CELLS[cell]} at threshold {threshold:.3f}, highest score first.")
+    shown = indices[:GALLERY_LIMIT]
+    per_row = 6
+    for start in range(0, len(shown), per_row):
+        for column, index in zip(st.columns(per_row), shown[start : start + per_row]):
+            path = thumbnail_path(test.files[index])
+            subtype = test.subtypes[index]
+            caption = f"{format_probability(float(test.probabilities[index]))} · {subtype}"
+            if path.is_file():
+                column.image(path.read_bytes(), caption=caption, width="stretch")
+            else:
+                column.caption(caption)
+    if len(indices) > GALLERY_LIMIT:
+        st.caption(f"Showing the first {GALLERY_LIMIT} of {len(indices)}.")
 
 
 @st.fragment
-def threshold_explorer_ui(presets: list[dict], test: Predictions) -> None:
+def threshold_explorer_ui(presets: list[dict], test: Predictions, validation: Predictions | None) -> None:
     """Presets, slider and everything computed from them; a change reruns only this fragment."""
+    prevalence, ratio = prevalence_and_costs_ui(test)
+    cost = cost_preset(validation, prevalence, ratio)
     st.markdown("**Presets** (computed on validation):")
-    presets_ui(presets)
+    presets_ui(presets + ([cost] if cost else []))
     threshold = threshold_ui("explorer_threshold")
     values = threshold_metrics(test.labels, test.probabilities, threshold)
     st.markdown(f"**Test set, {len(test.labels)} images, threshold {threshold:.3f}**")
@@ -48,3 +137,5 @@ def threshold_explorer_ui(presets: list[dict], test: Predictions) -> None:
     right.plotly_chart(plots.confusion_heatmap(counts, normalise=True), width="stretch", key="confusion_share")
     left.plotly_chart(plots.roc_figure(test.labels, test.probabilities, threshold), width="stretch", key="roc")
     right.plotly_chart(plots.pr_figure(test.labels, test.probabilities, threshold), width="stretch", key="pr")
+    natural_frequencies_ui(test, threshold, prevalence, ratio)
+    case_gallery_ui(test, threshold)

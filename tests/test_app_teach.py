@@ -1,0 +1,155 @@
+"""AppTest on the teaching features, against numbers computed here from the committed prediction files:
+reader mode's tally, the case gallery's cells, natural frequencies and the cost-minimising preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
+
+from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
+from pneumonia.screening import format_probability
+from pneumonia.tally import reader_order
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+TIMEOUT = 180
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def test_table() -> pd.DataFrame:
+    return pd.read_csv(MODELS_DIR / TEST_PREDICTIONS_FILENAME)
+
+
+@pytest.fixture(scope="module")
+def validation_table() -> pd.DataFrame:
+    return pd.read_csv(MODELS_DIR / VALIDATION_PREDICTIONS_FILENAME)
+
+
+def open_page(url_path: str, title: str, monkeypatch) -> AppTest:
+    monkeypatch.delenv("PNEUMONIA_MODEL_DIR", raising=False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at._page_hash = calc_hash(url_path)  # function pages are addressed by the hash of their url_path
+    at.run()
+    assert [t.value for t in at.title] == [title]
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metric_value(at: AppTest, label: str) -> str:
+    (found,) = [m.value for m in at.metric if m.label == label]
+    return found
+
+
+# ---------------------------------------------------------------- reader mode
+
+
+def read(at: AppTest, call: str, confidence: int | None) -> AppTest:
+    at.radio(key="reader_call").set_value(call)
+    at.select_slider(key="reader_confidence").set_value(confidence)
+    [submit] = [b for b in at.button if b.label == "Commit and reveal"]
+    submit.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatch, test_table):
+    at = open_page("reader", "Reader mode", monkeypatch)
+    order = reader_order(test_table["label"].to_numpy(), 0)
+    threshold = at.session_state["threshold"]
+    calls = [("PNEUMONIA", 5), ("NORMAL", 2), ("PNEUMONIA", None), ("NORMAL", 4)]
+    for position, (call, confidence) in enumerate(calls):
+        assert f"Case {position + 1} of {len(test_table)}" in " ".join(m.value for m in at.markdown)
+        read(at, call, confidence)
+        row = test_table.iloc[order[position]]
+        revealed = " ".join(m.value for m in at.markdown)
+        assert f"P(pneumonia) {format_probability(row['probability'])}" in revealed
+        assert f"**Truth**: {'PNEUMONIA' if row['label'] else 'NORMAL'}" in revealed
+        assert any(c.startswith("LIME") for image in at.image for c in image.captions)
+        at.button(key="reader_next").click().run()
+
+    cases = test_table.iloc[order[: len(calls)]]
+    truth = cases["label"].to_numpy() == 1
+    reader = np.array([c == "PNEUMONIA" for c, _ in calls])
+    model = cases["probability"].to_numpy() >= threshold
+    table = at.dataframe[0].value
+    for row, called in zip(table.to_dict("records"), (reader, model)):
+        assert (row["TP"], row["FP"], row["FN"], row["TN"]) == (
+            int(np.sum(truth & called)), int(np.sum(~truth & called)),
+            int(np.sum(truth & ~called)), int(np.sum(~truth & ~called)),
+        )
+        assert row["accuracy"] == f"{np.mean(called == truth):.3f}"
+    assert "4 cases read" in at.subheader[0].value
+
+    # A new seed restarts with a different order and an empty tally.
+    at.number_input(key="reader_seed").set_value(7)
+    at.button(key="reader_restart").click().run()
+    state = at.session_state["reader_mode"]
+    assert state.seed == 7 and state.readings == [] and state.order == reader_order(test_table["label"].to_numpy(), 7)
+    assert state.order != order
+
+
+# ---------------------------------------------------------------- threshold explorer additions
+
+
+def test_case_gallery_shows_each_cell_sorted_by_score(monkeypatch, test_table):
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    threshold = 0.5
+    at.slider(key="explorer_threshold").set_value(threshold).run()
+    scores, truth = test_table["probability"].to_numpy(), test_table["label"].to_numpy() == 1
+    masks = {"TP": truth & (scores >= threshold), "FP": ~truth & (scores >= threshold),
+             "FN": truth & (scores < threshold), "TN": ~truth & (scores < threshold)}
+    for cell, mask in masks.items():
+        at.segmented_control(key="gallery_cell").set_value(cell).run()
+        expected = test_table[mask].sort_values("probability", ascending=False, kind="stable")
+        captions = [c for image in at.image for c in image.captions]
+        assert captions == [f"{format_probability(p)} · {s}" for p, s in
+                            zip(expected["probability"][:48], expected["subtype"][:48])], cell
+        assert f"{len(expected)} " in " ".join(c.value for c in at.caption)
+
+
+def test_natural_frequencies_match_hand_computed_numbers(monkeypatch, test_table):
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    at.radio(key="prevalence_choice").set_value("20%").run()
+    threshold = at.session_state["threshold"]
+    scores, truth = test_table["probability"].to_numpy(), test_table["label"].to_numpy() == 1
+    sensitivity = np.mean(scores[truth] >= threshold)
+    specificity = np.mean(scores[~truth] < threshold)
+    caught, missed = 200 * sensitivity, 200 * (1 - sensitivity)
+    false_alarms, all_clear = 800 * (1 - specificity), 800 * specificity
+    shown = {label: int(metric_value(at, label).replace(",", "")) for label in
+             ("Pneumonias caught", "Pneumonias missed", "False alarms", "True all-clears")}
+    assert sum(shown.values()) == 1000
+    for label, value in zip(shown, (caught, missed, false_alarms, all_clear)):
+        assert abs(shown[label] - value) < 1.0, label
+    ppv = caught / (caught + false_alarms)
+    assert f"{ppv:.1%} have pneumonia (PPV)" in " ".join(c.value for c in at.caption)
+
+
+def brute_force_cost_threshold(table: pd.DataFrame, prevalence: float, ratio: float) -> float:
+    scores, truth = table["probability"].to_numpy(), table["label"].to_numpy() == 1
+    best, best_cost = None, np.inf
+    for t in sorted(set(scores) | {np.nextafter(scores.max(), 1.0)}, reverse=True):
+        sensitivity, specificity = np.mean(scores[truth] >= t), np.mean(scores[~truth] < t)
+        cost = prevalence * (1 - sensitivity) * ratio + (1 - prevalence) * (1 - specificity)
+        if cost < best_cost - 1e-12:
+            best, best_cost = t, cost
+    return best
+
+
+def test_cost_minimising_preset_is_the_brute_force_optimum_on_validation(monkeypatch, validation_table):
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    at.radio(key="prevalence_choice").set_value("5%")
+    at.slider(key="cost_ratio").set_value(20).run()
+    expected = brute_force_cost_threshold(validation_table, 0.05, 20.0)
+    button = at.button(key="preset_cost")
+    assert button.label == f"Cost-minimising: {expected:.3f}"
+    button.click().run()
+    assert at.session_state["threshold"] == pytest.approx(expected)
+    assert "minimises expected cost on validation at prevalence 5% with a missed pneumonia costing 20 false alarms" in \
+        " ".join(c.value for c in at.caption)

@@ -1,0 +1,134 @@
+"""Natural frequencies by hand, whole-child rounding, and the cost-minimising threshold against brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pneumonia.artifacts import read_validation_predictions
+from pneumonia.config import MODELS_DIR
+from pneumonia.decision import (
+    COUNT_KEYS,
+    cost_minimising_threshold,
+    cost_rule,
+    expected_cost,
+    natural_frequencies,
+    rounded_counts,
+)
+
+
+def test_natural_frequencies_by_hand():
+    # 200 sick children: 90% caught; 800 well: 80% all clear
+    f = natural_frequencies(0.9, 0.8, 0.2)
+    assert f["caught"] == pytest.approx(180)
+    assert f["missed"] == pytest.approx(20)
+    assert f["false_alarms"] == pytest.approx(160)
+    assert f["all_clear"] == pytest.approx(640)
+    assert f["ppv"] == pytest.approx(180 / 340)
+    assert f["npv"] == pytest.approx(640 / 660)
+    assert rounded_counts(f) == {"caught": 180, "missed": 20, "false_alarms": 160, "all_clear": 640}
+
+
+def test_natural_frequencies_scale_with_population_and_leave_0_over_0_as_nan():
+    f = natural_frequencies(0.9, 0.8, 0.2, population=50)
+    assert [f[k] for k in COUNT_KEYS] == pytest.approx([9, 1, 8, 32])
+    assert math.isnan(natural_frequencies(0.9, 1.0, 0.0)["ppv"])  # nobody sick and no false alarm: no one flagged
+    assert math.isnan(natural_frequencies(1.0, 0.8, 1.0)["npv"])  # everybody sick and all caught: no one cleared
+
+
+def test_rounding_by_largest_remainder():
+    # floors 0, 0, 0, 1 leave 2 children; the two largest remainders (0.6, first in order on ties) get them
+    assert rounded_counts({"caught": 0.6, "missed": 0.6, "false_alarms": 0.6, "all_clear": 1.2}) == {
+        "caught": 1, "missed": 1, "false_alarms": 0, "all_clear": 1,
+    }
+    # prevalence 1/3: 300 caught, 33.3 missed, 133.3 false alarms, 533.3 all clear; naive rounding gives 999
+    f = natural_frequencies(0.9, 0.8, 1 / 3)
+    assert sum(round(f[k]) for k in COUNT_KEYS) == 999
+    counts = rounded_counts(f)
+    assert sum(counts.values()) == 1000
+    assert counts["caught"] == 300 and counts["all_clear"] == 534
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rounding_always_sums_to_the_population_and_moves_no_count_by_a_whole_child(seed):
+    rng = np.random.default_rng(seed)
+    for sensitivity, specificity, prevalence in rng.uniform(size=(200, 3)):
+        population = int(rng.choice([100, 1000, 999]))
+        f = natural_frequencies(sensitivity, specificity, prevalence, population)
+        counts = rounded_counts(f)
+        assert sum(counts.values()) == population
+        assert all(abs(counts[k] - f[k]) < 1 for k in COUNT_KEYS)
+
+
+def test_expected_cost_by_hand():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.7, 0.4, 0.9])
+    # at 0.5: sensitivity 1/2, specificity 2/4
+    assert expected_cost(labels, scores, 0.5, 0.1, 5) == pytest.approx(0.1 * 0.5 * 5 + 0.9 * 0.5)
+    assert expected_cost(labels, scores, 0.95, 0.1, 5) == pytest.approx(0.1 * 5)  # call nothing: every sick child missed
+
+
+def _brute_force(labels, scores, prevalence, ratio):
+    """Every candidate, one confusion matrix each; the highest threshold among the (near-)equal minima."""
+    candidates = np.append(np.unique(scores), np.nextafter(scores.max(), np.inf))
+    costs = np.array([expected_cost(labels, scores, t, prevalence, ratio) for t in candidates])
+    best = np.flatnonzero(costs <= costs.min() + 1e-12)[-1]
+    return candidates[best], costs[best]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("prevalence", [0.0, 0.05, 0.3, 0.8, 1.0])
+@pytest.mark.parametrize("ratio", [0.5, 1, 5, 30])
+def test_cost_minimising_threshold_matches_brute_force(seed, prevalence, ratio):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 120)
+    scores = np.round(np.clip(0.3 * labels + rng.uniform(0, 0.7, 120), 0, 1), 2)  # rounded: many tied scores
+    threshold, cost = cost_minimising_threshold(labels, scores, prevalence, ratio)
+    expected_threshold, expected = _brute_force(labels, scores, prevalence, ratio)
+    assert threshold == expected_threshold
+    assert cost == pytest.approx(expected, abs=1e-12)
+    assert cost == pytest.approx(expected_cost(labels, scores, threshold, prevalence, ratio), abs=1e-12)
+    grid = [expected_cost(labels, scores, t, prevalence, ratio) for t in np.linspace(0, 1.001, 1002)]
+    assert min(grid) >= cost - 1e-12  # no threshold between candidates does better
+
+
+def test_ties_go_to_the_highest_threshold():
+    labels = np.array([0, 1, 0, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.4])
+    # costs at prevalence 1/2, ratio 1: 0.1 -> 0.5, 0.2 -> 0.25, 0.3 -> 0.5, 0.4 -> 0.25, above 0.4 -> 0.5
+    assert cost_minimising_threshold(labels, scores, 0.5, 1) == (0.4, 0.25)
+
+
+def test_extreme_prevalences_call_nothing_or_catch_everyone():
+    labels = np.array([0, 0, 1, 1, 0])
+    scores = np.array([0.2, 0.6, 0.5, 0.9, 0.95])
+    threshold, cost = cost_minimising_threshold(labels, scores, 0.0, 5)
+    assert threshold > 0.95 and cost == 0  # no one is sick: every alarm is false
+    assert cost_minimising_threshold(labels, scores, 1.0, 5) == (0.5, 0.0)  # everyone is sick: the lowest sick score
+
+
+def test_one_class_has_no_expected_cost():
+    labels = np.zeros(5, dtype=int)
+    scores = np.linspace(0.1, 0.9, 5)
+    assert math.isnan(expected_cost(labels, scores, 0.5, 0.2, 5))
+    with pytest.raises(ValueError, match="both classes"):
+        cost_minimising_threshold(labels, scores, 0.2, 5)
+    with pytest.raises(ValueError, match="both classes"):
+        cost_minimising_threshold(np.ones(5, dtype=int), scores, 0.2, 5)
+
+
+def test_cost_rule_text():
+    assert cost_rule(0.2, 5) == (
+        "minimises expected cost on validation at prevalence 20% with a missed pneumonia costing 5 false alarms"
+    )
+    assert cost_rule(0.005, 1).endswith("prevalence 0.5% with a missed pneumonia costing 1 false alarm")
+
+
+@pytest.mark.integration
+def test_cost_minimising_threshold_on_the_shipped_validation_split():
+    validation = read_validation_predictions(MODELS_DIR)
+    for prevalence, ratio in ((0.05, 10), (0.3, 3), (0.6, 1)):
+        threshold, cost = cost_minimising_threshold(validation.labels, validation.probabilities, prevalence, ratio)
+        assert (threshold, cost) == pytest.approx(_brute_force(validation.labels, validation.probabilities, prevalence, ratio))
