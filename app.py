@@ -18,21 +18,25 @@ from ui.screen import screen_page
 from ui.threshold import threshold_page
 
 
-def sidebar_ui() -> None:
-    """Device, model identity and the disclaimer, on every page."""
+def sidebar_ui() -> st.delta_generator.DeltaGenerator:
+    """The disclaimer on every page at once, and a slot for the device and model, filled once the model is loaded."""
     with st.sidebar:
         st.warning(ui_text.SIDEBAR_DISCLAIMER)
-        try:
-            predictor = current_predictor()
-        except PneumoniaError:
-            st.caption("No model loaded.")
-            return
-        metadata = predictor.metadata
-        st.caption(
-            f"**Device:** {predictor.device}  \n"
-            f"**Model:** v{metadata['package_version']}, created {metadata['created']}  \n"
-            f"**SHA-256:** `{metadata['model_sha256'][:12]}`"
-        )
+        return st.empty()
+
+
+def model_identity_ui(slot) -> None:
+    try:
+        predictor = current_predictor()
+    except PneumoniaError:
+        slot.caption("No model loaded.")
+        return
+    metadata = predictor.metadata
+    slot.caption(
+        f"**Device:** {predictor.device}  \n"
+        f"**Model:** v{metadata['package_version']}, created {metadata['created']}  \n"
+        f"**SHA-256:** `{metadata['model_sha256'][:12]}`"
+    )
 
 
 def main() -> None:
@@ -44,8 +48,11 @@ def main() -> None:
         st.Page(about_page, title="About / model card", icon=":material/description:", url_path="about"),
     ]
     page = st.navigation(pages)
-    sidebar_ui()
-    page.run()
+    slot = sidebar_ui()
+    try:
+        page.run()  # the page draws what it can before it waits for the model, so a first visit is usable at once
+    finally:
+        model_identity_ui(slot)
 
 
 main()

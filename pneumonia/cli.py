@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-gate", action="store_true", help="score every readable file, skipping the input gate (research only)"
     )
     predict.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+
+    report = commands.add_parser(
+        "report", help="write a one-page PDF report per image: gate, score, label, LIME and Grad-CAM (refused: why)"
+    )
+    report.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    report.add_argument("--out", required=True, type=Path, help="folder for the <stem>.pdf reports")
+    report.add_argument("--threshold", type=float, help="decision threshold (default: the model's own)")
+    report.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+
     calibrate = commands.add_parser(
         "calibrate", help="redo calibration, threshold and validation metrics of a saved model from DIR/train"
     )
@@ -159,6 +168,30 @@ def _predict(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from pneumonia.gate import REFUSED
+    from pneumonia.inference import expand_inputs, load_predictor
+    from pneumonia.pdf_report import image_report, report_file_names, threshold_provenance
+
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
+    files = expand_inputs(args.inputs)
+    predictor = load_predictor(args.model_dir)
+    threshold = predictor.threshold if args.threshold is None else args.threshold
+    provenance = threshold_provenance(predictor.metadata, threshold, by_hand="set with --threshold")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = predictor.screen(((str(path), path) for path in files), keep_images=True)
+    for result, name in zip(results, report_file_names(files)):
+        target = args.out / name
+        target.write_bytes(image_report(predictor, result, threshold, provenance))
+        outcome = "not scored" if result.probability is None else result.label(threshold)
+        print(f"{target}  ({result.status}, {outcome})  {result.name}")
+    refused = sum(r.status == REFUSED for r in results)
+    print(f"{len(results)} reports in {args.out}: {len(results) - refused} scored, {refused} refused; "
+          f"threshold {threshold:.3f}", file=sys.stderr)
+    return 0
+
+
 def _calibrate(args) -> int:
     from pneumonia.train import recalibrate
 
@@ -203,8 +236,8 @@ def _quiet_logs(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_logs(args.verbose)
-    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "calibrate": _calibrate,
-               "fit-gate": _fit_gate, "card": _card}[args.command]
+    handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
+               "calibrate": _calibrate, "fit-gate": _fit_gate, "card": _card}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

@@ -39,7 +39,7 @@ def rounded_counts(freq: dict) -> dict[str, int]:
     """
     values = np.array([freq[key] for key in COUNT_KEYS], dtype=float)
     floors = np.floor(values)
-    missing = int(round(values.sum() - floors.sum()))
+    missing = round(values.sum() - floors.sum())
     floors[np.argsort(floors - values, kind="stable")[:missing]] += 1
     return {key: int(count) for key, count in zip(COUNT_KEYS, floors)}
 

@@ -19,7 +19,7 @@ ICON_COLOURS = {"caught": "#d1495b", "missed": "#f0a202", "false_alarms": "#6a4c
 ICON_WORDS = {"caught": "caught", "missed": "missed", "false_alarms": "false alarm", "all_clear": "all clear"}
 READER_COLOUR = "#1b7f5f"
 """The reader in a colour of their own: neither class's colour, so no one reads it as a call."""
-_MARGIN = dict(l=10, r=10, t=40, b=10)
+_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
 def _icon_grid(population: int) -> tuple[int, int]:
@@ -112,6 +112,6 @@ def reader_roc_figure(
         title="Reader vs model",
         height=380,
         margin=_MARGIN,
-        legend={"x": 0.45, "y": 0.03, "bgcolor": "rgba(255,255,255,0.7)"},
+        legend={"x": 0.98, "xanchor": "right", "y": 0.03, "bgcolor": "rgba(255,255,255,0.7)"},
     )
     return figure

@@ -170,16 +170,17 @@ def _as_batch(images: np.ndarray) -> np.ndarray:
     return images[..., None] if images.ndim == 3 else images
 
 
-def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -> Predictor:
-    """Load the model named by the metadata, and its input gate, after checking both match their recorded hashes.
+def _retrain_hint(model_dir: Path) -> str:
+    return f"retrain with `{TRAIN_COMMAND}` then evaluate, or restore it with `git checkout {model_dir}`"
 
-    The checks run before Keras is imported, so a missing model is reported at once and alone. Only
-    fitting the gate itself loads a model without one.
-    """
+
+def check_model_files(model_dir: Path | str = MODELS_DIR) -> dict:
+    """The metadata, once the model file it names exists and matches its recorded hash. Cheap (no Keras), so
+    the app can say what is wrong before it spends seconds importing TensorFlow."""
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     model_path = model_dir / metadata["model_file"]
-    retrain = f"retrain with `{TRAIN_COMMAND}` then evaluate, or restore it with `git checkout {model_dir}`"
+    retrain = _retrain_hint(model_dir)
     if not model_path.is_file():
         raise ModelError(f"Model file {model_path} is missing; {retrain}.")
     actual = sha256_file(model_path)
@@ -188,6 +189,19 @@ def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -
             f"{model_path} has SHA-256 {actual[:12]}..., but its metadata records "
             f"{metadata['model_sha256'][:12]}...: the file is corrupt or from another run; {retrain}."
         )
+    return metadata
+
+
+def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -> Predictor:
+    """Load the model named by the metadata, and its input gate, after checking both match their recorded hashes.
+
+    The checks run before Keras is imported, so a missing model is reported at once and alone. Only
+    fitting the gate itself loads a model without one.
+    """
+    model_dir = Path(model_dir)
+    metadata = check_model_files(model_dir)
+    model_path = model_dir / metadata["model_file"]
+    retrain = _retrain_hint(model_dir)
     gate = load_gate(model_dir, metadata.get("gate")) if with_gate else None
     import keras
 

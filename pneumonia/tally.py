@@ -16,7 +16,16 @@ from pneumonia.config import CLASS_NAMES
 from pneumonia.inference import label_at
 from pneumonia.metrics import _ratio
 
-TALLY_COLUMNS = ("file", "truth", "subtype", "reader_call", "confidence", "model_probability", "model_call", "threshold")
+TALLY_COLUMNS = (
+    "file",
+    "truth",
+    "subtype",
+    "reader_call",
+    "confidence",
+    "model_probability",
+    "model_call",
+    "threshold",
+)
 
 
 def reader_order(labels: np.ndarray, seed: int, count: int | None = None) -> list[int]:
@@ -111,7 +120,15 @@ def tally_csv(readings: list[Reading]) -> str:
     for r in readings:
         confidence = "" if r.confidence is None else r.confidence
         writer.writerow(
-            [r.file, r.truth, r.subtype, r.reader_call, confidence, repr(float(r.model_probability)), r.model_call,
-             repr(float(r.threshold))]
+            [
+                r.file,
+                r.truth,
+                r.subtype,
+                r.reader_call,
+                confidence,
+                repr(float(r.model_probability)),
+                r.model_call,
+                repr(float(r.threshold)),
+            ]
         )
     return buffer.getvalue()

@@ -135,6 +135,17 @@ def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, c
     expected = map_agreement(lime_heatmap(explain_lime(committed_predictor, image, LimeSettings())), grad_cam(
         committed_predictor, image))
     assert metric(app, "Agreement").value == f"{expected:.2f}"
+    # The readout: LIME's stability over three seeds and what the agreement means, in sentences.
+    from pneumonia.readout import agreement_sentence, flip_sentence, lime_stability, stability_sentence
+
+    settings = LimeSettings()
+    stability = lime_stability(committed_predictor, image, settings, seeds=(settings.seed, settings.seed + 1,
+                                                                            settings.seed + 2))
+    readout = [m.value for m in app.markdown if m.value.startswith("**Explanation readout**")]
+    assert readout == [f"**Explanation readout**\n- {stability_sentence(stability)}\n- {agreement_sentence(expected)}"]
+    assert flip_sentence(probability, threshold) in [c.value for c in app.caption]
+    assert [b.proto.label for b in app.get("download_button") if b.proto.label.startswith("Download report")] == [
+        "Download report (PDF)"]
 
     sidebar = " ".join(c.value for c in app.sidebar.caption)
     assert committed_predictor.metadata["model_sha256"][:12] in sidebar
@@ -258,6 +269,8 @@ def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monk
     original = pneumonia.explain.explain_lime
 
     def recording(predictor, image, settings, progress=None):
+        if progress is None:  # the readout's stability runs, not the displayed explanation
+            return original(predictor, image, settings)
         fractions = []
         calls.append((settings, fractions))
         return original(predictor, image, settings, progress=lambda f: (fractions.append(f), progress(f)))
@@ -416,3 +429,28 @@ def test_results_table_has_status_and_reason_and_no_score_for_refusals():
     ]
     assert margin_text(0.4999, 0.5) == "-0.000 (below threshold 0.500)"
     assert margin_text(0.75, 0.5) == "+0.250 (above threshold 0.500)"
+
+
+def test_uploads_samples_choice_and_lime_settings_survive_a_visit_to_another_page(app, committed_predictor):
+    upload(app, ("first.jpeg", SAMPLES[0].read_bytes()), ("second.jpeg", SAMPLES[1].read_bytes()))
+    app.multiselect(key="samples").set_value([SAMPLES[2].name]).run()
+    app.selectbox(key="explain_image").set_value("second.jpeg").run()
+    app.slider(key="lime_segments").set_value(25).run()
+    app.slider(key="lime_top_k").set_value(3).run()
+    before = [m.value for m in app.metric if m.label == "P(pneumonia)"]
+    assert len(before) == 3
+
+    open_page(app, "threshold", "Threshold explorer")
+    open_page(app, "screen", "Screen chest X-rays")
+    assert_no_exception(app)
+    assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == before
+    assert list(app.dataframe[0].value["file"]) == ["first.jpeg", "second.jpeg", SAMPLES[2].name]
+    assert "Still here from earlier in this session (in memory only): first.jpeg, second.jpeg" in [
+        c.value for c in app.caption]
+    assert app.multiselect(key="samples").value == [SAMPLES[2].name]
+    assert app.selectbox(key="explain_image").value == "second.jpeg"
+    assert (app.slider(key="lime_segments").value, app.slider(key="lime_top_k").value) == (25, 3)
+    assert any(c.startswith("LIME (25 superpixels") for image in app.image for c in image.captions)
+
+    app.button(key="forget_uploads").click().run()
+    assert list(app.dataframe[0].value["file"]) == [SAMPLES[2].name]

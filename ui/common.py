@@ -61,7 +61,7 @@ def grad_cam_map(_predictor: Predictor, model_sha: str, digest: str, _image: np.
 # ---------------------------------------------------------------- cached work (never re-run by a widget move)
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+@st.cache_resource(show_spinner="Loading the model (once per server start)…", max_entries=2)
 def load_model(directory: str, stamp: int) -> Predictor:
     """Once per process and model version, warmed up so the first upload is answered quickly."""
     predictor = load_predictor(directory)
@@ -84,6 +84,24 @@ def load_history(path: str, stamp: int) -> pd.DataFrame:
 def current_predictor() -> Predictor:
     directory = model_dir()
     return load_model(str(directory), file_stamp(directory / METADATA_FILENAME))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _checked_metadata(directory: str, stamp: int) -> dict:
+    from pneumonia.inference import check_model_files
+
+    return check_model_files(directory)
+
+
+def model_files_or_stop() -> dict:
+    """The model's metadata after the cheap file and hash checks, or a one-line error naming the fix. Pages
+    call this first, so a broken model is reported at once, before any widget that could not work."""
+    directory = model_dir()
+    try:
+        return _checked_metadata(str(directory), file_stamp(directory / METADATA_FILENAME))
+    except PneumoniaError as exc:
+        st.error(f"The model could not be loaded: {exc}", icon=":material/error:")
+        st.stop()
 
 
 def predictor_or_stop() -> Predictor:
@@ -115,6 +133,23 @@ def split_predictions(split_filename: str) -> Predictions | None:
 
 
 # ---------------------------------------------------------------- small widgets that return values
+
+
+KEPT = "kept:"
+
+
+def _store(key: str) -> None:
+    st.session_state[KEPT + key] = st.session_state[key]
+
+
+def kept(key: str, default) -> dict:
+    """Widget arguments whose value survives page switches. Streamlit drops the state of a widget whose page is
+    not drawn, so its value is copied under another key on every change and restored before it is drawn.
+    Pass no `value`/`default` to the widget itself."""
+    store = KEPT + key
+    st.session_state.setdefault(store, default)
+    st.session_state[key] = st.session_state[store]
+    return {"key": key, "on_change": _store, "args": (key,)}
 
 
 def _copy_to_shared(widget_key: str) -> None:

@@ -3,6 +3,9 @@ and Grad-CAM for any scored image."""
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import streamlit as st
 
 from pneumonia import plots, ui_text
@@ -10,6 +13,7 @@ from pneumonia.artifacts import Predictions
 from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.gate import CAUTION, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at
+from pneumonia.readout import agreement_sentence, flip_sentence, stability_sentence
 from pneumonia.screening import (
     Upload,
     class_percentiles,
@@ -22,7 +26,16 @@ from pneumonia.screening import (
     results_table,
     sample_files,
 )
-from ui.common import grad_cam_map, lime_explanation, predictor_or_stop, split_predictions, threshold_ui
+from ui.common import (
+    KEPT,
+    grad_cam_map,
+    kept,
+    lime_explanation,
+    model_files_or_stop,
+    predictor_or_stop,
+    split_predictions,
+    threshold_ui,
+)
 
 SAMPLES_DIR = ASSETS_DIR / "samples"
 
@@ -34,40 +47,86 @@ def screen_upload(_predictor: Predictor, model_sha: str, digest: str, name: str,
     return _predictor.screen([(name, _data)], keep_images=True)[0]
 
 
+UPLOADS = "kept_uploads"  # the session's uploads, in memory only, so they survive a visit to another page
+
+
+def _keep_uploads() -> None:
+    files = st.session_state.get("uploader") or []
+    st.session_state[UPLOADS] = [Upload(f.name, f.getvalue()) for f in files]
+
+
+def _forget_uploads() -> None:
+    st.session_state[UPLOADS] = []
+
+
 def uploads_ui() -> list[Upload]:
-    """Uploaded files plus any chosen samples, as bytes in memory."""
-    files = st.file_uploader(
+    """Uploaded files plus any chosen samples, as bytes in memory. Streamlit empties an uploader when its page
+    is left, so the files are kept in session state and shown again on return."""
+    st.file_uploader(
         "Drop chest X-rays here: JPEG, PNG, DICOM, TIFF, BMP, GIF or WebP, several at once",
         type=None,  # every file is accepted and recognised by its content, so a DICOM without .dcm still works
         accept_multiple_files=True,
         help=ui_text.UPLOAD_HELP,
+        key="uploader",
+        on_change=_keep_uploads,
     )
+    kept_files: list[Upload] = st.session_state.get(UPLOADS, [])
+    if kept_files and not st.session_state.get("uploader"):
+        names = ", ".join(upload.name for upload in kept_files)
+        note, button = st.columns([4, 1], vertical_alignment="center")
+        note.caption(f"Still here from earlier in this session (in memory only): {names}")
+        button.button("Forget them", on_click=_forget_uploads, key="forget_uploads")
     samples = {path.name: path for path in sample_files(SAMPLES_DIR)}
     chosen = st.multiselect(
-        "…or try bundled sample X-rays", list(samples), key="samples", help=ui_text.SAMPLES_HELP
+        "…or try bundled sample X-rays", list(samples), help=ui_text.SAMPLES_HELP, **kept("samples", [])
     )
-    return [Upload(f.name, f.getvalue()) for f in files or []] + [
-        Upload(name, samples[name].read_bytes()) for name in chosen
-    ]
+    return list(kept_files) + [Upload(name, samples[name].read_bytes()) for name in chosen if name in samples]
 
 
 def lime_settings_ui():
-    """LIME knobs in an expander; returns (settings, regions to show)."""
+    """LIME knobs in an expander; returns (settings, regions to show). They survive page switches."""
     from pneumonia.explain import LimeSettings
 
     defaults = LimeSettings()
     with st.expander("LIME settings"):
         st.caption(ui_text.LIME_SETTINGS_HELP)
-        n_segments = st.slider("Superpixels", 10, 100, defaults.n_segments, step=5, key="lime_segments")
-        num_samples = st.slider("Samples", 100, 2000, defaults.num_samples, step=100, key="lime_samples")
-        top_k = st.slider("Regions shown per direction", 1, 10, 5, key="lime_top_k")
+        n_segments = st.slider("Superpixels", 10, 100, step=5, **kept("lime_segments", defaults.n_segments))
+        num_samples = st.slider("Samples", 100, 2000, step=100, **kept("lime_samples", defaults.num_samples))
+        top_k = st.slider("Regions shown per direction", 1, 10, **kept("lime_top_k", 5))
     return LimeSettings(num_samples=num_samples, n_segments=n_segments, seed=defaults.seed), top_k
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settings, _image) -> float:
+    """Top-5 Jaccard of LIME over the settings' seed and the next two, keyed like the explanation itself."""
+    from pneumonia.readout import lime_stability
+
+    seeds = (settings.seed, settings.seed + 1, settings.seed + 2)
+    return lime_stability(_predictor, _image, settings, seeds=seeds)
 
 
 # ---------------------------------------------------------------- page parts
 
 
-def result_card_ui(item: Screening, position: int, threshold: float, test: Predictions | None, ece: float | None) -> None:
+def report_button_ui(predictor: Predictor, item: Screening, position: int, threshold: float) -> None:
+    """A PDF of this card, built in memory only when clicked (the maps take a few seconds); never on disk."""
+    from pneumonia.pdf_report import image_report, threshold_provenance  # imports Keras: not before it is needed
+
+    provenance = threshold_provenance(predictor.metadata, threshold)
+    st.download_button(
+        "Download report (PDF)",
+        data=partial(image_report, predictor, item, threshold, provenance),
+        file_name=f"{Path(item.name).stem or 'image'}_report.pdf",
+        mime="application/pdf",
+        on_click="ignore",
+        icon=":material/picture_as_pdf:",
+        key=f"report_{position}",
+    )
+
+
+def result_card_ui(
+    predictor: Predictor, item: Screening, position: int, threshold: float, test: Predictions | None, ece: float | None
+) -> None:
     """One input, full width so nothing is cut off on a narrow screen: the gate's word first, then the grey
     image the model saw beside its score."""
     with st.container(border=True):
@@ -83,6 +142,7 @@ def result_card_ui(item: Screening, position: int, threshold: float, test: Predi
         with numbers:
             if item.facts or item.source_format == "DICOM":
                 st.caption(facts_text(item.facts))
+            report_button_ui(predictor, item, position, threshold)
             if item.probability is None:
                 return
             p = item.probability
@@ -92,6 +152,7 @@ def result_card_ui(item: Screening, position: int, threshold: float, test: Predi
             st.metric(
                 f"Label at {threshold:.3f}", label_at(p, threshold), delta=margin_text(p, threshold), delta_color="off"
             )
+            st.caption(flip_sentence(p, threshold))
             if test is not None:
                 st.caption(percentile_text(class_percentiles(p, test.labels, test.probabilities)))
         if test is not None:
@@ -104,7 +165,7 @@ def result_card_ui(item: Screening, position: int, threshold: float, test: Predi
 
 
 @st.fragment
-def results_ui(results: list[Screening], test: Predictions | None, ece: float | None) -> None:
+def results_ui(predictor: Predictor, results: list[Screening], test: Predictions | None, ece: float | None) -> None:
     """Everything on the Screen page that depends on the threshold; a slider move reruns only this."""
     threshold = threshold_ui("screen_threshold")
     table = results_table(results, threshold)
@@ -117,7 +178,7 @@ def results_ui(results: list[Screening], test: Predictions | None, ece: float | 
         on_click="ignore",
     )
     for position, item in enumerate(results):
-        result_card_ui(item, position, threshold, test, ece)
+        result_card_ui(predictor, item, position, threshold, test, ece)
 
 
 def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
@@ -126,15 +187,13 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
 
     st.subheader("Why this score? LIME and Grad-CAM")
     st.caption(ui_text.EXPLAIN_INTRO)
-    index = 0
+    names = [item.name for _, item in scored]
+    if st.session_state.get(KEPT + "explain_image") not in names:
+        st.session_state[KEPT + "explain_image"] = names[0]
+    chosen = names[0]
     if len(scored) > 1:
-        index = st.selectbox(
-            "Image to explain (scored images only)",
-            range(len(scored)),
-            format_func=lambda i: scored[i][1].name,
-            key="explain_image",
-        )
-    upload, item = scored[index]
+        chosen = st.selectbox("Image to explain (scored images only)", names, **kept("explain_image", names[0]))
+    upload, item = scored[names.index(chosen)]
     settings, top_k = lime_settings_ui()
     image = item.model_input
     sha = predictor.metadata["model_sha256"]
@@ -150,29 +209,35 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
     with cam_column:
         cam = grad_cam_map(predictor, sha, upload.digest, image)
         st.image(heatmap_overlay(image, cam), caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
-    st.metric(
-        "Agreement of LIME and Grad-CAM (Spearman)",
-        f"{map_agreement(lime_heatmap(explanation), cam):.2f}",
-        help=ui_text.AGREEMENT_HELP,
-    )
+    agreement = map_agreement(lime_heatmap(explanation), cam)
+    st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{agreement:.2f}", help=ui_text.AGREEMENT_HELP)
     st.caption(f"LIME surrogate fit R² = {explanation.score:.2f}; low values mean the linear story is a rough one.")
+    with st.spinner("Checking how stable LIME is across 3 seeds…"):
+        stability = lime_stability_of(predictor, sha, upload.digest, settings, image)
+    st.markdown(
+        "**Explanation readout**\n"
+        f"- {stability_sentence(stability)}\n"
+        f"- {agreement_sentence(agreement)}"
+    )
 
 
 # ---------------------------------------------------------------- pages
 
 
 def screen_page() -> None:
-    predictor = predictor_or_stop()
+    model_files_or_stop()
     st.title("Screen chest X-rays")
     st.warning(ui_text.SCREEN_DISCLAIMER, icon=":material/warning:")
     uploads = uploads_ui()
+    predictor = predictor_or_stop()  # after the uploader: on a cold start the page is usable while the model loads
     if not uploads:
         st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
         return
     sha = predictor.metadata["model_sha256"]
     results = [screen_upload(predictor, sha, upload.digest, upload.name, upload.data) for upload in uploads]
     test_report = predictor.metadata["metrics"].get("test")
-    results_ui(results, split_predictions(TEST_PREDICTIONS_FILENAME), test_report["ece"] if test_report else None)
+    ece = test_report["ece"] if test_report else None
+    results_ui(predictor, results, split_predictions(TEST_PREDICTIONS_FILENAME), ece)
     scored = [(upload, item) for upload, item in zip(uploads, results) if item.probability is not None]
     if scored:
         explanation_ui(predictor, scored)

@@ -1,0 +1,196 @@
+"""The per-image PDF report: every field as extractable text, the one-page refusal, no DICOM identifiers,
+threshold provenance, report names that never clash, and `python -m pneumonia report`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import numpy as np
+import pypdf
+import pytest
+from conftest import synthetic_xray
+from inputs import PHI, dicom_bytes, encode, twelve_bit
+from PIL import Image
+
+from pneumonia.cli import main
+from pneumonia.config import ASSETS_DIR
+from pneumonia.explain import LimeSettings
+from pneumonia.pdf_report import CREATOR, image_report, report_file_names, threshold_provenance
+from pneumonia.screening import format_probability
+
+FAST = LimeSettings(num_samples=60, n_segments=12, batch_size=60)
+CREATED = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc)
+
+
+def xray_png(label: int, seed: int) -> bytes:
+    return encode(Image.fromarray(synthetic_xray(label, seed, size=256)), "PNG")
+
+
+def colour_png() -> bytes:
+    return encode(Image.fromarray(np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)), "PNG")
+
+
+def pdf_text(data: bytes) -> tuple[int, str]:
+    """(pages, text with runs of whitespace made single spaces, so wrapped lines read as one)."""
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    return len(reader.pages), " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def screened(tiny_predictor):
+    inputs = [("ward7_secret/xray.png", xray_png(1, 3)), ("photo.png", colour_png())]
+    scored, refused = tiny_predictor.screen(inputs, keep_images=True)
+    assert scored.status != "refused" and refused.status == "refused"
+    return scored, refused
+
+
+def test_scored_report_carries_every_field(tiny_predictor, screened):
+    screening = screened[0]
+    metadata = tiny_predictor.metadata
+    threshold = tiny_predictor.threshold
+    provenance = threshold_provenance(metadata, threshold)
+    data = image_report(tiny_predictor, screening, threshold, provenance, FAST, created=CREATED)
+    assert data.startswith(b"%PDF")
+    pages, text = pdf_text(data)
+    assert pages <= 2
+    assert "File: xray.png" in text and "ward7_secret" not in text
+    assert f"Input gate: {screening.status.upper()}" in text
+    assert flat(screening.reason) in text
+    assert f"P(pneumonia): {format_probability(screening.probability)}" in text
+    assert f"Label: {screening.label(threshold)} at threshold {threshold:.3f}" in text
+    assert flat(f"Threshold {threshold:.3f}: {metadata['threshold']['rule']}, chosen on validation") in text
+    assert "LIME:" in text and "Grad-CAM:" in text
+    assert "LIME's top 5 regions are" in text and "Labelled " in text
+    assert "LIME and Grad-CAM" in text or "Grad-CAM found no evidence" in text
+    assert f"package version {metadata['package_version']}, created {metadata['created']}" in text
+    assert metadata["model_sha256"] in text
+    assert f"Report created (UTC): {CREATED.isoformat(timespec='seconds')}" in text
+    assert "Not a medical device" in text and "not for diagnosis" in text
+    assert "Kermany, Zhang, Goldbaum (2018)" in text and "Mendeley Data v2" in text
+    assert "doi:10.17632/rscbjbr9sj.2" in text and "CC BY 4.0" in text
+    info = pypdf.PdfReader(io.BytesIO(data)).metadata
+    assert info.title == "Pneumonia screening report: xray.png" and info.creator == CREATOR
+
+
+def test_refused_report_is_one_page_without_a_score(tiny_predictor, screened):
+    screening = screened[1]
+    metadata = tiny_predictor.metadata
+    data = image_report(tiny_predictor, screening, 0.5, "set by hand in the app", FAST, created=CREATED)
+    pages, text = pdf_text(data)
+    assert pages == 1
+    assert "Not scored" in text and flat(screening.reason) in text
+    assert "P(pneumonia)" not in text and "Label:" not in text and "Grad-CAM:" not in text
+    assert "The image as read" in text
+    assert metadata["model_sha256"] in text and CREATED.isoformat(timespec="seconds") in text
+    assert "Not a medical device" in text and "doi:10.17632/rscbjbr9sj.2" in text and "CC BY 4.0" in text
+
+
+def test_unreadable_file_says_no_image(tiny_predictor):
+    (screening,) = tiny_predictor.screen([("broken.png", b"not an image")], keep_images=True)
+    _, text = pdf_text(image_report(tiny_predictor, screening, 0.5, "x", FAST, created=CREATED))
+    assert "no image could be read" in text and "Not scored" in text and flat(screening.reason) in text
+
+
+def test_dicom_report_shows_safe_facts_and_no_identifiers(tiny_predictor):
+    data = dicom_bytes(twelve_bit(synthetic_xray(1, 9, size=256)), view="LL")
+    (screening,) = tiny_predictor.screen([("study.dcm", data)], keep_images=True)
+    report = image_report(tiny_predictor, screening, 0.5, "x", FAST, created=CREATED)
+    _, text = pdf_text(report)
+    assert "view LL" in text and "age 1–5 years" in text
+    for value in PHI.values():
+        assert value not in text and value.encode() not in report
+
+
+def test_naive_created_time_is_taken_as_utc_and_default_is_now(tiny_predictor, screened):
+    naive = dt.datetime(2026, 3, 4, 5, 6, 7)
+    _, text = pdf_text(image_report(tiny_predictor, screened[1], 0.5, "x", created=naive))
+    assert "2026-03-04T05:06:07+00:00" in text
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    _, text = pdf_text(image_report(tiny_predictor, screened[1], 0.5, "x"))
+    stamp = text.split("Report created (UTC): ")[1].split()[0]
+    assert before <= dt.datetime.fromisoformat(stamp) <= dt.datetime.now(dt.timezone.utc)
+
+
+def test_threshold_provenance_names_the_default_a_preset_or_hand():
+    metadata = {
+        "threshold": {
+            "default": 0.811070442199707,
+            "rule": "highest threshold with validation sensitivity >= 0.97 (screening: few misses)",
+            "chosen_on": "validation",
+            "presets": [{"name": "max_f1", "threshold": 0.3742328882217407, "rule": "maximises F1 on validation"}],
+        }
+    }
+    assert threshold_provenance(metadata, 0.811070442199707) == (
+        "highest threshold with validation sensitivity >= 0.97 (screening: few misses), chosen on validation"
+    )
+    assert threshold_provenance(metadata, 0.3742328882217407 + 5e-10) == "preset max_f1: maximises F1 on validation"
+    assert threshold_provenance(metadata, 0.5) == "set by hand in the app"
+    assert threshold_provenance(metadata, 0.5, by_hand="set with --threshold") == "set with --threshold"
+
+
+def test_report_names_never_clash():
+    paths = [Path("d/a.png"), Path("d/a.jpg"), Path("d/b.png"), Path("e/a.png"), Path("d/B.dcm"), Path("d/c")]
+    assert report_file_names(paths) == ["a.png.pdf", "a.jpg.pdf", "b.png.pdf", "a.png-2.pdf", "B.dcm.pdf", "c.pdf"]
+
+
+def test_cli_writes_one_report_per_input(tiny_predictor, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "one.png").write_bytes(xray_png(0, 11))
+    (folder / "two.png").write_bytes(xray_png(1, 12))
+    (folder / "two.jpg").write_bytes(encode(Image.fromarray(synthetic_xray(1, 13, size=256)), "JPEG"))
+    (folder / "photo.png").write_bytes(colour_png())
+    names = ["one.png", "photo.png", "two.jpg", "two.png"]
+    expected = tiny_predictor.screen([(str(folder / n), folder / n) for n in names])
+    out = tmp_path / "reports"
+
+    assert main(["report", str(folder), "--out", str(out), "--model-dir", str(tiny_predictor.model_dir)]) == 0
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["one.pdf", "photo.pdf", "two.jpg.pdf", "two.png.pdf"]
+    lines = captured.out.splitlines()
+    assert len(lines) == 4
+    refused = sum(s.status == "refused" for s in expected)
+    assert refused >= 1
+    assert f"4 reports in {out}: {4 - refused} scored, {refused} refused; threshold" in captured.err
+    for name, screening, line in zip(["one.pdf", "photo.pdf", "two.jpg.pdf", "two.png.pdf"], expected, lines):
+        pages, text = pdf_text((out / name).read_bytes())
+        assert line.startswith(f"{out / name}  ({screening.status}, ")
+        assert f"File: {Path(screening.name).name}" in text
+        if screening.status == "refused":
+            assert pages == 1 and "Not scored" in text and "P(pneumonia)" not in text
+        else:
+            assert f"P(pneumonia): {format_probability(screening.probability)}" in text
+
+
+def test_cli_threshold_by_hand_is_named_so(tiny_predictor, screened, tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(xray_png(1, 3))  # the image the `screened` fixture checks is scored
+    out = tmp_path / "reports"
+    args = ["report", str(tmp_path / "x.png"), "--out", str(out), "--threshold", "0.123456",
+            "--model-dir", str(tiny_predictor.model_dir)]
+    assert main(args) == 0
+    _, text = pdf_text((out / "x.pdf").read_bytes())
+    assert "Threshold 0.123: set with --threshold." in text
+    assert main([*args[:-4], "--threshold", "2", "--model-dir", str(tiny_predictor.model_dir)]) == 2
+    assert "--threshold must lie in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_report_on_a_committed_sample(committed_predictor):
+    path = ASSETS_DIR / "samples" / "bacterial_person100_bacteria_475.jpeg"
+    (screening,) = committed_predictor.screen([(str(path), path)], keep_images=True)
+    threshold = committed_predictor.threshold
+    data = image_report(committed_predictor, screening, threshold,
+                        threshold_provenance(committed_predictor.metadata, threshold), created=CREATED)
+    pages, text = pdf_text(data)
+    assert pages == 1 and screening.status == "ok"
+    assert f"P(pneumonia): {format_probability(screening.probability)}" in text
+    assert "Label: PNEUMONIA at threshold 0.811" in text
+    assert "Threshold 0.811: highest threshold with validation sensitivity >= 0.97" in text
+    assert committed_predictor.metadata["model_sha256"] in text
+    assert "LIME's top 5 regions are" in text and "The presets label it" in text
