@@ -161,11 +161,13 @@ def _awkward_files(folder: Path) -> list[Path]:
 
 
 def _cut_off(page) -> list[str]:
-    """Texts of labels, metric values, buttons and captions whose content is wider than their box."""
+    """Texts of labels, metric values, alerts and buttons on screen whose content is wider than their box
+    (a collapsed sidebar lies off screen and is skipped)."""
     return page.evaluate(
         "() => [...document.querySelectorAll('[data-testid=stMetricValue], [data-testid=stMetricLabel], "
         "[data-testid=stAlertContentError], [data-testid=stAlertContentWarning], button p')]"
-        ".filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
+        ".filter(e => { const r = e.getBoundingClientRect(); return e.offsetParent !== null && r.right > 0 "
+        "&& r.left < window.innerWidth && e.scrollWidth > e.clientWidth + 1; }).map(e => e.innerText)"
     )
 
 
@@ -189,6 +191,9 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     page.get_by_text("LIME (", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
     _screenshot(page, shots / "screen.png")
+    report = _download(page, page.get_by_role("button", name=re.compile("Download report")).first)
+    assert f"P(pneumonia): {expected[0]}" in report and "Not a medical device" in report
+    assert f"File: {files[0].name}" in report
     page.set_viewport_size({"width": 800, "height": 1000})
     page.wait_for_timeout(1500)
     assert _cut_off(page) == []
@@ -201,13 +206,15 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     before = caption.inner_text()
     assert f"at {committed_predictor.threshold:.3f}:" in before
 
-    slider = page.get_by_role("slider").first
+    threshold_slider = page.locator("[data-testid=stSlider]", has_text="Decision threshold on P(pneumonia)")
+    slider = threshold_slider.get_by_role("slider")
     slider.focus()
     for _ in range(40):
         page.keyboard.press("ArrowLeft")
     # Streamlit reruns on intermediate values too: wait until the caption shows the slider's final value.
     page.wait_for_function(
-        "() => { const v = Number(document.querySelector('[data-testid=stSlider] input[type=range]').value).toFixed(3);"
+        "() => { const v = Number([...document.querySelectorAll('[data-testid=stSlider]')].find(e => e.innerText"
+        ".includes('Decision threshold')).querySelector('input[type=range]').value).toFixed(3);"
         " return !document.querySelector('[data-testid=stStatusWidget]') && [...document.querySelectorAll('p')]"
         ".some(p => p.innerText.startsWith('Confusion matrix at ' + v + ':')); }",
         timeout=UI_TIMEOUT_MS,
@@ -224,3 +231,40 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     page.get_by_text("Hardest test cases", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
     _screenshot(page, shots / "about.png")
+
+
+def _download(page, button) -> str:
+    """Click a download button and return the text of the PDF it delivers."""
+    import io
+
+    from pypdf import PdfReader
+
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as download:
+        button.click()
+    data = Path(download.value.path()).read_bytes()
+    return " ".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_reader_mode_walkthrough_and_narrow_screens(page, server_url, shots, committed_predictor):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server_url}/reader", wait_until="networkidle")
+    for case, call in enumerate(("PNEUMONIA", "NORMAL"), start=1):
+        page.get_by_text(f"Case {case} of 624", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        page.locator("[data-testid=stRadio] label", has_text=call).first.click()
+        page.get_by_role("button", name="Commit and reveal").click()
+        page.get_by_text("Truth", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("Grad-CAM: evidence", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+        _wait_idle(page)
+        if case == 1:
+            page.get_by_role("button", name="Next case").click()
+    page.get_by_text("Your tally: 2 cases read").wait_for(timeout=UI_TIMEOUT_MS)
+    _screenshot(page, shots / "reader.png")
+
+    for url_path in ("", "threshold", "reader", "about"):
+        page.set_viewport_size({"width": 390, "height": 900})
+        page.goto(f"{server_url}/{url_path}", wait_until="networkidle")
+        page.get_by_role("heading", level=1).first.wait_for(timeout=UI_TIMEOUT_MS)
+        _wait_idle(page)
+        page.wait_for_timeout(1500)
+        assert _cut_off(page) == [], url_path
+        _screenshot(page, shots / f"narrow_{url_path or 'screen'}_390.png", width=390)
