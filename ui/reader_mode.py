@@ -100,7 +100,8 @@ def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray, thresho
     """The model's probability and label, the truth with its subtype, and both explanation maps."""
     from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
 
-    truth = CLASS_NAMES[reading.truth] + ("" if reading.subtype == "normal" else f" ({reading.subtype} pneumonia)")
+    kind = {"bacteria": "bacterial", "virus": "viral"}.get(reading.subtype, reading.subtype)
+    truth = CLASS_NAMES[reading.truth] + ("" if reading.subtype == "normal" else f" ({kind} pneumonia)")
     model_label = label_at(reading.model_probability, threshold)
     confidence = "" if reading.confidence is None else f", confidence {reading.confidence} of 5"
     mark = lambda right: ":green[right]" if right else ":red[wrong]"  # noqa: E731
