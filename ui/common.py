@@ -4,6 +4,7 @@ that set it. Cached work here is never re-run by a widget move."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pneumonia.artifacts import Predictions, read_predictions
 from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
 from pneumonia.errors import PneumoniaError
 from pneumonia.inference import Predictor, load_predictor
+from pneumonia.serving import FairSlots
 
 MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
 THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
@@ -42,12 +44,14 @@ def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, setting
     so a cache hit replays nothing visible."""
     from pneumonia.explain import explain_lime
 
-    text = "LIME: scoring {:.0%} of the perturbed copies of the image…"
-    bar = st.progress(0.0, text=text.format(0.0))
-    explanation = explain_lime(
-        _predictor, _image, settings, progress=lambda done: bar.progress(min(max(done, 0.0), 1.0), text=text.format(done))
-    )
-    bar.empty()
+    with queued("Explanation"):
+        text = "LIME: scoring {:.0%} of the perturbed copies of the image…"
+        bar = st.progress(0.0, text=text.format(0.0))
+        explanation = explain_lime(
+            _predictor, _image, settings,
+            progress=lambda done: bar.progress(min(max(done, 0.0), 1.0), text=text.format(done)),
+        )
+        bar.empty()
     return explanation
 
 
@@ -55,7 +59,23 @@ def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, setting
 def grad_cam_map(_predictor: Predictor, model_sha: str, digest: str, _image: np.ndarray) -> np.ndarray:
     from pneumonia.explain import grad_cam
 
-    return grad_cam(_predictor, _image)
+    with queued("Grad-CAM"):
+        return grad_cam(_predictor, _image)
+
+
+@st.cache_resource(show_spinner=False)
+def model_slots() -> FairSlots:
+    """One per server: model work from every session runs one request at a time, in arrival order."""
+    return FairSlots(capacity=1)
+
+
+@contextmanager
+def queued(what: str):
+    """Hold the model slot for the block; while waiting, tell the user their place in the queue."""
+    notice = st.empty()
+    with model_slots().slot(on_wait=lambda ahead: notice.info(f"{what} queued: {ahead} ahead", icon=":material/hourglass_top:")):
+        notice.empty()
+        yield
 
 
 # ---------------------------------------------------------------- cached work (never re-run by a widget move)

@@ -33,6 +33,7 @@ from ui.common import (
     lime_explanation,
     model_files_or_stop,
     predictor_or_stop,
+    queued,
     split_predictions,
     threshold_ui,
 )
@@ -44,7 +45,8 @@ SAMPLES_DIR = ASSETS_DIR / "samples"
 def screen_upload(_predictor: Predictor, model_sha: str, digest: str, name: str, _data: bytes) -> Screening:
     """Read, gate and score one upload, keyed on the model and the bytes' hash (in memory only):
     relabelling at a new threshold never re-runs the model."""
-    return _predictor.screen([(name, _data)], keep_images=True)[0]
+    with queued("Scoring"):
+        return _predictor.screen([(name, _data)], keep_images=True)[0]
 
 
 UPLOADS = "kept_uploads"  # the session's uploads, in memory only, so they survive a visit to another page
@@ -102,7 +104,8 @@ def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settin
     from pneumonia.readout import lime_stability
 
     seeds = (settings.seed, settings.seed + 1, settings.seed + 2)
-    return lime_stability(_predictor, _image, settings, seeds=seeds)
+    with queued("Stability check"):
+        return lime_stability(_predictor, _image, settings, seeds=seeds)
 
 
 # ---------------------------------------------------------------- page parts

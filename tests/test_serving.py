@@ -1,0 +1,79 @@
+"""The shared model slot: bounded, first come first served, and able to tell a waiter its place."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pneumonia.serving import FairSlots
+
+
+def test_no_more_than_capacity_hold_a_slot_at_once():
+    slots = FairSlots(capacity=2)
+    lock, inside, peak = threading.Lock(), [0], [0]
+
+    def work():
+        with slots.slot():
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(0.02)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert peak[0] == 2 and inside[0] == 0
+
+
+def test_waiters_are_served_in_arrival_order_and_told_how_many_are_ahead():
+    slots = FairSlots(capacity=1)
+    order, seen = [], {}
+    release = threading.Event()
+
+    def holder():
+        with slots.slot():
+            release.wait(10)
+
+    def waiter(name: str):
+        with slots.slot(on_wait=lambda ahead: seen.setdefault(name, []).append(ahead), poll_seconds=0.01):
+            order.append(name)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    time.sleep(0.05)
+    waiters = []
+    for name in ("a", "b", "c"):
+        waiters.append(threading.Thread(target=waiter, args=(name,)))
+        waiters[-1].start()
+        time.sleep(0.05)  # a fixed arrival order
+    release.set()
+    for t in [first, *waiters]:
+        t.join(timeout=10)
+    assert order == ["a", "b", "c"]
+    assert seen["a"][0] == 1 and seen["b"][0] == 2 and seen["c"][0] == 3  # the holder plus those queued before
+    assert all(values == sorted(values, reverse=True) for values in seen.values())  # the place only improves
+
+
+def test_a_waiter_that_gives_up_leaves_the_queue():
+    slots = FairSlots(capacity=1)
+
+    def give_up(ahead: int) -> None:
+        raise KeyboardInterrupt
+
+    with slots.slot():
+        with pytest.raises(KeyboardInterrupt):
+            with slots.slot(on_wait=give_up):
+                pass
+    with slots.slot():  # would hang if the abandoned ticket still blocked the head of the queue
+        pass
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError):
+        FairSlots(capacity=0)
