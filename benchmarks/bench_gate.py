@@ -57,8 +57,7 @@ def percent(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100.0 * part / whole:.1f}%)" if whole else "0/0"
 
 
-def test_split_rows(predictor, data_dir: Path) -> tuple[list[tuple[str, str]], list]:
-    samples = discover_split(find_split(data_dir, "test"))
+def test_split_rows(predictor, samples: list) -> list[tuple[str, str]]:
     results = predictor.screen([(s.path.name, s.path) for s in samples])
     refused = sum(r.status == REFUSED for r in results)
     cautioned = sum(r.status == CAUTION for r in results)
@@ -75,7 +74,7 @@ def test_split_rows(predictor, data_dir: Path) -> tuple[list[tuple[str, str]], l
         ("of which NORMAL / PNEUMONIA", f"{by_class['NORMAL']} / {by_class['PNEUMONIA']}"),
         ("rules that fired", ", ".join(f"{k} {n}" for k, n in kinds.most_common()) or "none"),
     ]
-    return rows, results
+    return rows
 
 
 def nonradiograph_rows(predictor, split: str) -> list[tuple[str, str]]:
@@ -96,8 +95,8 @@ def nonradiograph_rows(predictor, split: str) -> list[tuple[str, str]]:
     return rows
 
 
-def timing_rows(predictor, results_paths: list[Path]) -> list[tuple[str, str]]:
-    named = [(p.name, p) for p in results_paths[:TIMING_IMAGES]]
+def timing_rows(predictor, paths: list[Path]) -> list[tuple[str, str]]:
+    named = [(p.name, p) for p in paths[:TIMING_IMAGES]]
     predictor.screen(named[:8])
     predictor.screen(named[:8], use_gate=False)
     gated, ungated = [], []
@@ -135,14 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         parser.error(f"pass --data or set {DATA_ENV_VAR}")
     predictor = load_predictor(args.model_dir)
-    test_rows, _ = test_split_rows(predictor, args.data)
-    paths = [s.path for s in discover_split(find_split(args.data, "test"))]
+    samples = discover_split(find_split(args.data, "test"))
     rows = (
-        test_rows
+        test_split_rows(predictor, samples)
         + validation_rows(predictor.metadata)
         + nonradiograph_rows(predictor, "heldout")
         + nonradiograph_rows(predictor, "dev")
-        + timing_rows(predictor, paths)
+        + timing_rows(predictor, [s.path for s in samples])
         + [("Adult chest films in installed packages", "none found (scikit-image, scikit-learn and pydicom ship none), "
             "so how often the gate catches an adult film saved as a JPEG is not measured")]
     )

@@ -132,16 +132,23 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
-    from pneumonia.gate import CAUTION, OK, REFUSED
-    from pneumonia.inference import UNCHECKED, expand_inputs, load_predictor
-    from pneumonia.screening import format_probability
+def _inputs_model_and_threshold(args):
+    """What predict and report share: the input files, the loaded model, and the threshold to apply."""
+    from pneumonia.inference import expand_inputs, load_predictor
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
     files = expand_inputs(args.inputs)
     predictor = load_predictor(args.model_dir)
-    threshold = predictor.threshold if args.threshold is None else args.threshold
+    return files, predictor, predictor.threshold if args.threshold is None else args.threshold
+
+
+def _predict(args) -> int:
+    from pneumonia.gate import CAUTION, OK, REFUSED
+    from pneumonia.inference import UNCHECKED
+    from pneumonia.screening import format_probability
+
+    files, predictor, threshold = _inputs_model_and_threshold(args)
     if args.no_gate:
         print("warning: the input gate is off (--no-gate): every readable file is scored, even a photograph; "
               "for research only", file=sys.stderr)
@@ -170,14 +177,9 @@ def _predict(args) -> int:
 
 def _report(args) -> int:
     from pneumonia.gate import REFUSED
-    from pneumonia.inference import expand_inputs, load_predictor
     from pneumonia.pdf_report import image_report, report_file_names, threshold_provenance
 
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
-    files = expand_inputs(args.inputs)
-    predictor = load_predictor(args.model_dir)
-    threshold = predictor.threshold if args.threshold is None else args.threshold
+    files, predictor, threshold = _inputs_model_and_threshold(args)
     provenance = threshold_provenance(predictor.metadata, threshold, by_hand="set with --threshold")
     args.out.mkdir(parents=True, exist_ok=True)
     results = predictor.screen(((str(path), path) for path in files), keep_images=True)

@@ -255,11 +255,10 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
     fitted = [fit_mahalanobis(f, fit_labels) for f in fit_features]
 
     originals = [read_input(s.path) for s in val_samples]
-    shapes = {image.grey.shape for image in originals}
-    versions = {"clean": np.stack([image.grey for image in originals])[..., None]} if len(shapes) == 1 else None
-    if versions is None:
+    if len({image.grey.shape for image in originals}) != 1:
         raise ValueError("validation images differ in size; stress copies need one size")
-    versions.update(stress_shifts(versions["clean"]))
+    clean = np.stack([image.grey for image in originals])[..., None]
+    versions = {"clean": clean, **stress_shifts(clean)}
     statistics: list[dict[str, float]] = []
     features: list[list[np.ndarray]] = []
     for grey in versions.values():
@@ -277,8 +276,7 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
     unusualness = gate.unusualness(merged)
     gate.thresholds = fit_thresholds(config, statistics, unusualness)
 
-    verdicts = [gate.judge(image, stats, u) for image, stats, u in zip(
-        [img for grey in versions.values() for img in originals], statistics, unusualness)]
+    verdicts = [gate.judge(image, stats, u) for image, stats, u in zip(originals * len(versions), statistics, unusualness)]
     names = [name for name in versions for _ in originals]
     entry = save_gate(gate, model_dir)
     entry["fitted_on"] = f"Mahalanobis parameters on the fit split ({len(fit_samples)} train/ images)"

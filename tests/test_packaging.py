@@ -44,10 +44,14 @@ def _noise(stderr: str) -> list[str]:
 
 
 def _run_cli(*args: str, env_update: dict | None = None) -> subprocess.CompletedProcess:
+    return _run_python("-m", "pneumonia", *args, env_update=env_update)
+
+
+def _run_python(*args: str, env_update: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell would have it
     env.update(env_update or {})
     return subprocess.run(
-        [sys.executable, "-m", "pneumonia", *args],
+        [sys.executable, *args],
         check=False,
         cwd=REPO,
         env=env,
@@ -193,16 +197,7 @@ print("error: our own line", file=sys.stderr)
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_quiet_logs_hides_tensorflow_import_and_runtime_lines_unless_verbose(verbose):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run(
-        [sys.executable, "-c", _LOAD_AND_RUN, "verbose" if verbose else "quiet"],
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _run_python("-c", _LOAD_AND_RUN, "verbose" if verbose else "quiet")
     assert result.returncode == 0, result.stderr
     loaders, level = result.stdout.splitlines()[-2:]
     assert loaders == "SourceFileLoader SourceFileLoader"  # tensorflow keeps its real loader

@@ -52,9 +52,9 @@ def cost_preset(validation: Predictions | None, prevalence: float, ratio: float)
     return {"name": "cost", "threshold": float(threshold), "rule": cost_rule(prevalence, ratio)}
 
 
-def natural_frequencies_ui(test: Predictions, threshold: float, prevalence: float, ratio: float) -> None:
-    """Per 1,000 children at this prevalence, with the test set's sensitivity and specificity at the threshold."""
-    values = threshold_metrics(test.labels, test.probabilities, threshold)
+def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, prevalence: float, ratio: float) -> None:
+    """Per 1,000 children at this prevalence, with the test set's sensitivity and specificity at the threshold
+    (`values`, the explorer's own metrics at that threshold)."""
     frequencies = natural_frequencies(values["sensitivity"], values["specificity"], prevalence)
     counts = rounded_counts(frequencies)
     st.markdown(
@@ -137,5 +137,5 @@ def threshold_explorer_ui(presets: list[dict], test: Predictions, validation: Pr
     right.plotly_chart(plots.confusion_heatmap(counts, normalise=True), width="stretch", key="confusion_share")
     left.plotly_chart(plots.roc_figure(test.labels, test.probabilities, threshold), width="stretch", key="roc")
     right.plotly_chart(plots.pr_figure(test.labels, test.probabilities, threshold), width="stretch", key="pr")
-    natural_frequencies_ui(test, threshold, prevalence, ratio)
+    natural_frequencies_ui(test, values, threshold, prevalence, ratio)
     case_gallery_ui(test, threshold)
