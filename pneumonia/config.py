@@ -51,9 +51,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     validation_fraction: float = 0.15
-    target_sensitivity: float = 0.97
+    target_sensitivity: float = 0.95
     normalization: str = "standardize"  # or "equalize": per-image histogram equalisation inside the model
     ema: bool = True  # evaluate and keep an exponential moving average of the weights: steadier checkpoints
+    mixup_alpha: float = 0.0  # > 0: blend pairs of images and their labels with Beta(alpha, alpha) weights
+    calibration_pool: str = "validation+stress"  # or "validation": the images Platt scaling and thresholds use
     seed: int = 42
     augment: dict = field(
         default_factory=lambda: {
@@ -65,6 +67,8 @@ class TrainConfig:
             "gamma": 0.35,  # log-uniform gamma in [exp(-g), exp(g)]
             "blur_probability": 0.5,
             "noise_std": 12.0,  # in 0-255 grey levels
+            "border_erase_probability": 0.0,  # per edge: cover a strip with the mean grey (markers, text)
+            "border_erase_fraction": 0.12,  # widest strip, as a fraction of the side
         }
     )
 

@@ -111,20 +111,22 @@ def threshold_youden(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.clip(thresholds[finite][best], 0.0, 1.0))
 
 
-def operating_points(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> list[OperatingPoint]:
-    """Threshold presets, each computed on the validation split and labelled with its rule."""
+def operating_points(
+    labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float, split: str = "validation"
+) -> list[OperatingPoint]:
+    """Threshold presets, each computed on the validation split (`split` names the exact pool) and labelled with its rule."""
     return [
         OperatingPoint(
             "default",
             threshold_for_sensitivity(labels, probabilities, target_sensitivity),
-            f"highest threshold with validation sensitivity >= {target_sensitivity:.2f} (screening: few misses)",
+            f"highest threshold with sensitivity >= {target_sensitivity:.2f} on {split} (screening: few misses)",
         ),
-        OperatingPoint("max_f1", threshold_max_f1(labels, probabilities), "maximises F1 on validation"),
-        OperatingPoint("youden", threshold_youden(labels, probabilities), "maximises Youden's J (sens + spec - 1) on validation"),
+        OperatingPoint("max_f1", threshold_max_f1(labels, probabilities), f"maximises F1 on {split}"),
+        OperatingPoint("youden", threshold_youden(labels, probabilities), f"maximises Youden's J (sens + spec - 1) on {split}"),
         OperatingPoint(
-            "sensitivity_95",
-            threshold_for_sensitivity(labels, probabilities, 0.95),
-            "highest threshold with validation sensitivity >= 0.95",
+            "sensitivity_99",
+            threshold_for_sensitivity(labels, probabilities, 0.99),
+            f"highest threshold with sensitivity >= 0.99 on {split}",
         ),
     ]
 

@@ -126,11 +126,50 @@ class RandomNoise(layers.Layer):
         return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RandomBorderErase(layers.Layer):
+    """Covers a random strip along each edge with the image's mean grey level, each edge with some
+    probability: side markers, text and collimation at the borders differ between sites and must not
+    carry the label."""
+
+    def __init__(self, probability: float, max_fraction: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = float(probability)
+        self.max_fraction = float(max_fraction)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.probability == 0:
+            return inputs
+        batch, height, width = ops.shape(inputs)[0], ops.shape(inputs)[1], ops.shape(inputs)[2]
+        chosen = keras.random.uniform((batch, 4), seed=self.seed_generator) < self.probability
+        widths = keras.random.uniform((batch, 4), 0.0, self.max_fraction, seed=self.seed_generator)
+        widths = ops.where(chosen, widths, ops.zeros_like(widths))[:, :, None, None]
+        rows = (ops.cast(ops.arange(height), "float32") + 0.5)[None, :, None] / ops.cast(height, "float32")
+        cols = (ops.cast(ops.arange(width), "float32") + 0.5)[None, None, :] / ops.cast(width, "float32")
+        erased = (
+            (rows < widths[:, 0]) | (rows > 1.0 - widths[:, 1]) | (cols < widths[:, 2]) | (cols > 1.0 - widths[:, 3])
+        )
+        mean = ops.mean(inputs, axis=(1, 2, 3), keepdims=True)
+        return ops.where(erased[..., None], mean, inputs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "probability": self.probability,
+            "max_fraction": self.max_fraction,
+            "seed": self.seed,
+        }
+
+
 def build_augmenter(config: TrainConfig) -> keras.Sequential:
     """Geometry and intensity changes a radiograph plausibly undergoes; no flips (the heart is on the left)."""
     aug, seed = config.augment, config.seed
+    border = aug.get("border_erase_probability", 0.0)
     return keras.Sequential(
-        [
+        ([RandomBorderErase(border, aug.get("border_erase_fraction", 0.12), seed=seed + 8)] if border else [])
+        + [
             layers.RandomRotation(aug["rotation"], fill_mode="nearest", seed=seed),
             layers.RandomZoom(aug["zoom"], fill_mode="nearest", seed=seed + 1),
             layers.RandomTranslation(aug["translation"], aug["translation"], fill_mode="nearest", seed=seed + 2),

@@ -37,6 +37,12 @@ PREPROCESSING = (
 )
 
 
+POOL_NAMES = {
+    "validation": "validation",
+    "validation+stress": "validation and its 6 stress-shifted copies, pooled",
+}
+
+
 def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Temperature T and bias b minimising validation log-loss of sigmoid(logit / T + b) (Platt scaling).
 
@@ -79,11 +85,16 @@ def stress_shifts(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
 
 def stress_report(probabilities_of, images: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     """AUC and specificity/sensitivity at the threshold under each shift, and their means."""
+    shifted = {name: probabilities_of(x) for name, x in stress_shifts(images).items()}
+    return stress_summary(shifted, labels, threshold)
+
+
+def stress_summary(probabilities_by_shift: dict[str, np.ndarray], labels: np.ndarray, threshold: float) -> dict:
+    """`stress_report` from probabilities already computed on the shifted copies."""
     from pneumonia.metrics import roc_auc, threshold_metrics
 
     report: dict = {}
-    for name, shifted in stress_shifts(images).items():
-        p = probabilities_of(shifted)
+    for name, p in probabilities_by_shift.items():
         m = threshold_metrics(labels, p, threshold)
         report[name] = {"auc": roc_auc(labels, p), "sensitivity": m["sensitivity"], "specificity": m["specificity"]}
     for key in ("auc", "sensitivity", "specificity"):
@@ -93,6 +104,40 @@ def stress_report(probabilities_of, images: np.ndarray, labels: np.ndarray, thre
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def mixup_batches(x: np.ndarray, y: np.ndarray, weights: np.ndarray, config: TrainConfig):
+    """Shuffled training batches with mixup (Zhang et al. 2018): each image is blended with another of
+    its batch by a Beta(alpha, alpha) weight, and its label and class weight are blended alike.
+    Every batch draws from its own (seed, epoch, batch) generator, so a run is repeatable."""
+    import keras
+
+    class MixupBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / config.batch_size))
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+
+        def __getitem__(self, index: int):
+            order = np.random.default_rng((config.seed, self.epoch)).permutation(len(x))
+            members = order[index * config.batch_size : (index + 1) * config.batch_size]
+            rng = np.random.default_rng((config.seed, self.epoch, index))
+            share = rng.beta(config.mixup_alpha, config.mixup_alpha, len(members)).astype(np.float32)
+            partners = members[rng.permutation(len(members))]
+            blend = share[:, None, None, None]
+            images = blend * x[members] + (1.0 - blend) * x[partners]
+            return (
+                images.astype(np.float32),
+                share * y[members] + (1.0 - share) * y[partners],
+                share * weights[members] + (1.0 - share) * weights[partners],
+            )
+
+    return MixupBatches()
 
 
 def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), verbose: int | None = None) -> dict:
@@ -143,13 +188,15 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "best.weights.h5"
+        if config.mixup_alpha > 0:
+            sample_weight = np.where(y_fit == 1, class_weight[1], class_weight[0]).astype(np.float32)
+            inputs = {"x": mixup_batches(x_fit, y_fit, sample_weight, config)}
+        else:
+            inputs = {"x": x_fit, "y": y_fit, "batch_size": config.batch_size, "class_weight": class_weight}
         history = train_model.fit(
-            x_fit,
-            y_fit,
-            batch_size=config.batch_size,
+            **inputs,
             epochs=config.epochs,
             validation_data=(x_val, y_val),
-            class_weight=class_weight,
             callbacks=[
                 # Ranking, not validation loss: with class weights the loss mostly tracks the logits'
                 # drift, which calibration removes afterwards (docs/experiments.md, run e4).
@@ -199,18 +246,28 @@ def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, v
     from pneumonia.model import with_calibration
 
     y_val = np.array([s.label for s in val_samples], dtype=np.float32)
-    val_logits = np.asarray(logits_model.predict(x_val, batch_size=128, verbose=0)).reshape(-1)
-    temperature, bias = fit_calibration(val_logits, y_val)
+
+    def logits(images: np.ndarray) -> np.ndarray:
+        return np.asarray(logits_model.predict(images, batch_size=128, verbose=0)).reshape(-1).astype(np.float64)
+
+    val_logits = logits(x_val)
+    stress_logits = {name: logits(x) for name, x in stress_shifts(x_val).items()}
+    pool_logits, pool_labels = val_logits, y_val
+    if config.calibration_pool == "validation+stress":
+        # Calibration and thresholds that hold under acquisition shifts too, not only on clean validation.
+        pool_logits = np.concatenate([val_logits, *stress_logits.values()])
+        pool_labels = np.tile(y_val, 1 + len(stress_logits))
+    temperature, bias = fit_calibration(pool_logits, pool_labels)
     val_uncalibrated = _sigmoid(val_logits)
     val_probabilities = _sigmoid(val_logits / temperature + bias)
-    points = operating_points(y_val, val_probabilities, config.target_sensitivity)
+    points = operating_points(pool_labels, _sigmoid(pool_logits / temperature + bias), config.target_sensitivity, POOL_NAMES[config.calibration_pool])
     default = points[0]
     val_subtypes = np.array([s.subtype for s in val_samples])
 
     model = with_calibration(logits_model, temperature, bias)
-    stress = stress_report(
-        lambda x: np.asarray(model.predict(x, batch_size=128, verbose=0)).reshape(-1), x_val, y_val, default.threshold
-    )
+    stress_probabilities = {name: _sigmoid(z / temperature + bias) for name, z in stress_logits.items()}
+    stress = stress_summary(stress_probabilities, y_val, default.threshold)
+    stress["ece"] = expected_calibration_error(np.tile(y_val, len(stress_logits)), np.concatenate(list(stress_probabilities.values())))
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILENAME
     model.save(model_path)
@@ -240,11 +297,11 @@ def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, v
         "threshold": {
             "default": default.threshold,
             "rule": default.rule,
-            "chosen_on": "validation",
+            "chosen_on": POOL_NAMES[config.calibration_pool],
             "presets": [dataclasses.asdict(p) for p in points],
         },
         "calibration": {
-            "method": "Platt scaling, sigmoid(logit / T + b), fitted on validation (minimum log-loss)",
+            "method": f"Platt scaling, sigmoid(logit / T + b), fitted on {POOL_NAMES[config.calibration_pool]} (minimum log-loss)",
             "temperature": temperature,
             "bias": bias,
         },
@@ -278,7 +335,9 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
     data_dir, model_dir = Path(data_dir), Path(model_dir)
     metadata = read_metadata(model_dir)
     saved = metadata["training"]["config"]
-    config = TrainConfig(**{**saved, "filters": tuple(saved["filters"])})
+    # Training settings as saved; calibration and threshold rules as they are today.
+    today = {key: getattr(TrainConfig, key) for key in ("target_sensitivity", "calibration_pool")}
+    config = TrainConfig(**{**saved, "filters": tuple(saved["filters"]), **today})
     samples = discover_split(find_split(data_dir, "train"))
     if manifest_hash(samples, data_dir) != metadata["training"]["train_manifest_sha256"]:
         raise DataError(f"{data_dir}/train is not the data this model was trained on (manifest hash differs).")

@@ -25,6 +25,7 @@ PRESET_NAMES = {
     "max_f1": "Max F1",
     "youden": "Youden's J",
     "sensitivity_95": "Sensitivity ≥ 0.95",
+    "sensitivity_99": "Sensitivity ≥ 0.99",
     "cost": "Cost-minimising",
 }
 
