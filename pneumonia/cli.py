@@ -1,4 +1,4 @@
-"""`python -m pneumonia train|evaluate|predict`: one clear line and a non-zero exit on any user error."""
+"""`python -m pneumonia train|evaluate|predict|...`: one clear line and a non-zero exit on any user error."""
 
 from __future__ import annotations
 
@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--data", required=True, type=Path, help="folder holding train/ (the model's own)")
     calibrate.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+
+    site = commands.add_parser(
+        "calibrate-site",
+        help="derive a site threshold from a folder of the site's own normal films (nothing is stored)",
+    )
+    site.add_argument("inputs", nargs="+", type=Path, metavar="NORMALS_DIR", help="films known to be normal")
+    site.add_argument(
+        "--max-flagged", type=float, default=0.10, help="share of these normal films the threshold may flag (default 0.10)"
+    )
+    site.add_argument("--model-dir", type=Path, default=MODELS_DIR)
 
     gate = commands.add_parser(
         "fit-gate", help="fit the input gate of a saved model from DIR/train (fit split; thresholds on validation)"
@@ -201,6 +211,18 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _calibrate_site(args) -> int:
+    from pneumonia.inference import expand_inputs, load_predictor
+    from pneumonia.site import calibrate_site_from_sources
+
+    files = expand_inputs(args.inputs)
+    predictor = load_predictor(args.model_dir)
+    site = calibrate_site_from_sources(predictor, ((str(path), path) for path in files), args.max_flagged)
+    print(site.summary())
+    print(f"use it with: python -m pneumonia predict --threshold {site.threshold:.6f} FILE_OR_DIR...")
+    return 0
+
+
 def _fit_gate(args) -> int:
     from pneumonia.gate import fit_gate
 
@@ -239,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_logs(args.verbose)
     handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
-               "calibrate": _calibrate, "fit-gate": _fit_gate, "card": _card}[args.command]
+               "calibrate": _calibrate, "calibrate-site": _calibrate_site, "fit-gate": _fit_gate, "card": _card}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

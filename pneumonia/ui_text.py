@@ -104,3 +104,12 @@ COST_RATIO_HELP = (
     "How many false alarms you would accept to avoid one missed pneumonia. Together with the prevalence it "
     "defines the cost-minimising threshold, computed on the validation split and offered as a preset."
 )
+
+SITE_CALIBRATION_HELP = (
+    "A threshold chosen on this data set's validation split flags many more healthy children on films from "
+    "another machine. Bring 20 or more of your own films known to be normal and choose the share of them you "
+    "accept to flag: the threshold follows from their scores, and the line below gives its price in "
+    "sensitivity on the validation pneumonias. The films are scored in memory and dropped; only the threshold "
+    "and how it was derived stay, for this session. The test-set numbers below stay as they are: they are not "
+    "your site's."
+)

@@ -3,11 +3,13 @@ reader mode's tally, the case gallery's cells, natural frequencies and the cost-
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
@@ -153,3 +155,32 @@ def test_cost_minimising_preset_is_the_brute_force_optimum_on_validation(monkeyp
     assert at.session_state["threshold"] == pytest.approx(expected)
     assert "minimises expected cost on validation at prevalence 5% with a missed pneumonia costing 20 false alarms" in \
         " ".join(c.value for c in at.caption)
+
+
+# ---------------------------------------------------------------- site calibration
+
+
+def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_table, real_data_dir):
+    from pneumonia.site import site_threshold
+
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    normals = test_table[test_table.label == 0].file.head(30).tolist()
+    films = [(Path(f).name, (real_data_dir / f).read_bytes(), "image/jpeg") for f in normals]
+    buffer = BytesIO()  # a colour photo: refused by the gate, so not used
+    Image.new("RGB", (300, 300), (200, 30, 30)).save(buffer, format="PNG")
+    at.file_uploader(key="site_normals_0").set_value(films + [("photo.png", buffer.getvalue(), "image/png")])
+    [derive] = [b for b in at.button if b.label == "Derive site threshold"]
+    derive.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    scores = test_table.set_index("file").loc[normals, "probability"].to_numpy()
+    expected = site_threshold(scores, 0.10)
+    assert at.session_state["threshold"] == pytest.approx(expected, abs=1e-6)
+    assert at.button(key="preset_site").label == f"Site-derived: {expected:.3f}"
+    [success] = at.success
+    assert "flags 3 of 30 normal films (10.0%)" in success.value
+    assert "1 refused by the input gate, not used" in success.value
+    at.run()
+    assert "site_normals_0" not in at.session_state  # the films are dropped once they are scored
+    assert not at.file_uploader(key="site_normals_1").value
+    assert at.button(key="preset_site").label == f"Site-derived: {expected:.3f}"  # only the threshold stays
+    assert metric_value(at, "Specificity") == f"{np.mean(test_table[test_table.label == 0].probability < expected):.3f}"

@@ -27,6 +27,7 @@ PRESET_NAMES = {
     "sensitivity_95": "Sensitivity ≥ 0.95",
     "sensitivity_99": "Sensitivity ≥ 0.99",
     "cost": "Cost-minimising",
+    "site": "Site-derived",
 }
 
 

@@ -13,7 +13,8 @@ from pneumonia.decision import cost_minimising_threshold, cost_rule, expected_co
 from pneumonia.decision_plots import natural_frequency_figure
 from pneumonia.metrics import cell_indices, confusion_at, threshold_metrics
 from pneumonia.screening import format_probability
-from ui.common import predictor_or_stop, presets_ui, split_predictions, thumbnail_path, threshold_ui
+from pneumonia.site import SiteCalibrationError, calibrate_site_from_sources
+from ui.common import THRESHOLD, predictor_or_stop, presets_ui, queued, split_predictions, thumbnail_path, threshold_ui
 
 GALLERY_LIMIT = 48
 
@@ -26,7 +27,7 @@ def threshold_page() -> None:
         return
     validation = split_predictions(VALIDATION_PREDICTIONS_FILENAME)
     st.info(ui_text.TEST_VS_VALIDATION)
-    threshold_explorer_ui(predictor.metadata["threshold"]["presets"], test, validation)
+    threshold_explorer_ui(predictor, test, validation)
 
 
 def prevalence_and_costs_ui(test: Predictions) -> tuple[float, float]:
@@ -109,13 +110,49 @@ def case_gallery_ui(test: Predictions, threshold: float) -> None:
         st.caption(f"Showing the first {GALLERY_LIMIT} of {len(indices)}.")
 
 
+SITE_PRESET = "site_preset"  # session state: the site threshold and its provenance only, never the films
+SITE_ROUND = "site_round"
+
+
+def site_calibration_ui(predictor) -> dict | None:
+    """Upload the site's own normal films; a threshold flagging at most a chosen share of them becomes a
+    preset for this session. The films are scored in memory and dropped; only the threshold and its rule stay."""
+    with st.expander("Site calibration: a threshold from your own normal films", icon=":material/local_hospital:"):
+        st.caption(ui_text.SITE_CALIBRATION_HELP)
+        with st.form("site_calibration", border=False):
+            # A new key after each use drops the films from the session: only the threshold is kept.
+            films = st.file_uploader("Films known to be normal (20 or more)", accept_multiple_files=True,
+                                     key=f"site_normals_{st.session_state.get(SITE_ROUND, 0)}")
+            share = st.slider("Share of them the threshold may flag", 0.01, 0.30, 0.10, 0.01, format="%.2f",
+                              key="site_max_flagged")
+            derive = st.form_submit_button("Derive site threshold")
+        if derive and films:
+            try:
+                with queued("Site calibration"), st.spinner(f"Scoring {len(films)} films…"):
+                    site = calibrate_site_from_sources(predictor, [(f.name, f.getvalue()) for f in films], share)
+            except SiteCalibrationError as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                st.session_state[SITE_PRESET] = {"name": "site", "threshold": site.threshold, "rule": site.rule,
+                                                 "summary": site.summary()}
+                st.session_state[THRESHOLD] = site.threshold
+            st.session_state[SITE_ROUND] = st.session_state.get(SITE_ROUND, 0) + 1
+        elif derive:
+            st.warning("Add the site's normal films first.", icon=":material/warning:")
+        preset = st.session_state.get(SITE_PRESET)
+        if preset:
+            st.success(preset["summary"].capitalize(), icon=":material/check:")
+    return st.session_state.get(SITE_PRESET)
+
+
 @st.fragment
-def threshold_explorer_ui(presets: list[dict], test: Predictions, validation: Predictions | None) -> None:
+def threshold_explorer_ui(predictor, test: Predictions, validation: Predictions | None) -> None:
     """Presets, slider and everything computed from them; a change reruns only this fragment."""
     prevalence, ratio = prevalence_and_costs_ui(test)
     cost = cost_preset(validation, prevalence, ratio)
-    st.markdown("**Presets** (computed on validation):")
-    presets_ui(presets + ([cost] if cost else []))
+    site = site_calibration_ui(predictor)
+    st.markdown("**Presets** (computed on validation, except a site-derived one):")
+    presets_ui(predictor.metadata["threshold"]["presets"] + ([cost] if cost else []) + ([site] if site else []))
     threshold = threshold_ui("explorer_threshold")
     values = threshold_metrics(test.labels, test.probabilities, threshold)
     st.markdown(f"**Test set, {len(test.labels)} images, threshold {threshold:.3f}**")

@@ -1,0 +1,92 @@
+"""Site calibration: the threshold from a site's normal films, its price, cross-fitting, and the CLI."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumonia.artifacts import read_test_predictions
+from pneumonia.cli import main
+from pneumonia.site import SiteCalibrationError, calibrate_site, cross_fit, site_threshold
+
+
+def test_threshold_flags_exactly_the_allowed_share_of_distinct_scores():
+    scores = np.linspace(0.01, 1.0, 100)
+    threshold = site_threshold(scores, 0.10)
+    assert np.sum(scores >= threshold) == 10
+    assert scores[-11] < threshold <= scores[-10]
+
+
+def test_ties_at_the_cut_are_not_flagged_beyond_the_share():
+    scores = np.array([0.2] * 30 + [0.9] * 5 + [0.95] * 5)
+    threshold = site_threshold(scores, 0.10)  # 4 allowed; the five 0.95s cannot all be flagged
+    assert np.sum(scores >= threshold) == 0
+    assert threshold > 0.95
+
+
+@pytest.mark.parametrize(
+    ("scores", "share", "message"),
+    [
+        (np.linspace(0, 1, 19), 0.1, "19 normal films were scored; at least 20"),
+        (np.ones(40), 0.1, "does not separate this site's normal films"),
+        (np.linspace(0, 1, 40), 0.0, "must lie between 0 and 1"),
+        (np.linspace(0, 1, 40), 1.0, "must lie between 0 and 1"),
+    ],
+)
+def test_impossible_requests_say_why(scores, share, message):
+    with pytest.raises(SiteCalibrationError, match=re.escape(message)):
+        site_threshold(scores, share)
+
+
+def test_calibration_prices_the_threshold_on_validation_pneumonias():
+    normals = np.linspace(0.0, 0.5, 50)  # 5 allowed above the threshold: 0.449.. and up
+    labels = np.array([1, 1, 1, 1, 0, 0])
+    probabilities = np.array([0.3, 0.46, 0.9, 0.99, 0.1, 0.8])
+    site = calibrate_site(normals, 0.10, labels, probabilities, default_threshold=0.2, n_refused=3)
+    assert site.n_scored == 50 and site.n_flagged == 5 and site.n_refused == 3
+    assert 0.448 < site.threshold <= 0.45
+    assert site.validation_sensitivity == pytest.approx(3 / 4)
+    assert site.default_validation_sensitivity == pytest.approx(1.0)
+    assert "flags 5 of 50 normal films (10.0%)" in site.summary()
+    assert "3 refused by the input gate" in site.summary()
+    assert site.rule.startswith("site-derived: flags 5 of 50")
+
+
+def test_cross_fit_keeps_patients_apart_and_fits_on_one_half_only():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"p{i}" for i in range(40)], 2)
+    normals = rng.uniform(0, 1, groups.size)
+    positives = rng.uniform(0.5, 1, 30)
+    rows = cross_fit(normals, groups, positives, 0.10, seed=3)
+    assert [r["fold"] for r in rows] == [1, 2]
+    assert rows[0]["n_fit"] == rows[1]["n_held_out"] == 40 and rows[0]["n_fit"] + rows[0]["n_held_out"] == 80
+    # Reconstruct the halves: the fit half's own scores give the threshold; the other half is only measured.
+    shuffled = np.random.default_rng(3).permutation(np.unique(groups))
+    first = np.isin(groups, shuffled[:20])
+    assert rows[0]["threshold"] == site_threshold(normals[first], 0.10)
+    assert rows[0]["specificity"] == pytest.approx(np.mean(normals[~first] < rows[0]["threshold"]))
+    assert rows[1]["sensitivity"] == pytest.approx(np.mean(positives >= rows[1]["threshold"]))
+    moved = normals.copy()
+    moved[~first] = 0.0  # changing the held-out half leaves fold 1's threshold alone
+    assert cross_fit(moved, groups, positives, 0.10, seed=3)[0]["threshold"] == rows[0]["threshold"]
+
+
+def test_cli_site_threshold_flags_at_most_the_share_of_the_films(committed_predictor, real_data_dir, tmp_path, capsys):
+    normals = sorted((real_data_dir / "test" / "NORMAL").iterdir())[:30]
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for path in normals:
+        (folder / path.name).write_bytes(path.read_bytes())
+    Image.new("RGB", (300, 300), (200, 30, 30)).save(folder / "photo.png")  # refused, so not used
+    assert main(["calibrate-site", str(folder), "--max-flagged", "0.1"]) == 0
+    out = capsys.readouterr().out
+    threshold = float(re.search(r"--threshold (\d\.\d+)", out).group(1))
+    test = read_test_predictions(committed_predictor.model_dir)
+    names = {p.name for p in normals}
+    scores = np.array([p for f, p in zip(test.files, test.probabilities) if f.split("/")[-1] in names])
+    assert scores.size == 30
+    assert np.sum(scores >= threshold) == 3  # 10% of 30, with this data's distinct scores
+    assert "1 refused by the input gate, not used" in out
