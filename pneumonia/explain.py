@@ -1,8 +1,9 @@
 """Why the model said what it said: LIME over superpixels and Grad-CAM, fast enough for the app.
 
-LIME here is lime's own algorithm (its binary sampling scheme, cosine distances, kernel and
-ridge surrogate from `lime.lime_base.LimeBase`); only the slow parts are replaced: perturbed
-images are built in one vectorised step per batch and scored in large model batches. Two
+LIME here is lime's own algorithm (its binary masks, cosine distances, kernel and ridge surrogate
+from `lime.lime_base.LimeBase`), with its masks drawn in antithetic pairs for stability; the slow
+parts are replaced: perturbed images are built in one vectorised step per batch and scored in
+large model batches. Two
 choices differ from lime's image defaults because this is a radiograph: superpixels come from
 SLIC on the grey levels, and a hidden superpixel is filled with its own mean grey level, never
 black, since black is air and itself reads as evidence. The surrogate is fitted to the model's
@@ -92,9 +93,18 @@ def hide_image(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
 
 
 def perturbation_masks(random_state: np.random.RandomState, num_samples: int, n_features: int) -> np.ndarray:
-    """lime's sampling exactly (`LimeImageExplainer.data_labels`): fair coin per superpixel, row 0 all on."""
-    masks = random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
-    masks[0, :] = 1
+    """lime's fair coin per superpixel, drawn in antithetic pairs: every random mask is followed by its
+    complement, and row 0 keeps every superpixel (as in lime).
+
+    Paired sampling (as in KernelSHAP's estimators) makes each superpixel appear on and off equally often and
+    cancels much of the sampling noise in the linear fit, at no extra model calls: on validation images the
+    top-5 regions agree across seeds far more often than with lime's independent draws (docs/explain_benchmark.md).
+    """
+    pairs = random_state.randint(0, 2, (num_samples // 2) * n_features).reshape((num_samples // 2, n_features))
+    masks = np.ones((num_samples, n_features), dtype=pairs.dtype)
+    interleaved = np.empty((2 * len(pairs), n_features), dtype=pairs.dtype)
+    interleaved[0::2], interleaved[1::2] = pairs, 1 - pairs
+    masks[1:] = interleaved[: num_samples - 1]
     return masks
 
 

@@ -3,46 +3,57 @@
 Without a bound, five users asking for LIME at once each run a full explanation in parallel on two
 cores: all of them wait about five times longer and memory peaks. With it, work runs one (or
 `capacity`) at a time, in arrival order, and each waiter can be told how many requests are ahead.
+Work that nobody is waiting to see (the explanation readout's extra LIME seeds) asks with a lower
+priority, so it never delays another user's score or first explanation.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 
+INTERACTIVE = 0
+"""Priority of work a user is waiting to see: scores, the first explanation, Grad-CAM."""
+BACKGROUND = 1
+"""Priority of extra work that can wait for every interactive request."""
+
+
 class FairSlots:
-    """At most `capacity` holders at once; waiters are served in arrival order."""
+    """At most `capacity` holders at once; waiters are served by priority, then in arrival order."""
 
     def __init__(self, capacity: int = 1):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._condition = threading.Condition()
-        self._queue: deque[int] = deque()
+        self._queue: list[tuple[int, int]] = []  # (priority, ticket), kept sorted
         self._running = 0
         self._tickets = itertools.count()
 
     @contextmanager
-    def slot(self, on_wait: Callable[[int], None] | None = None, poll_seconds: float = 0.25) -> Iterator[None]:
+    def slot(
+        self, on_wait: Callable[[int], None] | None = None, poll_seconds: float = 0.25, priority: int = INTERACTIVE
+    ) -> Iterator[None]:
         """Hold a slot for the block. While waiting, `on_wait(ahead)` is called (outside the lock) whenever the
-        number of requests ahead changes, so a page can show "queued: 2 ahead"."""
+        number of requests ahead changes, so a page can show "queued: 2 ahead". A running holder is never
+        interrupted: priority only orders the waiters."""
         with self._condition:
-            ticket = next(self._tickets)
+            ticket = (priority, next(self._tickets))
             self._queue.append(ticket)
+            self._queue.sort()
         shown = None
         try:
             while True:
                 with self._condition:
                     if self._queue[0] == ticket and self._running < self.capacity:
-                        self._queue.popleft()
+                        self._queue.pop(0)
                         self._running += 1
                         self._condition.notify_all()
                         break
-                    ahead = self._running + list(self._queue).index(ticket)
+                    ahead = self._running + self._queue.index(ticket)
                     if ahead == shown or on_wait is None:
                         self._condition.wait(poll_seconds)
                         continue

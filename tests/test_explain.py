@@ -68,8 +68,27 @@ def test_log_odds_are_the_calibrated_probability_before_the_sigmoid(tiny_predict
     np.testing.assert_allclose(1 / (1 + np.exp(-scores)), tiny_predictor.predict_arrays(images), atol=1e-6)
 
 
+def lime_masks(random_state: np.random.RandomState, num_samples: int, n_features: int) -> np.ndarray:
+    """lime's own independent draws (`LimeImageExplainer.data_labels`): a fair coin per superpixel, row 0 all on."""
+    masks = random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
+    masks[0, :] = 1
+    return masks
+
+
+def test_masks_are_lime_coins_in_antithetic_pairs():
+    masks = perturbation_masks(np.random.RandomState(5), 101, 12)
+    coins = np.random.RandomState(5).randint(0, 2, 50 * 12).reshape(50, 12)
+    assert masks.shape == (101, 12) and set(np.unique(masks)) == {0, 1}
+    assert (masks[0] == 1).all()
+    np.testing.assert_array_equal(masks[1::2], coins)
+    np.testing.assert_array_equal(masks[2::2], 1 - coins)
+    assert (masks[1:].sum(axis=0) == 50).all()  # every superpixel is on in exactly half of the samples
+    # An even count drops the last complement but keeps the prefix: fewer samples are a prefix of more.
+    np.testing.assert_array_equal(perturbation_masks(np.random.RandomState(5), 40, 12), masks[:40])
+
+
 def test_perturbations_equal_lime_data_labels(tiny_image):
-    """The vectorised images are exactly those lime's own loop builds from the same random state."""
+    """The vectorised images are exactly those lime's own loop builds for the same masks."""
     from lime.lime_image import LimeImageExplainer
     from skimage.color import gray2rgb
 
@@ -81,19 +100,18 @@ def test_perturbations_equal_lime_data_labels(tiny_image):
         seen.append(batch.copy())
         return np.zeros((len(batch), 2))
 
-    lime_masks, _ = LimeImageExplainer(random_state=3).data_labels(
+    drawn, _ = LimeImageExplainer(random_state=3).data_labels(
         gray2rgb(tiny_image), gray2rgb(hidden), segments, record, num_samples=57, batch_size=10
     )
     lime_images = np.concatenate(seen)
-    masks = perturbation_masks(np.random.RandomState(3), 57, int(segments.max()) + 1)
-    ours = perturbed_images(tiny_image, hidden, segments, masks)
+    ours = perturbed_images(tiny_image, hidden, segments, drawn)
 
-    assert np.array_equal(masks, lime_masks)
+    assert np.array_equal(drawn, lime_masks(np.random.RandomState(3), 57, int(segments.max()) + 1))
     assert np.array_equal(np.repeat(ours[..., None], 3, axis=-1), lime_images)
 
 
 def test_surrogate_equals_lime_explain_instance(tiny_predictor, tiny_image):
-    """Same segments, hide image and samples: our weights are what LimeImageExplainer computes."""
+    """Same segments, hide image and lime's own samples: our scoring and surrogate give LimeImageExplainer's weights."""
     from lime.lime_image import LimeImageExplainer
 
     segments = segment_image(tiny_image, 12)
@@ -112,7 +130,7 @@ def test_surrogate_equals_lime_explain_instance(tiny_predictor, tiny_image):
         lime_weights[feature] = weight
 
     explainer = LimeImageExplainer(random_state=7)
-    masks = perturbation_masks(explainer.random_state, 90, segments.max() + 1)
+    masks = lime_masks(explainer.random_state, 90, segments.max() + 1)
     scores = score_masks(tiny_predictor, tiny_image, hidden, segments, masks, batch_size=10)
     weights, score = fit_surrogate(explainer, masks, scores)
 

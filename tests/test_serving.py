@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pneumonia.serving import FairSlots
+from pneumonia.serving import BACKGROUND, INTERACTIVE, FairSlots
 
 
 def test_no_more_than_capacity_hold_a_slot_at_once():
@@ -58,6 +58,37 @@ def test_waiters_are_served_in_arrival_order_and_told_how_many_are_ahead():
     assert order == ["a", "b", "c"]
     assert seen["a"][0] == 1 and seen["b"][0] == 2 and seen["c"][0] == 3  # the holder plus those queued before
     assert all(values == sorted(values, reverse=True) for values in seen.values())  # the place only improves
+
+
+def test_background_work_waits_for_every_interactive_request_even_one_that_came_later():
+    slots = FairSlots(capacity=1)
+    order, places = [], {}
+    release = threading.Event()
+
+    def holder():
+        with slots.slot():
+            release.wait(10)
+
+    def waiter(name: str, priority: int):
+        with slots.slot(on_wait=lambda ahead: places.setdefault(name, []).append(ahead), poll_seconds=0.01,
+                        priority=priority):
+            order.append(name)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    time.sleep(0.05)
+    arrivals = [("stability", BACKGROUND), ("score", INTERACTIVE), ("lime", INTERACTIVE)]
+    threads = []
+    for name, priority in arrivals:
+        threads.append(threading.Thread(target=waiter, args=(name, priority)))
+        threads[-1].start()
+        time.sleep(0.05)
+    release.set()
+    for t in [first, *threads]:
+        t.join(timeout=10)
+    assert order == ["score", "lime", "stability"]
+    assert places["stability"][:3] == [1, 2, 3]  # pushed back as each interactive request arrived
+    assert places["lime"][0] == 2  # the holder and the earlier score
 
 
 def test_a_waiter_that_gives_up_leaves_the_queue():

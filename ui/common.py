@@ -16,7 +16,7 @@ from pneumonia.artifacts import Predictions, read_predictions
 from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
 from pneumonia.errors import PneumoniaError
 from pneumonia.inference import Predictor, load_predictor
-from pneumonia.serving import FairSlots
+from pneumonia.serving import INTERACTIVE, FairSlots
 
 MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
 THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
@@ -72,10 +72,13 @@ def model_slots() -> FairSlots:
 
 
 @contextmanager
-def queued(what: str):
+def queued(what: str, priority: int = INTERACTIVE):
     """Hold the model slot for the block; while waiting, tell the user their place in the queue."""
     notice = st.empty()
-    with model_slots().slot(on_wait=lambda ahead: notice.info(f"{what} queued: {ahead} ahead", icon=":material/hourglass_top:")):
+    with model_slots().slot(
+        on_wait=lambda ahead: notice.info(f"{what} queued: {ahead} ahead", icon=":material/hourglass_top:"),
+        priority=priority,
+    ):
         notice.empty()
         yield
 

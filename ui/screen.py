@@ -14,6 +14,7 @@ from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.gate import CAUTION, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at
 from pneumonia.readout import agreement_sentence, flip_sentence, stability_sentence
+from pneumonia.serving import BACKGROUND
 from pneumonia.screening import (
     Upload,
     class_percentiles,
@@ -104,7 +105,7 @@ def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settin
     from pneumonia.readout import lime_stability
 
     seeds = (settings.seed, settings.seed + 1, settings.seed + 2)
-    with queued("Stability check"):
+    with queued("Stability check", priority=BACKGROUND):
         return lime_stability(_predictor, _image, settings, seeds=seeds)
 
 
