@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# `make app GPU=1` on Linux with an NVIDIA driver also installs TensorFlow's CUDA libraries (tensorflow[and-cuda]).
+GPU ?= 0
+RUNTIME := $(VENV)/.runtime$(if $(filter 1,$(GPU)),-gpu)
 
 .PHONY: app test chromium
 
-app: $(VENV)/.runtime
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+app: $(RUNTIME)
+	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.test chromium
 	$(BIN)/python -m pytest
@@ -17,6 +20,10 @@ $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.runtime-gpu: $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet "$$(grep -m1 '^tensorflow' requirements.txt | sed 's/^tensorflow/tensorflow[and-cuda]/')"
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime requirements-test.txt

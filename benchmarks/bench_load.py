@@ -93,6 +93,7 @@ async def run(sessions: int, data_dir: Path, log: Path) -> dict:
                 single_task = asyncio.create_task(screen_one(page, *images[0], [], go))
                 go.set()
                 single = await single_task
+                await page.get_by_text("Explanation readout").wait_for(timeout=TIMEOUT_MS)  # its background work too
                 await context.close()
 
                 opened = [await open_session(browser, server.url) for _ in range(sessions)]

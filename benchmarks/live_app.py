@@ -5,6 +5,7 @@ Chromium is Debian's (/usr/bin/chromium) driven by Playwright; nothing is downlo
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+SERVER_ENV = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+"""As `make app` sets it: few malloc arenas, so memory freed by one session's thread serves the next."""
 PROBABILITY = "[data-testid=stMetric]:has-text('P(pneumonia)') [data-testid=stMetricValue]"
 LIME_CAPTION = "LIME ("
 
@@ -40,7 +43,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
              "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **SERVER_ENV},
         )
 
     def wait_healthy(self, timeout: float = 120.0) -> float:
