@@ -38,6 +38,8 @@ def row(run: Path) -> str:
     t = m["training"]
     checkpoint = "val AUC" if "AUC" in t.get("checkpoint_rule", "") else "val loss"
     calibration = "Platt" if "bias" in m["calibration"] else "temperature"
+    if "stress-shifted" in m["calibration"]["method"]:
+        calibration += " on val+stress"
     cells = [
         run.name,
         changed_settings(t["config"]),
@@ -55,6 +57,12 @@ def row(run: Path) -> str:
         cells += [f"{test['auc']:.4f}", f"{test['accuracy']:.3f}", f"{test['sensitivity']:.3f}", f"{test['specificity']:.3f}"]
     else:
         cells += ["", "", "", ""]
+    cells += [
+        f"{stress['mean_sensitivity']:.3f}" if stress else "",
+        f"{stress['ece']:.3f}" if "ece" in stress else "",
+        f"{test['ece']:.3f}" if test else "",
+        t.get("ran_on", "CPU (tensorflow), 2 cores"),  # every run before this field was on the 2-core CPU machine
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -64,9 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| run | change vs today's defaults | checkpoint, calibration | val AUC | val sens/spec | val ECE | stress AUC | stress spec "
-        "| threshold | best/run epochs | train min | test AUC | test acc | test sens | test spec |"
+        "| threshold | best/run epochs | train min | test AUC | test acc | test sens | test spec "
+        "| stress sens | stress ECE | test ECE | ran on |"
     )
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 19)
     for run in args.runs:
         print(row(run))
 

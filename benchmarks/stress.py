@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pneumonia.artifacts import read_validation_predictions, write_metadata  # noqa: E402
 from pneumonia.data import load_images  # noqa: E402
 from pneumonia.inference import load_predictor  # noqa: E402
-from pneumonia.metrics import operating_points, threshold_metrics  # noqa: E402
+from pneumonia.metrics import OperatingPoint, operating_points, threshold_metrics  # noqa: E402
 from pneumonia.train import stress_report, stress_shifts  # noqa: E402
 
 
@@ -27,13 +27,17 @@ def threshold_rules_under_stress(predictor, images, labels, clean_probabilities)
     """Each validation threshold rule, scored on the clean and on the shifted validation images."""
     shifted = {name: predictor.predict_arrays(x) for name, x in stress_shifts(images).items()}
     lines = ["| rule | threshold | clean sens/spec | shifted mean sens | shifted mean spec | shifted worst spec |", "|---|---|---|---|---|---|"]
-    rules = operating_points(labels, clean_probabilities, 0.99)[:1] + operating_points(labels, clean_probabilities, 0.97)
+    rules = (
+        operating_points(labels, clean_probabilities, 0.97)
+        + operating_points(labels, clean_probabilities, 0.95)[:1]
+        + [OperatingPoint("model", predictor.threshold, predictor.metadata["threshold"]["rule"])]
+    )
     for point in rules:
         clean = threshold_metrics(labels, clean_probabilities, point.threshold)
         under = [threshold_metrics(labels, p, point.threshold) for p in shifted.values()]
         sens = sum(m["sensitivity"] for m in under) / len(under)
         spec = [m["specificity"] for m in under]
-        name = point.rule if point.name != "default" else point.rule.split(" (")[0]
+        name = point.rule.split(" (screening")[0] + (" (the model's default)" if point.name == "model" else "")
         lines.append(
             f"| {name} | {point.threshold:.3f} | {clean['sensitivity']:.3f}/{clean['specificity']:.3f} "
             f"| {sens:.3f} | {sum(spec) / len(spec):.3f} | {min(spec):.3f} |"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import shlex
 import sys
 import tempfile
@@ -145,6 +146,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
     import keras
     from sklearn.utils.class_weight import compute_class_weight
 
+    from pneumonia.device import describe_device
     from pneumonia.model import build_augmenter, build_logits_model
 
     started = time.perf_counter()
@@ -226,6 +228,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         "seconds": round(time.perf_counter() - started, 1),
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
+        "ran_on": f"{describe_device()}, {os.cpu_count()} cores",
     }
     metadata = finalize(logits_model, data_dir, out_dir, config, val_samples, x_val, training)
     return _with_gate(data_dir, out_dir, metadata)

@@ -323,7 +323,7 @@ def test_slider_drives_confusion_matrix_and_metrics(app, committed_predictor, te
 def test_presets_set_the_slider(app, committed_predictor, test_table):
     open_page(app, "threshold", "Threshold explorer")
     presets = committed_predictor.metadata["threshold"]["presets"]
-    assert {p["name"] for p in presets} >= {"default", "max_f1", "youden", "sensitivity_95"}
+    assert {p["name"] for p in presets} >= {"default", "max_f1", "youden"}
     for preset in reversed(presets):  # end on the default so every click is a change
         button = app.button(key=f"preset_{preset['name']}")
         assert preset["rule"] in button.help

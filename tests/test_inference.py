@@ -24,12 +24,34 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def test_calibration_and_threshold_come_from_validation_and_its_stress_copies(tiny_model_dir, tiny_data_dir):
+    """Platt scaling is refitted here on the pooled logits, and the default threshold keeps pooled sensitivity >= 0.95."""
+    from pneumonia.data import load_images
+    from pneumonia.model import logits_of
+    from pneumonia.train import fit_calibration, stress_shifts
+
+    predictor = load_predictor(tiny_model_dir, with_gate=False)
+    validation = read_validation_predictions(tiny_model_dir)
+    images = load_images([tiny_data_dir / f for f in validation.files], predictor.image_size)
+    pooled = np.concatenate([images, *stress_shifts(images).values()])
+    labels = np.tile(validation.labels, 7)
+    logits = np.asarray(logits_of(predictor.model).predict(pooled, verbose=0)).reshape(-1)
+    temperature, bias = fit_calibration(logits, labels)
+    calibration = predictor.metadata["calibration"]
+    assert calibration["temperature"] == pytest.approx(temperature, rel=1e-3)
+    assert calibration["bias"] == pytest.approx(bias, rel=1e-3, abs=1e-3)
+    probabilities = predictor.predict_arrays(pooled)
+    positives = probabilities[labels == 1]
+    assert np.mean(positives >= predictor.threshold - 1e-6) >= 0.95
+    assert np.mean(positives >= predictor.threshold + 1e-4) < 0.95 + 1 / positives.size  # the highest such threshold
+
+
 def test_training_writes_a_complete_bundle(tiny_model_dir):
     metadata = read_metadata(tiny_model_dir)
     assert metadata["model_sha256"] == sha256_file(tiny_model_dir / MODEL_FILENAME)
     assert metadata["input"]["size"] == TINY_SIZE and metadata["classes"] == ["NORMAL", "PNEUMONIA"]
-    assert metadata["threshold"]["chosen_on"] == "validation"
-    assert {p["name"] for p in metadata["threshold"]["presets"]} == {"default", "max_f1", "youden", "sensitivity_95"}
+    assert metadata["threshold"]["chosen_on"] == "validation and its 6 stress-shifted copies, pooled"
+    assert {p["name"] for p in metadata["threshold"]["presets"]} == {"default", "max_f1", "youden", "sensitivity_99"}
     assert metadata["training"]["train_manifest_sha256"] and metadata["training"]["n_validation"] > 0
     assert metadata["calibration"]["temperature"] > 0
     for split in ("validation", "test"):
