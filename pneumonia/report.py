@@ -56,7 +56,8 @@ def model_card(metadata: dict) -> str:
     stress_line = (
         f"Under fixed acquisition shifts of the validation images (gamma, contrast, blur, noise, half "
         f"resolution): mean AUC {stress['mean_auc']:.3f}, mean specificity {stress['mean_specificity']:.3f}, "
-        f"mean sensitivity {stress['mean_sensitivity']:.3f} at the default threshold."
+        f"mean sensitivity {stress['mean_sensitivity']:.3f} at the default threshold"
+        + (f"; ECE {stress['ece']:.3f}." if "ece" in stress else ".")
         if stress
         else ""
     )
@@ -80,12 +81,15 @@ for validation. The official 624-image test split is read only by `evaluate`.
 {metadata['architecture']}. Input: {metadata['input']['size']}x{metadata['input']['size']} grey levels.
 Preprocessing: {metadata['input']['preprocessing']}.
 Training: `{t['command']}`; {t['epochs_run']} epochs, checkpoint by {t['checkpoint_rule']}: epoch {t['best_epoch']};
-{t['seconds'] / 60:.1f} min on {t['backend']} (Keras {t['keras_version']}); class weights {t['class_weight']}.
+{t['seconds'] / 60:.1f} min on {t.get('ran_on', t['backend'])} (Keras {t['keras_version']}); class weights {t['class_weight']}.
 
 ## Threshold and calibration
 Default threshold {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']}.
 Probabilities are calibrated by {metadata['calibration']['method']} (T = {metadata['calibration']['temperature']:.3f}, b = {metadata['calibration'].get('bias', 0.0):+.3f});
 validation ECE {val['ece_before_calibration']:.3f} before, {val['ece']:.3f} after.
+A site can derive its own threshold from its films known to be normal (`python -m pneumonia calibrate-site`,
+or the Threshold explorer); how that works on a new site, cross-fitted on the test normals and kept apart
+from the results below, is in `docs/site_calibration.md` (`python benchmarks/bench_site.py`).
 
 ## Results
 {results_table(metadata)}
