@@ -48,12 +48,23 @@ class SiteCalibration:
     def summary(self) -> str:
         """One plain line: the threshold, what it flags, and what it costs in sensitivity."""
         refused = f"; {self.n_refused} refused by the input gate, not used" if self.n_refused else ""
+        top = (
+            ". These normal films score at the very top of the model's scale, so it tells them apart from "
+            "pneumonia poorly"
+            if self.threshold > 0.999
+            else ""
+        )
         return (
-            f"site threshold {self.threshold:.3f}: flags {self.n_flagged} of {self.n_scored} normal films "
+            f"site threshold {threshold_text(self.threshold)}: flags {self.n_flagged} of {self.n_scored} normal films "
             f"({self.n_flagged / self.n_scored:.1%}); sensitivity on the validation pneumonias "
             f"{self.validation_sensitivity:.3f} (at the model's default {self.default_threshold:.3f}: "
-            f"{self.default_validation_sensitivity:.3f}){refused}"
+            f"{self.default_validation_sensitivity:.3f}){refused}{top}."
         )
+
+
+def threshold_text(threshold: float) -> str:
+    """Three decimals, or as many as it takes not to print a threshold just below 1 as "1.000"."""
+    return f"{threshold:.3f}" if threshold <= 0.999 else f"{threshold:.6f}".rstrip("0")
 
 
 def site_threshold(normal_probabilities: np.ndarray, max_flagged: float) -> float:

@@ -55,6 +55,18 @@ def test_calibration_prices_the_threshold_on_validation_pneumonias():
     assert site.rule.startswith("site-derived: flags 5 of 50")
 
 
+def test_a_threshold_just_below_one_is_never_printed_as_one_and_is_flagged_as_poor_separation():
+    from pneumonia.site import threshold_text
+
+    assert threshold_text(0.8114) == "0.811" and threshold_text(0.999) == "0.999"
+    assert threshold_text(0.99963) == "0.99963"
+    normals = np.concatenate([np.linspace(0.9, 0.9999, 30), [0.99995] * 3])
+    site = calibrate_site(normals, 0.10, np.array([1, 1]), np.array([0.5, 0.99999]), default_threshold=0.8)
+    assert site.threshold > 0.999
+    assert "site threshold 0.99" in site.summary() and "site threshold 1.000" not in site.summary()
+    assert "tells them apart from pneumonia poorly" in site.summary()
+
+
 def test_cross_fit_keeps_patients_apart_and_fits_on_one_half_only():
     rng = np.random.default_rng(0)
     groups = np.repeat([f"p{i}" for i in range(40)], 2)

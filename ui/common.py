@@ -17,6 +17,7 @@ from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
 from pneumonia.errors import PneumoniaError
 from pneumonia.inference import Predictor, load_predictor
 from pneumonia.serving import INTERACTIVE, FairSlots
+from pneumonia.site import threshold_text
 
 MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
 THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
@@ -209,7 +210,7 @@ def presets_ui(presets: list[dict]) -> None:
     with st.container(horizontal=True, gap="small"):
         for preset in presets:
             st.button(
-                f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {preset['threshold']:.3f}",
+                f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {threshold_text(preset['threshold'])}",
                 key=f"preset_{preset['name']}",
                 help=f"Rule: {preset['rule']}",
                 on_click=_set_shared,

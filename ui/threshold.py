@@ -136,12 +136,13 @@ def site_calibration_ui(predictor) -> dict | None:
                 st.session_state[SITE_PRESET] = {"name": "site", "threshold": site.threshold, "rule": site.rule,
                                                  "summary": site.summary()}
                 st.session_state[THRESHOLD] = site.threshold
-            st.session_state[SITE_ROUND] = st.session_state.get(SITE_ROUND, 0) + 1
+                st.session_state[SITE_ROUND] = st.session_state.get(SITE_ROUND, 0) + 1  # drops the films
+                st.rerun(scope="fragment")
         elif derive:
             st.warning("Add the site's normal films first.", icon=":material/warning:")
         preset = st.session_state.get(SITE_PRESET)
         if preset:
-            st.success(preset["summary"].capitalize(), icon=":material/check:")
+            st.success(preset["summary"][:1].upper() + preset["summary"][1:], icon=":material/check:")
     return st.session_state.get(SITE_PRESET)
 
 
