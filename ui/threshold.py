@@ -137,7 +137,7 @@ def site_calibration_ui(predictor) -> dict | None:
                                                  "summary": site.summary()}
                 st.session_state[THRESHOLD] = site.threshold
                 st.session_state[SITE_ROUND] = st.session_state.get(SITE_ROUND, 0) + 1  # drops the films
-                st.rerun(scope="fragment")
+                st.rerun()
         elif derive:
             st.warning("Add the site's normal films first.", icon=":material/warning:")
         preset = st.session_state.get(SITE_PRESET)
