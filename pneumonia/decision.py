@@ -7,7 +7,6 @@ model gives very different shares of false alarms in a clinic (many sick childre
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from pneumonia.metrics import _ratio, confusion_at
 
@@ -68,6 +67,7 @@ def cost_minimising_threshold(
     Candidates are the distinct scores plus one just above the highest ("call nothing"); ties go to the
     highest threshold, the fewest alarms. Pass the validation split, never the test split.
     """
+    from sklearn.metrics import roc_curve
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
     _check_both_classes(labels)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_curve, roc_auc_score, roc_curve
 
 
 def confusion_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
     """2x2 counts [[TN, FP], [FN, TP]]; a score at or above the threshold is called pneumonia."""
+    from sklearn.metrics import confusion_matrix
     predicted = (np.asarray(probabilities) >= threshold).astype(int)
     return confusion_matrix(np.asarray(labels).astype(int), predicted, labels=[0, 1])
 
@@ -29,6 +29,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def threshold_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
     """Everything a reader of a confusion matrix asks for, at one threshold."""
+    from sklearn.metrics import f1_score
     (tn, fp), (fn, tp) = confusion_at(labels, probabilities, threshold)
     sensitivity = _ratio(tp, tp + fn)
     precision = _ratio(tp, tp + fp)
@@ -48,6 +49,7 @@ def threshold_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: 
 
 
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
     return float(roc_auc_score(labels, probabilities))
 
 
@@ -99,12 +101,14 @@ def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, tar
 
 
 def threshold_max_f1(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    from sklearn.metrics import precision_recall_curve
     precision, recall, thresholds = precision_recall_curve(labels, probabilities)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     return float(thresholds[int(np.argmax(f1))])
 
 
 def threshold_youden(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    from sklearn.metrics import roc_curve
     fpr, tpr, thresholds = roc_curve(labels, probabilities)
     finite = np.isfinite(thresholds)
     best = int(np.argmax((tpr - fpr)[finite]))
@@ -140,6 +144,7 @@ def bootstrap_intervals(
     seed: int = 0,
 ) -> dict[str, list[float]]:
     """Percentile 95% intervals by resampling images with replacement (seeded, so re-runs agree)."""
+    from sklearn.metrics import roc_auc_score
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
     rng = np.random.default_rng(seed)

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.metrics import threshold_metrics
@@ -92,6 +91,7 @@ def _curve_with_operating_point(
 
 def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> go.Figure:
     """The ROC curve with the current threshold marked, so a reader sees what moving it trades."""
+    from sklearn.metrics import roc_curve
     fpr, tpr, _ = roc_curve(labels, probabilities)
     point = operating_point(labels, probabilities, threshold)
     return _curve_with_operating_point(
@@ -107,6 +107,7 @@ def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) 
 
 def pr_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> go.Figure:
     """The precision-recall curve with the current threshold marked and the prevalence as baseline."""
+    from sklearn.metrics import precision_recall_curve
     precision, recall, _ = precision_recall_curve(labels, probabilities)
     point = operating_point(labels, probabilities, threshold)
     prevalence = float(np.mean(labels))

@@ -10,7 +10,6 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.inference import label_at
@@ -104,6 +103,7 @@ def reader_roc(readings: list[Reading]) -> tuple[np.ndarray, np.ndarray] | None:
     Call and confidence make one ordinal score, -5 (NORMAL, certain) ... -1, 1 ... 5 (PNEUMONIA, certain);
     each cut between neighbouring scores is one operating point the reader could have chosen.
     """
+    from sklearn.metrics import roc_curve
     truth = [r.truth for r in readings]
     if not readings or any(r.confidence is None for r in readings) or len(set(truth)) < 2:
         return None

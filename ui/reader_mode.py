@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import streamlit as st
-from sklearn.metrics import roc_curve
 
 from pneumonia import ui_text
 from pneumonia.artifacts import Predictions
@@ -143,6 +142,8 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
             "TP": values["tp"], "FP": values["fp"], "FN": values["fn"], "TN": values["tn"],
         })
     st.dataframe(rows, hide_index=True, width="stretch", key="reader_tally")
+    from sklearn.metrics import roc_curve  # seconds to import: not before the first page is drawn
+
     fpr, tpr, _ = roc_curve(test.labels, test.probabilities)
     model_values = numbers["model"]
     reader_values = numbers["reader"]
