@@ -45,7 +45,9 @@ AGREEMENT_HELP = (
 TEST_VS_VALIDATION = (
     "Everything below is measured on the **official test split**, which played no part in training or in "
     "choosing a threshold. The presets were computed on the **validation** split (carved out of the training "
-    "images by patient), so picking one here is fair; tuning the slider until the test numbers look best is not."
+    "images by patient, with stress-shifted copies of it for the model's own presets) or, for a site-derived "
+    "one, on your own normal films, so picking one here is fair; tuning the slider until the test numbers look "
+    "best is not."
 )
 
 DATA = """
