@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 
-INTERACTIVE = 0
-"""Priority of work a user is waiting to see: scores, the first explanation, Grad-CAM."""
-BACKGROUND = 1
+SCORE = 0
+"""Priority of scoring: a fraction of a second each, so every waiting user gets a score before anyone's explanation."""
+INTERACTIVE = 1
+"""Priority of explanations a user is waiting to see: the first LIME map, Grad-CAM."""
+BACKGROUND = 2
 """Priority of extra work that can wait for every interactive request."""
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pneumonia.serving import BACKGROUND, INTERACTIVE, FairSlots
+from pneumonia.serving import BACKGROUND, INTERACTIVE, SCORE, FairSlots
 
 
 def test_no_more_than_capacity_hold_a_slot_at_once():
@@ -60,7 +60,7 @@ def test_waiters_are_served_in_arrival_order_and_told_how_many_are_ahead():
     assert all(values == sorted(values, reverse=True) for values in seen.values())  # the place only improves
 
 
-def test_background_work_waits_for_every_interactive_request_even_one_that_came_later():
+def test_scores_then_explanations_then_background_work_whatever_the_arrival_order():
     slots = FairSlots(capacity=1)
     order, places = [], {}
     release = threading.Event()
@@ -77,7 +77,7 @@ def test_background_work_waits_for_every_interactive_request_even_one_that_came_
     first = threading.Thread(target=holder)
     first.start()
     time.sleep(0.05)
-    arrivals = [("stability", BACKGROUND), ("score", INTERACTIVE), ("lime", INTERACTIVE)]
+    arrivals = [("stability", BACKGROUND), ("lime", INTERACTIVE), ("score", SCORE)]
     threads = []
     for name, priority in arrivals:
         threads.append(threading.Thread(target=waiter, args=(name, priority)))
@@ -88,7 +88,7 @@ def test_background_work_waits_for_every_interactive_request_even_one_that_came_
         t.join(timeout=10)
     assert order == ["score", "lime", "stability"]
     assert places["stability"][:3] == [1, 2, 3]  # pushed back as each interactive request arrived
-    assert places["lime"][0] == 2  # the holder and the earlier score
+    assert places["score"][0] == 1  # only the holder: a score overtakes the explanations waiting
 
 
 def test_a_waiter_that_gives_up_leaves_the_queue():

@@ -14,7 +14,7 @@ from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.gate import CAUTION, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at
 from pneumonia.readout import agreement_sentence, flip_sentence, stability_sentence
-from pneumonia.serving import BACKGROUND
+from pneumonia.serving import BACKGROUND, SCORE
 from pneumonia.screening import (
     Upload,
     class_percentiles,
@@ -46,7 +46,7 @@ SAMPLES_DIR = ASSETS_DIR / "samples"
 def screen_upload(_predictor: Predictor, model_sha: str, digest: str, name: str, _data: bytes) -> Screening:
     """Read, gate and score one upload, keyed on the model and the bytes' hash (in memory only):
     relabelling at a new threshold never re-runs the model."""
-    with queued("Scoring"):
+    with queued("Scoring", priority=SCORE):
         return _predictor.screen([(name, _data)], keep_images=True)[0]
 
 
