@@ -190,7 +190,8 @@ def test_report_on_a_committed_sample(committed_predictor):
     pages, text = pdf_text(data)
     assert pages == 1 and screening.status == "ok"
     assert f"P(pneumonia): {format_probability(screening.probability)}" in text
-    assert "Label: PNEUMONIA at threshold 0.811" in text
-    assert "Threshold 0.811: highest threshold with validation sensitivity >= 0.97" in text
+    assert f"Label: PNEUMONIA at threshold {threshold:.3f}" in text
+    rule = committed_predictor.metadata["threshold"]["rule"]
+    assert f"Threshold {threshold:.3f}: {rule[:40]}" in text
     assert committed_predictor.metadata["model_sha256"] in text
     assert "LIME's top 5 regions are" in text and "The presets label it" in text
