@@ -201,8 +201,9 @@ def main() -> None:
         "# App responsiveness\n\n"
         f"Measured with `.venv/bin/python benchmarks/bench_app.py` on {time.strftime('%Y-%m-%d')} "
         f"({machine}; model `{json.loads((MODELS_DIR / 'pneumonia_cnn.json').read_text())['model_sha256'][:12]}`). "
-        "Server-side times only; AppTest reruns the whole script, so a fragment-only rerun in the browser "
-        "is at most this long. Other jobs sharing the machine add noise.\n\n" + table + "\n"
+        "The first three rows drive a real browser (Chromium on the same 2 cores); the rest are server-side: "
+        "AppTest reruns the whole script, so a fragment-only rerun in the browser is at most this long. Other jobs "
+        "sharing the machine add noise.\n\n" + table + "\n"
     )
     (REPO / "docs" / "app_benchmark.md").write_text(report)
 
