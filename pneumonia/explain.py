@@ -101,11 +101,8 @@ def perturbation_masks(random_state: np.random.RandomState, num_samples: int, n_
     top-5 regions agree across seeds far more often than with lime's independent draws (docs/explain_benchmark.md).
     """
     pairs = random_state.randint(0, 2, (num_samples // 2) * n_features).reshape((num_samples // 2, n_features))
-    masks = np.ones((num_samples, n_features), dtype=pairs.dtype)
-    interleaved = np.empty((2 * len(pairs), n_features), dtype=pairs.dtype)
-    interleaved[0::2], interleaved[1::2] = pairs, 1 - pairs
-    masks[1:] = interleaved[: num_samples - 1]
-    return masks
+    paired = np.stack([pairs, 1 - pairs], axis=1).reshape(-1, n_features)  # mask, complement, mask, ...
+    return np.vstack([np.ones((1, n_features), dtype=pairs.dtype), paired])[:num_samples]
 
 
 def perturbed_images(image: np.ndarray, hidden: np.ndarray, segments: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from pneumonia.errors import PneumoniaError
+from pneumonia.metrics import threshold_metrics
 
 MIN_NORMALS = 20
 """Fewer scored normal films than this cannot place a 10% quantile with any confidence."""
@@ -86,12 +87,6 @@ def site_threshold(normal_probabilities: np.ndarray, max_flagged: float) -> floa
     return threshold
 
 
-def sensitivity_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> float:
-    """Share of the positives scored at or above the threshold."""
-    positives = np.asarray(probabilities)[np.asarray(labels).astype(bool)]
-    return float(np.mean(positives >= threshold))
-
-
 def calibrate_site(
     normal_probabilities: Iterable[float],
     max_flagged: float,
@@ -109,9 +104,11 @@ def calibrate_site(
         n_scored=int(scores.size),
         n_flagged=int(np.sum(scores >= threshold)),
         n_refused=int(n_refused),
-        validation_sensitivity=sensitivity_at(validation_labels, validation_probabilities, threshold),
+        validation_sensitivity=threshold_metrics(validation_labels, validation_probabilities, threshold)["sensitivity"],
         default_threshold=float(default_threshold),
-        default_validation_sensitivity=sensitivity_at(validation_labels, validation_probabilities, default_threshold),
+        default_validation_sensitivity=threshold_metrics(
+            validation_labels, validation_probabilities, default_threshold
+        )["sensitivity"],
     )
 
 
