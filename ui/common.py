@@ -171,10 +171,12 @@ def _store(key: str) -> None:
 def kept(key: str, default) -> dict:
     """Widget arguments whose value survives page switches. Streamlit drops the state of a widget whose page is
     not drawn, so its value is copied under another key on every change and restored before it is drawn.
-    Pass no `value`/`default` to the widget itself."""
+    Pass no `value`/`default` to the widget itself. Restored only when it differs, so that a stale rerun
+    never pushes an old value into a widget the user is still moving."""
     store = KEPT + key
     st.session_state.setdefault(store, default)
-    st.session_state[key] = st.session_state[store]
+    if st.session_state.get(key) != st.session_state[store]:
+        st.session_state[key] = st.session_state[store]
     return {"key": key, "on_change": _store, "args": (key,)}
 
 
@@ -188,8 +190,11 @@ def _set_shared(value: float) -> None:
 
 def threshold_ui(widget_key: str) -> float:
     """A slider bound to the shared threshold. Each page has its own widget key (Streamlit drops the state
-    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change."""
-    st.session_state[widget_key] = st.session_state[THRESHOLD]
+    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change.
+    The widget is set only when the shared value moved elsewhere (a preset, another page): setting it on
+    every run pushes the value of a stale rerun back into a slider the user is still moving."""
+    if st.session_state.get(widget_key) != st.session_state[THRESHOLD]:
+        st.session_state[widget_key] = st.session_state[THRESHOLD]
     st.slider(
         "Decision threshold on P(pneumonia)",
         min_value=0.0,
