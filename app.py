@@ -3,29 +3,29 @@
 Run with `make app` (= `streamlit run app.py`). This file only sets up navigation and the sidebar; each page
 lives in its own module under ui/, and the numbers come from the `pneumonia` package. Set
 PNEUMONIA_MODEL_DIR to serve a model other than the committed one.
+
+`streamlit run app.py` finds `app` at the bottom and serves this file through it, so that the server's own
+start-up (ui/server.py) keeps uploads in memory and starts loading the model before the first visit.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pneumonia import ui_text
-from pneumonia.errors import PneumoniaError
-from ui.about import about_page
-from ui.common import current_predictor
-from ui.reader_mode import reader_page
-from ui.screen import screen_page
-from ui.threshold import threshold_page
-
 
 def sidebar_ui() -> st.delta_generator.DeltaGenerator:
     """The disclaimer on every page at once, and a slot for the device and model, filled once the model is loaded."""
+    from pneumonia import ui_text
+
     with st.sidebar:
         st.warning(ui_text.SIDEBAR_DISCLAIMER)
         return st.empty()
 
 
 def model_identity_ui(slot) -> None:
+    from pneumonia.errors import PneumoniaError
+    from ui.common import current_predictor
+
     try:
         predictor = current_predictor()
     except PneumoniaError:
@@ -40,6 +40,11 @@ def model_identity_ui(slot) -> None:
 
 
 def main() -> None:
+    from ui.about import about_page
+    from ui.reader_mode import reader_page
+    from ui.screen import screen_page
+    from ui.threshold import threshold_page
+
     st.set_page_config(page_title="Pneumonia screening demo", page_icon="🫁", layout="wide")
     pages = [
         st.Page(screen_page, title="Screen", icon=":material/radiology:", url_path="screen", default=True),
@@ -55,4 +60,9 @@ def main() -> None:
         model_identity_ui(slot)
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs this file as __main__ for every session
+    main()
+else:  # `streamlit run app.py` first imports the file to find `app`, the server it then starts
+    from ui.server import lifespan
+
+    app = st.App(__file__, lifespan=lifespan)

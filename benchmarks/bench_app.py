@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pneumonia.config import ASSETS_DIR, MODELS_DIR  # noqa: E402
 
 REPEATS = 7
+START_REPEATS = 3  # cold server starts, each measured once; the table gives their median
 SAMPLES = sorted((ASSETS_DIR / "samples").glob("*.jpeg"))
 COLD_START = """
 import json, sys, time
@@ -69,6 +70,33 @@ def browser_start() -> dict[str, float]:
             first_score = time.perf_counter() - server.started
             browser.close()
     return {"healthy": healthy, "usable": usable, "first_score": first_score}
+
+
+def protocol_start() -> float:
+    """A cold `streamlit run`, then one session over Streamlit's websocket protocol (no browser, so nothing
+    renders on the 2 cores): seconds from the server's launch to the first score of an upload made as soon
+    as the page has been sent."""
+    import asyncio
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from live_app import ProtocolSession, running_server
+
+    async def visit(server) -> float:
+        session = ProtocolSession(server.url)
+        began = time.perf_counter()
+        task = asyncio.create_task(session.open())
+        await session.wait_for(lambda: session.uploader_id)
+        await session.upload(SAMPLES[0])
+        await session.wait_for(lambda: session.shown_since(began, "P(pneumonia)"))
+        scored = time.perf_counter() - server.started
+        await task
+        await session.close()
+        return scored
+
+    with tempfile.TemporaryDirectory() as scratch, running_server(Path(scratch) / "server.log") as server:
+        server.wait_healthy()
+        return asyncio.run(visit(server))
 
 
 def median_seconds(action, repeats: int = REPEATS) -> float:
@@ -162,19 +190,25 @@ def explanation_times() -> dict[str, float]:
 
 
 def main() -> None:
-    start = browser_start()
+    starts = [browser_start() for _ in range(START_REPEATS)]
+    start = {key: statistics.median(run[key] for run in starts) for key in starts[0]}
+    protocol = statistics.median(protocol_start() for _ in range(START_REPEATS))
     cold = cold_start()
     explain = explanation_times()
     reruns = threshold_reruns()
     fragment = fragment_work()
     settings = explain["settings"]
     ms = lambda seconds: f"{seconds * 1000:,.0f} ms"  # noqa: E731
+    met = lambda ok: "met" if ok else "missed"  # noqa: E731
     rows = [
-        ("Browser, cold server: launch to health check answering", ms(start["healthy"])),
-        ("Browser, cold server: first visit to a usable page (title, disclaimer, uploader, samples; target <= 3 s)",
-         ms(start["usable"])),
-        ("Browser, cold server: launch to the first score of an upload made as soon as the page is usable "
-         "(target <= 10 s)", ms(start["first_score"])),
+        (f"Browser, cold server: launch to health check answering (median of {START_REPEATS} starts)",
+         ms(start["healthy"])),
+        ("Browser, cold server: first visit to a usable page (title, disclaimer, uploader, samples)",
+         f"{ms(start['usable'])}; target <= 3 s: {met(start['usable'] <= 3)}"),
+        ("Browser, cold server: launch to the first score of an upload made as soon as the page is usable",
+         f"{ms(start['first_score'])}; target <= 10 s: {met(start['first_score'] <= 10)}"),
+        ("Websocket protocol, no browser, cold server: launch to the first score of an upload made as soon as "
+         "the page is sent", f"{ms(protocol)}; target <= 10 s: {met(protocol <= 10)}"),
         ("Threshold page rerun after a slider move (AppTest, median of 7)", ms(reruns["changed"])),
         ("Threshold page rerun with no change (baseline)", ms(reruns["baseline"])),
         ("Ratio slider move / baseline", f"{reruns['changed'] / reruns['baseline']:.2f}x"),
@@ -201,7 +235,9 @@ def main() -> None:
         "# App responsiveness\n\n"
         f"Measured with `.venv/bin/python benchmarks/bench_app.py` on {time.strftime('%Y-%m-%d')} "
         f"({machine}; model `{json.loads((MODELS_DIR / 'pneumonia_cnn.json').read_text())['model_sha256'][:12]}`). "
-        "The first three rows drive a real browser (Chromium on the same 2 cores); the rest are server-side: "
+        "The first three rows drive a real browser (Chromium on the same 2 cores as the server); the fourth "
+        "speaks Streamlit's websocket protocol without rendering, so it shows the server's part; the rest are "
+        "server-side: "
         "AppTest reruns the whole script, so a fragment-only rerun in the browser is at most this long. Other jobs "
         "sharing the machine add noise.\n\n" + table + "\n"
     )

@@ -1,10 +1,14 @@
-"""A real `streamlit run app.py` on localhost and headless Chromium, for the browser benchmarks.
+"""A real `streamlit run app.py` on localhost, driven by headless Chromium or by Streamlit's own websocket
+protocol, for the benchmarks.
 
-Chromium is Debian's (/usr/bin/chromium) driven by Playwright; nothing is downloaded.
+Chromium is Debian's (/usr/bin/chromium) driven by Playwright; nothing is downloaded. `ProtocolSession`
+speaks to the server as the browser's JavaScript does (protobuf messages on `/_stcore/stream`, uploads by
+HTTP PUT) but renders nothing, so many sessions at once cost the server's 2 cores almost nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -15,6 +19,8 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+import requests
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -109,3 +115,111 @@ def running_server(log: Path):
         yield server
     finally:
         server.stop()
+
+
+class ProtocolSession:
+    """One Streamlit session over the websocket protocol: open the app, upload a file as the uploader widget
+    does, and record every element the server sends with the time it arrived. The page's text is the
+    protobuf text of those elements, so a check for a file name or a score sees what a browser would draw."""
+
+    XSRF_COOKIE = "_streamlit_xsrf"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.http = requests.Session()
+        self.elements: list[tuple[float, object]] = []
+        self.session_id = self.page_hash = self.uploader_id = None
+        self._arrived = asyncio.Event()
+        self._finished_runs = 0
+        self._reader: asyncio.Task | None = None
+
+    async def open(self, timeout: float = 120.0) -> None:
+        """Connect and run the page once; return when the first run has finished."""
+        import websockets
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        await asyncio.to_thread(self.http.get, f"{self.url}/_stcore/health")  # sets the XSRF cookie
+        token = self.http.cookies.get(self.XSRF_COOKIE)
+        self.ws = await websockets.connect(
+            self.url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit", token],
+            additional_headers={"Cookie": f"{self.XSRF_COOKIE}={token}"}, max_size=None,
+        )
+        self._reader = asyncio.create_task(self._read())
+        message = BackMsg()
+        message.rerun_script.query_string = ""
+        await self.ws.send(message.SerializeToString())
+        await self.wait_for(lambda: self._finished_runs >= 1 and self.uploader_id, timeout)
+
+    async def _read(self) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        async for raw in self.ws:
+            message = ForwardMsg()
+            message.ParseFromString(raw)
+            kind = message.WhichOneof("type")
+            if kind == "new_session":
+                self.session_id = message.new_session.initialize.session_id
+                self.page_hash = message.new_session.page_script_hash
+            elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+                element = message.delta.new_element
+                self.elements.append((time.perf_counter(), element))
+                if element.WhichOneof("type") == "file_uploader":
+                    self.uploader_id = element.file_uploader.id
+            elif kind == "file_urls_response":
+                self._file_urls = message.file_urls_response
+            elif kind == "script_finished":
+                self._finished_runs += 1
+            self._arrived.set()
+
+    async def wait_for(self, condition, timeout: float = 600.0):
+        """Wait until `condition()` is true after some message; return its value."""
+        deadline = time.monotonic() + timeout
+        while not (value := condition()):
+            if self._reader is not None and self._reader.done():
+                raise RuntimeError("the server closed the session")
+            self._arrived.clear()
+            await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - time.monotonic()))
+        return value
+
+    async def upload(self, path: Path) -> None:
+        """What the uploader widget does: ask for an upload URL, PUT the file, then rerun with the widget's state."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        self._file_urls = None
+        request = BackMsg()
+        request.file_urls_request.request_id = path.name
+        request.file_urls_request.file_names.append(path.name)
+        request.file_urls_request.session_id = self.session_id
+        await self.ws.send(request.SerializeToString())
+        urls = (await self.wait_for(lambda: self._file_urls)).file_urls[0]
+        data = path.read_bytes()
+        response = await asyncio.to_thread(
+            self.http.put, self.url + urls.upload_url, files={"file": (path.name, data)},
+            headers={"X-Xsrftoken": self.http.cookies.get(self.XSRF_COOKIE)},
+        )
+        response.raise_for_status()
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        rerun.rerun_script.page_script_hash = self.page_hash
+        state = rerun.rerun_script.widget_states.widgets.add()
+        state.id = self.uploader_id
+        info = state.file_uploader_state_value.uploaded_file_info.add()
+        info.name, info.size, info.file_id = path.name, len(data), urls.file_id
+        info.file_urls.CopyFrom(urls)
+        await self.ws.send(rerun.SerializeToString())
+
+    def metric(self, label: str) -> str | None:
+        """The latest value shown under a metric's label."""
+        values = [e.metric.body for _, e in self.elements if e.WhichOneof("type") == "metric" and e.metric.label == label]
+        return values[-1] if values else None
+
+    def shown_since(self, since: float, text: str) -> float | None:
+        """When an element containing `text` first arrived after `since` (time.perf_counter), or None."""
+        return next((t for t, e in self.elements if t >= since and text in str(e)), None)
+
+    def text(self) -> str:
+        return "\n".join(str(e) for _, e in self.elements)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()

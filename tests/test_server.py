@@ -1,0 +1,86 @@
+"""The server's start-up hooks (ui/server.py): uploads stay in memory, the model loads before the first visit,
+and `streamlit run app.py` finds the server object that runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+from pathlib import Path
+
+import pytest
+from starlette.formparsers import MultiPartParser
+from starlette.requests import Request
+from streamlit import config
+
+import ui.common
+from ui import server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def spooled_to_disk(size: int) -> bool:
+    """Parse a multipart upload of `size` bytes as the upload route does; did Starlette move it to a file?"""
+    boundary = "testboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.dcm\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + b"\0" * size + f"\r\n--{boundary}--\r\n".encode()
+    scope = {"type": "http", "method": "PUT", "path": "/", "query_string": b"",
+             "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode())]}
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def parse() -> bool:
+        form = await Request(scope, receive).form()
+        upload = form["file"]
+        assert await upload.read() == b"\0" * size
+        rolled = upload.file._rolled  # SpooledTemporaryFile: True once the data went to a temporary file
+        await form.close()
+        return rolled
+
+    return asyncio.run(parse())
+
+
+def test_a_large_upload_stays_in_memory(monkeypatch):
+    monkeypatch.setattr(MultiPartParser, "spool_max_size", MultiPartParser.spool_max_size)  # restored afterwards
+    five_mb = 5 * 1024 * 1024
+    assert spooled_to_disk(five_mb)  # Starlette's default: a 5 MB DICOM would be written to disk
+    server.keep_uploads_in_memory()
+    assert MultiPartParser.spool_max_size == config.get_option("server.maxUploadSize") * 1024 * 1024
+    assert not spooled_to_disk(five_mb)
+
+
+class CountingPredictor:
+    loads = 0
+
+    def __init__(self):
+        CountingPredictor.loads += 1
+
+    def warm_up(self):
+        pass
+
+
+def test_preloading_fills_the_cache_the_pages_read(monkeypatch):
+    monkeypatch.setattr(ui.common, "load_predictor", lambda directory: CountingPredictor())
+    ui.common.load_model.clear()
+    try:
+        server.preload_model()
+        loaded = ui.common.current_predictor()
+        assert isinstance(loaded, CountingPredictor) and CountingPredictor.loads == 1  # the page did not load it again
+    finally:
+        ui.common.load_model.clear()
+
+
+def test_streamlit_run_finds_the_server_with_its_start_up_hooks():
+    from streamlit.starlette import App
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    found = discover_asgi_app(REPO / "app.py")
+    assert found.is_asgi_app and found.import_string.endswith(":app")
+    namespace = runpy.run_path(str(REPO / "app.py"), run_name="app")  # imported as a module, not run as a page
+    assert isinstance(namespace["app"], App)
+    assert namespace["app"]._user_lifespan is server.lifespan
+
+
+@pytest.mark.parametrize("name", server.PAGE_MODULES)
+def test_the_preloaded_modules_are_the_pages_app_py_imports(name):
+    assert f"from {name} import" in (REPO / "app.py").read_text()

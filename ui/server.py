@@ -1,0 +1,42 @@
+"""What the server does once, when it starts (not per session): keep uploads in memory, and start loading
+the model so the first upload finds it loaded or loading. `app.py` hands `lifespan` to `st.App`."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from contextlib import asynccontextmanager
+
+PAGE_MODULES = ("ui.screen", "ui.threshold", "ui.reader_mode", "ui.about")
+
+
+def keep_uploads_in_memory() -> None:
+    """Starlette parses an upload into a temporary file on disk once it passes 1 MB, and a DICOM often does.
+    No upload may touch the disk, so the spool limit is raised to the largest upload the server accepts."""
+    from starlette.formparsers import MultiPartParser
+    from streamlit import config
+
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size,
+                                         config.get_option("server.maxUploadSize") * 1024 * 1024)
+
+
+def preload_model() -> None:
+    """Fill the model cache that the pages read, outside any session. The page modules are imported first
+    (quick), so a first visit does not wait on them. A broken model is left for the pages to report in their
+    own words."""
+    from pneumonia.errors import PneumoniaError
+    from ui.common import current_predictor
+
+    for page in PAGE_MODULES:
+        importlib.import_module(page)
+    try:
+        current_predictor()
+    except PneumoniaError:
+        pass
+
+
+@asynccontextmanager
+async def lifespan(_app):
+    keep_uploads_in_memory()
+    threading.Thread(target=preload_model, name="model-preload", daemon=True).start()
+    yield
