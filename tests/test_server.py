@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import runpy
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,15 +61,41 @@ class CountingPredictor:
         pass
 
 
-def test_preloading_fills_the_cache_the_pages_read(monkeypatch):
+@pytest.fixture
+def counting_loader(monkeypatch):
+    CountingPredictor.loads = 0
     monkeypatch.setattr(ui.common, "load_predictor", lambda directory: CountingPredictor())
     ui.common.load_model.clear()
-    try:
-        server.preload_model()
-        loaded = ui.common.current_predictor()
-        assert isinstance(loaded, CountingPredictor) and CountingPredictor.loads == 1  # the page did not load it again
-    finally:
-        ui.common.load_model.clear()
+    yield
+    ui.common.load_model.clear()
+    server.FIRST_PAGE_DRAWN.clear()
+
+
+def test_preloading_fills_the_cache_the_pages_read(counting_loader):
+    server.FIRST_PAGE_DRAWN.set()
+    server.preload_model()
+    loaded = ui.common.current_predictor()
+    assert isinstance(loaded, CountingPredictor) and CountingPredictor.loads == 1  # the page did not load it again
+
+
+def test_the_model_waits_for_the_first_page_then_loads(counting_loader, monkeypatch):
+    monkeypatch.setattr(server, "PRELOAD_AFTER_S", 30.0)
+    server.FIRST_PAGE_DRAWN.clear()
+    thread = threading.Thread(target=server.preload_model)
+    thread.start()
+    time.sleep(0.5)
+    assert CountingPredictor.loads == 0  # no page yet: TensorFlow's import would stall its drawing
+    server.FIRST_PAGE_DRAWN.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and CountingPredictor.loads == 1
+
+
+def test_with_no_visitor_the_model_loads_after_a_short_wait(counting_loader, monkeypatch):
+    monkeypatch.setattr(server, "PRELOAD_AFTER_S", 0.2)
+    server.FIRST_PAGE_DRAWN.clear()
+    started = time.perf_counter()
+    server.preload_model()
+    assert CountingPredictor.loads == 1 and time.perf_counter() - started >= 0.2
 
 
 def test_streamlit_run_finds_the_server_with_its_start_up_hooks():
@@ -84,3 +112,12 @@ def test_streamlit_run_finds_the_server_with_its_start_up_hooks():
 @pytest.mark.parametrize("name", server.PAGE_MODULES)
 def test_the_preloaded_modules_are_the_pages_app_py_imports(name):
     assert f"from {name} import" in (REPO / "app.py").read_text()
+
+
+def test_a_page_that_has_drawn_its_first_part_lets_the_model_load():
+    from streamlit.testing.v1 import AppTest
+
+    server.FIRST_PAGE_DRAWN.clear()
+    page = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert page.title[0].value == "Screen chest X-rays" and page.get("file_uploader")
+    assert server.FIRST_PAGE_DRAWN.is_set()

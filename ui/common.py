@@ -131,7 +131,11 @@ def model_files_or_stop() -> dict:
 
 
 def predictor_or_stop() -> Predictor:
-    """The loaded model, or a one-line error naming the command that fixes it (never a traceback)."""
+    """The loaded model, or a one-line error naming the command that fixes it (never a traceback). Pages call
+    it after drawing what needs no model, which also lets the server start loading the model (ui.server)."""
+    from ui.server import FIRST_PAGE_DRAWN
+
+    FIRST_PAGE_DRAWN.set()
     try:
         predictor = current_predictor()
     except PneumoniaError as exc:

@@ -1,5 +1,10 @@
-"""What the server does once, when it starts (not per session): keep uploads in memory, and start loading
-the model so the first upload finds it loaded or loading. `app.py` hands `lifespan` to `st.App`."""
+"""What the server does once, when it starts (not per session): keep uploads in memory, and load the model
+before anyone asks for it. `app.py` hands `lifespan` to `st.App`.
+
+Importing TensorFlow holds Python's GIL for long stretches (about 5 s of CPU here), which would stall a
+first visitor's page while it is being drawn. So the model starts loading as soon as a page has drawn its
+first part (the page then waits for the model itself, behind a spinner), or PRELOAD_AFTER_S after the
+start if nobody has visited yet."""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import threading
 from contextlib import asynccontextmanager
 
 PAGE_MODULES = ("ui.screen", "ui.threshold", "ui.reader_mode", "ui.about")
+PRELOAD_AFTER_S = 3.0
+FIRST_PAGE_DRAWN = threading.Event()  # set by ui.common.predictor_or_stop, before a page waits for the model
 
 
 def keep_uploads_in_memory() -> None:
@@ -21,14 +28,15 @@ def keep_uploads_in_memory() -> None:
 
 
 def preload_model() -> None:
-    """Fill the model cache that the pages read, outside any session. The page modules are imported first
-    (quick), so a first visit does not wait on them. A broken model is left for the pages to report in their
-    own words."""
+    """Fill the model cache that the pages read, outside any session. The page modules are imported at once
+    (quick), so a first visit does not wait on them; the model once a page is drawn or PRELOAD_AFTER_S have
+    passed. A broken model is left for the pages to report in their own words."""
     from pneumonia.errors import PneumoniaError
     from ui.common import current_predictor
 
     for page in PAGE_MODULES:
         importlib.import_module(page)
+    FIRST_PAGE_DRAWN.wait(PRELOAD_AFTER_S)
     try:
         current_predictor()
     except PneumoniaError:
