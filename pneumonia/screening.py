@@ -92,9 +92,10 @@ def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
 
 def displayed_table(table: pd.DataFrame) -> pd.DataFrame:
     """The results table as the app shows it: probabilities written as everywhere else ("> 0.999"), blank if
-    refused. The CSV keeps the numbers."""
+    refused, and the threshold with the slider's 3 decimals. The CSV keeps the numbers."""
     shown = table.copy()
     shown["probability"] = [("" if pd.isna(p) else format_probability(float(p))) for p in table["probability"]]
+    shown["threshold"] = [f"{t:.3f}" for t in table["threshold"]]
     return shown
 
 

@@ -26,6 +26,7 @@ from pneumonia.screening import (
     format_probability,
     margin_text,
     results_csv,
+    displayed_table,
     results_table,
 )
 
@@ -424,6 +425,9 @@ def test_results_table_has_status_and_reason_and_no_score_for_refusals():
     assert csv[0] == "file,status,probability,label,threshold,reason"
     assert csv[2] == "b.png,caution,0.4999,NORMAL,0.5,view LL: lateral"
     assert csv[3] == "c.png,refused,,,0.5,the file is empty"
+    shown = displayed_table(results_table(rows, 0.91083))
+    assert list(shown["threshold"]) == ["0.911"] * 3  # as the slider writes it; the CSV keeps 0.9108
+    assert list(shown["probability"]) == ["0.500", "0.500", ""]
     assert [format_probability(p) for p in (0.9995, 0.999, 0.5, 0.001, 0.0004)] == [
         "> 0.999", "0.999", "0.500", "0.001", "< 0.001"
     ]
