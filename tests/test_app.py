@@ -166,6 +166,19 @@ def test_sample_picker_scores_bundled_images(app, committed_predictor):
     ]
 
 
+def test_a_cards_histogram_is_drawn_only_once_its_expander_is_opened(app, committed_predictor):
+    app.multiselect(key="samples").set_value([SAMPLES[0].name]).run()
+    assert_no_exception(app)
+    assert [e.label for e in app.expander].count("Where this score falls in the test set") == 1
+    assert "plotly_chart" not in page_text(app)  # closed: no figure sent, so the browser shows the score sooner
+    app.session_state["where_0"] = True  # what opening it in the browser sets
+    app.run()
+    assert_no_exception(app)
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    score = committed_predictor.predict_bytes(SAMPLES[0].read_bytes())
+    assert any(shape.get("x0") == pytest.approx(score) for shape in figure["layout"].get("shapes", []))
+
+
 def test_bad_uploads_get_one_line_reasons_while_the_good_one_is_shown(app, committed_predictor):
     good = SAMPLES[0].read_bytes()
     upload(

@@ -160,12 +160,16 @@ def result_card_ui(
             if test is not None:
                 st.caption(percentile_text(class_percentiles(p, test.labels, test.probabilities)))
         if test is not None:
-            with st.expander("Where this score falls in the test set"):
-                st.plotly_chart(
-                    plots.score_histogram(test.labels, test.probabilities, p, threshold),
-                    width="stretch",
-                    key=f"histogram_{position}",
-                )
+            # Drawn only once opened: a chart in every card made the browser fetch and start plotly before it
+            # showed the first score (about 2 s on 2 cores), for a figure most readers never open.
+            where = st.expander("Where this score falls in the test set", key=f"where_{position}", on_change="rerun")
+            with where:
+                if where.open:
+                    st.plotly_chart(
+                        plots.score_histogram(test.labels, test.probabilities, p, threshold),
+                        width="stretch",
+                        key=f"histogram_{position}",
+                    )
 
 
 @st.fragment
