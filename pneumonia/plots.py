@@ -141,10 +141,16 @@ def score_histogram(
             for index, name in enumerate(CLASS_NAMES)
         ]
     )
+    # The labels sit at opposite heights, and on the side with room, so they never overlap however close the
+    # score is to the threshold or to an edge.
     if threshold is not None:
-        figure.add_vline(x=threshold, line_dash="dash", line_color="#666", annotation_text="threshold")
+        side = "left" if threshold > 0.5 else "right"
+        figure.add_vline(x=threshold, line_dash="dash", line_color="#666", annotation_text="threshold",
+                         annotation_position=f"bottom {side}")
     if score is not None:
-        figure.add_vline(x=score, line_width=3, line_color="#111", annotation_text="this image")
+        side = "left" if score > 0.5 else "right"
+        figure.add_vline(x=score, line_width=3, line_color="#111", annotation_text="this image",
+                         annotation_position=f"top {side}")
     figure.update_layout(
         barmode="overlay",
         height=230,

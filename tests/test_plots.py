@@ -86,6 +86,14 @@ def test_score_histogram_splits_by_class_and_marks_score_and_threshold(scores):
     assert lines == {0.93, 0.41}
 
 
+def test_score_and_threshold_labels_never_share_a_place_even_when_the_lines_nearly_touch(scores):
+    labels, probabilities = scores
+    figure = plots.score_histogram(labels, probabilities, score=0.999, threshold=0.911)
+    placed = {a.text: (a.yanchor, a.xanchor) for a in figure.layout.annotations}
+    assert placed["this image"][0] != placed["threshold"][0]  # one at the top, one at the bottom
+    assert placed["this image"][1] == "right"  # written to the left of a line near x = 1, inside the plot
+
+
 def test_training_curves_plot_every_logged_column_by_epoch_from_one():
     history = pd.DataFrame(
         {"epoch": [0, 1, 2], "auc": [0.9, 0.95, 0.97], "loss": [0.5, 0.3, 0.2], "val_auc": [0.92, 0.96, 0.95],
