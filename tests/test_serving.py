@@ -31,36 +31,9 @@ def test_no_more_than_capacity_hold_a_slot_at_once():
     assert peak[0] == 2 and inside[0] == 0
 
 
-def test_waiters_are_served_in_arrival_order_and_told_how_many_are_ahead():
-    slots = FairSlots(capacity=1)
-    order, seen = [], {}
-    release = threading.Event()
-
-    def holder():
-        with slots.slot():
-            release.wait(10)
-
-    def waiter(name: str):
-        with slots.slot(on_wait=lambda ahead: seen.setdefault(name, []).append(ahead), poll_seconds=0.01):
-            order.append(name)
-
-    first = threading.Thread(target=holder)
-    first.start()
-    time.sleep(0.05)
-    waiters = []
-    for name in ("a", "b", "c"):
-        waiters.append(threading.Thread(target=waiter, args=(name,)))
-        waiters[-1].start()
-        time.sleep(0.05)  # a fixed arrival order
-    release.set()
-    for t in [first, *waiters]:
-        t.join(timeout=10)
-    assert order == ["a", "b", "c"]
-    assert seen["a"][0] == 1 and seen["b"][0] == 2 and seen["c"][0] == 3  # the holder plus those queued before
-    assert all(values == sorted(values, reverse=True) for values in seen.values())  # the place only improves
-
-
-def test_scores_then_explanations_then_background_work_whatever_the_arrival_order():
+def served_behind_a_holder(arrivals: list[tuple[str, int]]) -> tuple[list[str], dict[str, list[int]]]:
+    """One request holds the only slot while the others arrive in the given order, 50 ms apart; then it lets
+    go. Returns the order they were served in and the places each was told while waiting."""
     slots = FairSlots(capacity=1)
     order, places = [], {}
     release = threading.Event()
@@ -77,15 +50,26 @@ def test_scores_then_explanations_then_background_work_whatever_the_arrival_orde
     first = threading.Thread(target=holder)
     first.start()
     time.sleep(0.05)
-    arrivals = [("stability", BACKGROUND), ("lime", INTERACTIVE), ("score", SCORE)]
-    threads = []
+    waiters = []
     for name, priority in arrivals:
-        threads.append(threading.Thread(target=waiter, args=(name, priority)))
-        threads[-1].start()
-        time.sleep(0.05)
+        waiters.append(threading.Thread(target=waiter, args=(name, priority)))
+        waiters[-1].start()
+        time.sleep(0.05)  # a fixed arrival order
     release.set()
-    for t in [first, *threads]:
+    for t in [first, *waiters]:
         t.join(timeout=10)
+    return order, places
+
+
+def test_waiters_are_served_in_arrival_order_and_told_how_many_are_ahead():
+    order, seen = served_behind_a_holder([("a", INTERACTIVE), ("b", INTERACTIVE), ("c", INTERACTIVE)])
+    assert order == ["a", "b", "c"]
+    assert seen["a"][0] == 1 and seen["b"][0] == 2 and seen["c"][0] == 3  # the holder plus those queued before
+    assert all(values == sorted(values, reverse=True) for values in seen.values())  # the place only improves
+
+
+def test_scores_then_explanations_then_background_work_whatever_the_arrival_order():
+    order, places = served_behind_a_holder([("stability", BACKGROUND), ("lime", INTERACTIVE), ("score", SCORE)])
     assert order == ["score", "lime", "stability"]
     assert places["stability"][:3] == [1, 2, 3]  # pushed back as each interactive request arrived
     assert places["score"][0] == 1  # only the holder: a score overtakes the explanations waiting
