@@ -172,15 +172,21 @@ def _store(key: str) -> None:
     st.session_state[KEPT + key] = st.session_state[key]
 
 
+def _set_widget(key: str, value) -> None:
+    """Give a widget a value from session state, only when it differs: setting it sends the value to the
+    browser, and on every run that pushes the value of a stale rerun back into a widget the user is still
+    moving (a slider under the arrow keys)."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
 def kept(key: str, default) -> dict:
     """Widget arguments whose value survives page switches. Streamlit drops the state of a widget whose page is
     not drawn, so its value is copied under another key on every change and restored before it is drawn.
-    Pass no `value`/`default` to the widget itself. Restored only when it differs, so that a stale rerun
-    never pushes an old value into a widget the user is still moving."""
+    Pass no `value`/`default` to the widget itself."""
     store = KEPT + key
     st.session_state.setdefault(store, default)
-    if st.session_state.get(key) != st.session_state[store]:
-        st.session_state[key] = st.session_state[store]
+    _set_widget(key, st.session_state[store])
     return {"key": key, "on_change": _store, "args": (key,)}
 
 
@@ -194,11 +200,8 @@ def _set_shared(value: float) -> None:
 
 def threshold_ui(widget_key: str) -> float:
     """A slider bound to the shared threshold. Each page has its own widget key (Streamlit drops the state
-    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change.
-    The widget is set only when the shared value moved elsewhere (a preset, another page): setting it on
-    every run pushes the value of a stale rerun back into a slider the user is still moving."""
-    if st.session_state.get(widget_key) != st.session_state[THRESHOLD]:
-        st.session_state[widget_key] = st.session_state[THRESHOLD]
+    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change."""
+    _set_widget(widget_key, st.session_state[THRESHOLD])
     st.slider(
         "Decision threshold on P(pneumonia)",
         min_value=0.0,
