@@ -19,8 +19,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from live_app import CHROMIUM, CHROMIUM_ARGS, PROBABILITY, ProtocolSession, running_server  # noqa: E402
 from pneumonia.config import ASSETS_DIR, MODELS_DIR  # noqa: E402
 
 REPEATS = 7
@@ -46,9 +48,6 @@ def browser_start() -> dict[str, float]:
     import tempfile
 
     from playwright.sync_api import sync_playwright
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from live_app import CHROMIUM, CHROMIUM_ARGS, PROBABILITY, running_server
 
     with tempfile.TemporaryDirectory() as scratch, running_server(Path(scratch) / "server.log") as server:
         healthy = server.wait_healthy()
@@ -78,9 +77,6 @@ def protocol_start() -> float:
     as the page has been sent."""
     import asyncio
     import tempfile
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from live_app import ProtocolSession, running_server
 
     async def visit(server) -> float:
         session = ProtocolSession(server.url)

@@ -29,7 +29,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SERVER_ENV = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
 """As `make app` sets it: few malloc arenas, so memory freed by one session's thread serves the next."""
 PROBABILITY = "[data-testid=stMetric]:has-text('P(pneumonia)') [data-testid=stMetricValue]"
-LIME_CAPTION = "LIME ("
 
 
 def free_port() -> int:
@@ -129,6 +128,7 @@ class ProtocolSession:
         self.http = requests.Session()
         self.elements: list[tuple[float, object]] = []
         self.session_id = self.page_hash = self.uploader_id = None
+        self._file_urls = None  # the server's answer to the latest upload request
         self._arrived = asyncio.Event()
         self._finished_runs = 0
         self._reader: asyncio.Task | None = None
@@ -185,7 +185,7 @@ class ProtocolSession:
         """What the uploader widget does: ask for an upload URL, PUT the file, then rerun with the widget's state."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
-        self._file_urls = None
+        self._file_urls = None  # so the wait below sees this request's answer, not an earlier one
         request = BackMsg()
         request.file_urls_request.request_id = path.name
         request.file_urls_request.file_names.append(path.name)
