@@ -20,7 +20,7 @@ from pneumonia.artifacts import read_validation_predictions, write_metadata  # n
 from pneumonia.data import load_images  # noqa: E402
 from pneumonia.inference import load_predictor  # noqa: E402
 from pneumonia.metrics import OperatingPoint, operating_points, threshold_metrics  # noqa: E402
-from pneumonia.train import stress_report, stress_shifts  # noqa: E402
+from pneumonia.stress import stress_report, stress_shifts  # noqa: E402
 
 
 def threshold_rules_under_stress(predictor, images, labels, clean_probabilities) -> list[str]:

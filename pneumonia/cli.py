@@ -224,7 +224,7 @@ def _calibrate_site(args) -> int:
 
 
 def _fit_gate(args) -> int:
-    from pneumonia.gate import fit_gate
+    from pneumonia.gate_fit import fit_gate
 
     entry = fit_gate(args.data, args.model_dir)
     print(f"input gate saved to {args.model_dir / entry['file']}; thresholds chosen on {entry['thresholds_chosen_on']}")

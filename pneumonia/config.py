@@ -19,8 +19,12 @@ INPUT_EXTENSIONS: frozenset[str] = frozenset(
 )
 """What `predict` picks up inside folders (files given by name are read whatever their extension)."""
 DICOM_EXTENSIONS: frozenset[str] = frozenset({".dcm", ".dicom"})
-MAX_MEGAPIXELS = 179
-"""Larger images are refused before decoding (decompression bombs); Pillow's own hard limit, 2 x 89.5 MP."""
+MAX_MEGAPIXELS = 50
+"""Larger images are refused before decoding: decompression bombs, and uploads that would hold the shared
+model slot for seconds. A detector's chest film is 5 to 12 megapixels (e.g. 3,000 x 3,000)."""
+WORKING_SIDE = 1024
+"""Decoded images are reduced to at most this many pixels a side at once (the model reads 128, cards show 512,
+the gate's statistics 256), so no full-resolution float image outlives its decode."""
 GATE_FILENAME = "pneumonia_gate.npz"
 MODELS_DIR = REPO_DIR / "models"
 ASSETS_DIR = REPO_DIR / "assets"
@@ -71,6 +75,15 @@ class TrainConfig:
             "border_erase_fraction": 0.12,  # widest strip, as a fraction of the side
         }
     )
+
+
+PERTURB_ENV_VAR = "PNEUMONIA_PERTURB_SCORES"
+"""Test-only: every model score moves by this much, up or down, deterministically (see Predictor._perturbed)."""
+
+
+def score_perturbation() -> float:
+    """The test-only score perturbation, 0 unless PNEUMONIA_PERTURB_SCORES is set (`make test` sets 1e-6)."""
+    return float(os.environ.get(PERTURB_ENV_VAR) or 0.0)
 
 
 def default_data_dir() -> Path | None:

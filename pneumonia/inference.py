@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, ContextManager, Iterable
 
 import numpy as np
 
 from pneumonia.artifacts import read_metadata
-from pneumonia.config import CLASS_NAMES, INPUT_EXTENSIONS, MODELS_DIR, TRAIN_COMMAND
+from pneumonia.config import CLASS_NAMES, INPUT_EXTENSIONS, MODELS_DIR, TRAIN_COMMAND, score_perturbation
 from pneumonia.data import sha256_file
 from pneumonia.errors import DataError, ImageDecodeError, ModelError
-from pneumonia.gate import Gate, load_gate
+from pneumonia.gate import REFUSED, Gate, image_statistics, load_gate
 from pneumonia.reader import DICOM_MAGIC, DICOM_MAGIC_OFFSET, decode_grayscale, display_image, read_input, to_model_input
 
 BATCH_SIZE = 64
@@ -46,6 +48,18 @@ class Screening:
         return None if self.probability is None else label_at(self.probability, threshold)
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An input read and pre-checked, waiting for the model: only what scoring and the result need, so a batch
+    holds no full decoded image."""
+
+    name: str
+    model_input: np.ndarray
+    cautions: list[str]
+    common: dict  # facts, source_format and the display image, passed on to the Screening
+    keep_input: bool  # the Screening keeps model_input (for explanations)
+
+
 class Predictor:
     """A loaded model with its metadata and input gate; probabilities are calibrated P(pneumonia)."""
 
@@ -77,7 +91,8 @@ class Predictor:
         if images.shape[0] == 0:
             return np.empty(0, dtype=np.float32)
         scores = [
-            np.asarray(self.model(images[start : start + batch_size], training=False)).reshape(-1)
+            self._perturbed(images[start : start + batch_size],
+                            np.asarray(self.model(images[start : start + batch_size], training=False)).reshape(-1))
             for start in range(0, images.shape[0], batch_size)
         ]
         return np.concatenate(scores)
@@ -94,7 +109,21 @@ class Predictor:
         model = self._features_model(layers)
         parts = [model(images[start : start + batch_size], training=False) for start in range(0, len(images), batch_size)]
         features = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(layers))]
-        return features, np.concatenate([np.asarray(p[-1]).reshape(-1) for p in parts])
+        probabilities = [
+            self._perturbed(images[start : start + batch_size], np.asarray(p[-1]).reshape(-1))
+            for start, p in zip(range(0, len(images), batch_size), parts)
+        ]
+        return features, np.concatenate(probabilities)
+
+    def _perturbed(self, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """Test-only (PNEUMONIA_PERTURB_SCORES=1e-6): move each score by a deterministic +-amount that depends on
+        the image and on the size of the call, as scores move between CPUs and batch sizes, so a test that
+        compares scores exactly fails on this machine instead of on someone else's."""
+        amount = score_perturbation()
+        if not amount:
+            return probabilities
+        signs = np.array([1.0 if (zlib.crc32(image.tobytes()) + len(images)) % 2 else -1.0 for image in images])
+        return np.clip(probabilities + amount * signs, 0.0, 1.0).astype(probabilities.dtype)
 
     def _features_model(self, layers: tuple[str, ...]):
         if self._feature_model is None or self._feature_model[0] != layers:
@@ -105,56 +134,79 @@ class Predictor:
         return self._feature_model[1]
 
     def screen(
-        self, named_sources: Iterable[tuple[str, bytes | Path]], use_gate: bool = True, keep_images: bool = False
+        self,
+        named_sources: Iterable[tuple[str, bytes | Path]],
+        use_gate: bool = True,
+        keep_images: bool = False,
+        model_slot: Callable[[], ContextManager] | None = None,
     ) -> list[Screening]:
-        """Read, gate and score many inputs in batches. A file that cannot be read, or that the gate refuses,
-        gets its one-line reason and no probability; the others still go through."""
-        from pneumonia.gate import REFUSED, image_statistics
-
+        """Read, gate and score many inputs. Any input that cannot be read, gated or scored gets `refused` with a
+        one-line reason and no probability; the others still go through. Reading and the gate's statistics run
+        first, outside `model_slot` (a shared lock, say), which is held only around the model calls."""
         if use_gate and self.gate is None:
             raise ModelError("This model was loaded without its input gate; load it with load_predictor().")
-        pending: list[dict] = []
-        results: list[Screening | None] = []
-        for name, source in named_sources:
-            try:
-                image = read_input(source, name=Path(str(name)).name)
-            except ImageDecodeError as exc:
-                results.append(Screening(name, REFUSED, str(exc)))
-                continue
-            shown = display_image(image.grey) if keep_images else None
-            common = {"facts": image.facts, "source_format": image.source_format, "image": shown}
-            statistics = image_statistics(image) if use_gate else {}
-            if use_gate:
-                refusals, _ = self.gate.precheck(image, statistics)
-                if refusals:
-                    results.append(Screening(name, REFUSED, "; ".join(refusals), **common))
-                    continue
-            pending.append({"index": len(results), "name": name, "read": image, "statistics": statistics,
-                            "input": to_model_input(image.grey, self.image_size), **common})
-            results.append(None)
+        results: list[Screening | _Pending] = [self._prepare(name, source, use_gate, keep_images)
+                                               for name, source in named_sources]
+        pending = [item for item in results if isinstance(item, _Pending)]
         if pending:
-            batch = np.stack([item["input"] for item in pending])
+            with model_slot() if model_slot is not None else nullcontext():
+                scored = self._score_pending(pending, use_gate)
+            done = iter(scored)
+            results = [next(done) if isinstance(item, _Pending) else item for item in results]
+        return results
+
+    def _prepare(self, name: str, source: bytes | Path, use_gate: bool, keep_images: bool) -> Screening | _Pending:
+        """One input read, pre-checked and resized for the model; refused with its reason at the first problem."""
+        try:
+            image = read_input(source, name=Path(str(name)).name)
+            common = {"facts": image.facts, "source_format": image.source_format,
+                      "image": display_image(image.grey) if keep_images else None}
             if use_gate:
-                features, probabilities = self.features_and_probabilities(batch, self.gate.config.feature_layers)
-                unusualness = self.gate.unusualness(features)
+                refusals, cautions = self.gate.precheck(image, image_statistics(image))
+                if refusals:
+                    return Screening(name, REFUSED, "; ".join(refusals), **common)
             else:
-                probabilities, unusualness = self.predict_arrays(batch), [None] * len(pending)
-            for item, probability, unusual in zip(pending, probabilities, unusualness):
-                if use_gate:
-                    verdict = self.gate.judge(item["read"], item["statistics"], float(unusual))
-                    status, reason = verdict.status, verdict.reason
-                else:
-                    status, reason = UNCHECKED, "not checked: the input gate was turned off"
-                results[item["index"]] = Screening(
-                    item["name"],
-                    status,
-                    reason,
-                    None if status == REFUSED else float(probability),
-                    item["facts"],
-                    item["source_format"],
-                    item["image"],
-                    item["input"] if keep_images and status != REFUSED else None,
-                )
+                cautions = list(image.cautions)
+            return _Pending(name, to_model_input(image.grey, self.image_size), cautions, common, keep_images)
+        except ImageDecodeError as exc:
+            return Screening(name, REFUSED, str(exc))
+        except MemoryError:
+            return Screening(name, REFUSED, "the image is too large to process on this computer")
+        except Exception as exc:  # one odd file never sinks the batch; the reason names no file content
+            return Screening(name, REFUSED, f"the file could not be read: an unexpected problem ({type(exc).__name__})")
+
+    def _score_pending(self, pending: list[_Pending], use_gate: bool) -> list[Screening]:
+        """The model over every pending input at once; if that fails, one at a time, so a failure stays with
+        the input that caused it."""
+        try:
+            return self._score_batch(pending, use_gate)
+        except Exception:
+            if len(pending) == 1:
+                item = pending[0]
+                return [Screening(item.name, REFUSED, "the model could not score this image (an unexpected error)",
+                                  **item.common)]
+            return [result for item in pending for result in self._score_pending([item], use_gate)]
+
+    def _score_batch(self, pending: list[_Pending], use_gate: bool) -> list[Screening]:
+        batch = np.stack([item.model_input for item in pending])
+        if use_gate:
+            features, probabilities = self.features_and_probabilities(batch, self.gate.config.feature_layers)
+            unusualness = self.gate.unusualness(features)
+        else:
+            probabilities, unusualness = self.predict_arrays(batch), [None] * len(pending)
+        results = []
+        for item, probability, unusual in zip(pending, probabilities, unusualness):
+            if use_gate:
+                verdict = self.gate.verdict([], item.cautions, float(unusual))
+                status, reason = verdict.status, verdict.reason
+            else:
+                status = UNCHECKED
+                reason = "; ".join(["not checked: the input gate was turned off", *item.cautions])
+            if status != REFUSED and not np.isfinite(probability):
+                status, reason = REFUSED, "the model gave no valid score for this image (an unexpected error)"
+            scored = status != REFUSED
+            results.append(Screening(item.name, status, reason, float(probability) if scored else None,
+                                     **item.common, model_input=item.model_input if scored and item.keep_input else None))
         return results
 
     def warm_up(self) -> None:

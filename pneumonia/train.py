@@ -30,6 +30,7 @@ from pneumonia.config import (
 from pneumonia.errors import DataError
 from pneumonia.data import discover_split, find_split, load_images, manifest_hash, patient_split, sha256_file
 from pneumonia.metrics import expected_calibration_error, full_report, operating_points
+from pneumonia.stress import stress_shifts, stress_summary
 
 PREPROCESSING = (
     "decode with Pillow, apply EXIF orientation, convert to grey levels (16-bit scaled by 255/65535, "
@@ -61,46 +62,6 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, floa
 
     best = minimize(nll, x0=np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-10})
     return float(np.exp(best.x[0])), float(best.x[1])
-
-
-def stress_shifts(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """Fixed acquisition shifts applied to validation images: a validation-only proxy for how a
-    model copes with another hospital's machines, since plain validation AUC saturates near 1."""
-    from scipy.ndimage import uniform_filter, zoom
-
-    unit = images / 255.0
-    mean = unit.mean(axis=(1, 2, 3), keepdims=True)
-    size = images.shape[1]
-    half = zoom(images, (1, 0.5, 0.5, 1), order=1)
-    noise = np.random.default_rng(seed).normal(0.0, 10.0, images.shape)
-    shifted = {
-        "gamma_0.6": 255.0 * unit**0.6,
-        "gamma_1.6": 255.0 * unit**1.6,
-        "low_contrast": 255.0 * (mean + 0.6 * (unit - mean)),
-        "blur": uniform_filter(images, size=(1, 3, 3, 1)),
-        "noise": images + noise,
-        "half_resolution": zoom(half, (1, size / half.shape[1], size / half.shape[2], 1), order=1),
-    }
-    return {name: np.clip(x, 0.0, 255.0).astype(np.float32) for name, x in shifted.items()}
-
-
-def stress_report(probabilities_of, images: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
-    """AUC and specificity/sensitivity at the threshold under each shift, and their means."""
-    shifted = {name: probabilities_of(x) for name, x in stress_shifts(images).items()}
-    return stress_summary(shifted, labels, threshold)
-
-
-def stress_summary(probabilities_by_shift: dict[str, np.ndarray], labels: np.ndarray, threshold: float) -> dict:
-    """`stress_report` from probabilities already computed on the shifted copies."""
-    from pneumonia.metrics import roc_auc, threshold_metrics
-
-    report: dict = {}
-    for name, p in probabilities_by_shift.items():
-        m = threshold_metrics(labels, p, threshold)
-        report[name] = {"auc": roc_auc(labels, p), "sensitivity": m["sensitivity"], "specificity": m["specificity"]}
-    for key in ("auc", "sensitivity", "specificity"):
-        report[f"mean_{key}"] = float(np.mean([v[key] for v in report.values() if isinstance(v, dict)]))
-    return report
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -236,7 +197,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
 
 def _with_gate(data_dir: Path, out_dir: Path, metadata: dict) -> dict:
     """Every saved model gets its input gate, fitted on the same train/ split."""
-    from pneumonia.gate import fit_gate
+    from pneumonia.gate_fit import fit_gate
 
     metadata["gate"] = fit_gate(data_dir, out_dir)
     print(f"input gate fitted; validation refusals {metadata['gate']['validation']['clean']['refused']:.2%}", flush=True)
@@ -348,4 +309,14 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
     x_val = load_images([s.path for s in val_samples], config.image_size)
     logits_model = logits_of(load_predictor(model_dir, with_gate=False).model)
     metadata = finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, metadata["training"])
+    # training.config keeps the rules the model was trained with; this block says which ones made today's bundle.
+    metadata["recalibration"] = {
+        "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else None,
+        "rules": today,
+        # Before calibration_pool existed, calibration and thresholds used validation alone.
+        "replaces": {"target_sensitivity": saved["target_sensitivity"],
+                     "calibration_pool": saved.get("calibration_pool", "validation")},
+        "date": metadata["created"],
+    }
+    write_metadata(model_dir, metadata)
     return _with_gate(data_dir, model_dir, metadata)

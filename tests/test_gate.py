@@ -24,12 +24,11 @@ from pneumonia.gate import (
     OK,
     REFUSED,
     Gate,
-    fit_mahalanobis,
-    fit_thresholds,
     image_statistics,
     load_gate,
     rule_verdict,
 )
+from pneumonia.gate_fit import fit_mahalanobis, fit_thresholds
 from pneumonia.reader import InputImage
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "assets" / "samples").glob("*.jpeg"))

@@ -28,7 +28,8 @@ def test_calibration_and_threshold_come_from_validation_and_its_stress_copies(ti
     """Platt scaling is refitted here on the pooled logits, and the default threshold keeps pooled sensitivity >= 0.95."""
     from pneumonia.data import load_images
     from pneumonia.model import logits_of
-    from pneumonia.train import fit_calibration, stress_shifts
+    from pneumonia.stress import stress_shifts
+    from pneumonia.train import fit_calibration
 
     predictor = load_predictor(tiny_model_dir, with_gate=False)
     validation = read_validation_predictions(tiny_model_dir)
@@ -172,7 +173,7 @@ def test_recalibration_refuses_other_data(tiny_model_dir, tmp_path):
 
 
 def test_stress_shifts_are_fixed_valid_images_that_change_the_input():
-    from pneumonia.train import stress_report, stress_shifts
+    from pneumonia.stress import stress_report, stress_shifts
 
     images = np.stack([synthetic_xray(i % 2, 200 + i, size=TINY_SIZE).astype(np.float32) for i in range(6)])[..., None]
     shifts = stress_shifts(images)
