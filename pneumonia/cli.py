@@ -13,6 +13,9 @@ from pneumonia.config import MODELS_DIR, TrainConfig
 from pneumonia.errors import PneumoniaError
 
 EXIT_USER_ERROR = 2
+"""A usage error, a missing model, or no input could be scored."""
+EXIT_SOME_REFUSED = 3
+"""predict: some inputs were refused (their rows say why) and the rest were scored; every row was written."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,11 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model-dir", type=Path, default=MODELS_DIR)
 
     predict = commands.add_parser(
-        "predict", help="gate and score images or DICOM files, or folders of them (refused files get a reason)"
+        "predict",
+        help="gate and score images or DICOM files, or folders of them (refused files get a reason)",
+        description="Gate and score images or DICOM files. Exit status: 0 when every input was scored, "
+        f"{EXIT_SOME_REFUSED} when some were refused (the rest are scored and every row is written), "
+        f"{EXIT_USER_ERROR} on a usage error or when none could be scored.",
     )
     predict.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR")
     predict.add_argument("--threshold", type=float, help="decision threshold (default: the model's own)")
-    predict.add_argument("--csv", type=Path, help="also write file,status,reason,probability,prediction rows here")
+    predict.add_argument(
+        "--csv", type=Path, help="also write file,status,probability,label,threshold,reason rows here (one per input)"
+    )
     predict.add_argument(
         "--no-gate", action="store_true", help="score every readable file, skipping the input gate (research only)"
     )
@@ -130,10 +139,11 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from pneumonia.evaluate import evaluate
+    from pneumonia.formatting import format_threshold
 
     report = evaluate(args.data, args.model_dir)
     intervals = report["intervals_95"]
-    print(f"test set: {report['n']} images, threshold {report['threshold']:.3f} (chosen on validation)")
+    print(f"test set: {report['n']} images, threshold {format_threshold(report['threshold'])} (chosen on validation)")
     for name in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "recall_bacteria", "recall_virus"):
         low, high = intervals.get(name, (float("nan"), float("nan")))
         print(f"  {name:<16} {report[name]:.4f}  [95% CI {low:.4f}-{high:.4f}]")
@@ -154,9 +164,10 @@ def _inputs_model_and_threshold(args):
 
 
 def _predict(args) -> int:
+    from pneumonia.formatting import format_probability, format_threshold
     from pneumonia.gate import CAUTION, OK, REFUSED
     from pneumonia.inference import UNCHECKED
-    from pneumonia.screening import format_probability
+    from pneumonia.screening import results_csv, results_table
 
     files, predictor, threshold = _inputs_model_and_threshold(args)
     if args.no_gate:
@@ -164,13 +175,7 @@ def _predict(args) -> int:
               "for research only", file=sys.stderr)
     results = predictor.screen(((str(path), path) for path in files), use_gate=not args.no_gate)
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", "status", "reason", "probability", "prediction"])
-            for r in results:
-                scored = r.probability is not None
-                writer.writerow([r.name, r.status, r.reason, f"{r.probability:.6f}" if scored else "",
-                                 r.label(threshold) if scored else ""])
+        args.csv.write_text(results_csv(results_table(results, threshold)))
     for r in results:
         if r.probability is None:
             print(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
@@ -179,13 +184,14 @@ def _predict(args) -> int:
             print(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}")
     counts = {status: sum(r.status == status for r in results) for status in (OK, CAUTION, REFUSED, UNCHECKED)}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != UNCHECKED)
-    print(f"{summary}; threshold {threshold:.3f}; device {predictor.device}", file=sys.stderr)
+    print(f"{summary}; threshold {format_threshold(threshold)}; device {predictor.device}", file=sys.stderr)
     if not any(r.probability is not None for r in results):
         raise PneumoniaError("none of the images could be scored.")
-    return 0
+    return EXIT_SOME_REFUSED if counts[REFUSED] else 0
 
 
 def _report(args) -> int:
+    from pneumonia.formatting import format_threshold
     from pneumonia.gate import REFUSED
     from pneumonia.pdf_report import image_report, report_file_names, threshold_provenance
 
@@ -200,7 +206,7 @@ def _report(args) -> int:
         print(f"{target}  ({result.status}, {outcome})  {result.name}")
     refused = sum(r.status == REFUSED for r in results)
     print(f"{len(results)} reports in {args.out}: {len(results) - refused} scored, {refused} refused; "
-          f"threshold {threshold:.3f}", file=sys.stderr)
+          f"threshold {format_threshold(threshold)}", file=sys.stderr)
     return 0
 
 
@@ -212,6 +218,7 @@ def _calibrate(args) -> int:
 
 
 def _calibrate_site(args) -> int:
+    from pneumonia.formatting import format_threshold
     from pneumonia.inference import expand_inputs, load_predictor
     from pneumonia.site import calibrate_site_from_sources
 
@@ -219,7 +226,7 @@ def _calibrate_site(args) -> int:
     predictor = load_predictor(args.model_dir)
     site = calibrate_site_from_sources(predictor, ((str(path), path) for path in files), args.max_flagged)
     print(site.summary())
-    print(f"use it with: python -m pneumonia predict --threshold {site.threshold:.6f} FILE_OR_DIR...")
+    print(f"use it with: python -m pneumonia predict --threshold {format_threshold(site.threshold)} FILE_OR_DIR...")
     return 0
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 from collections import Counter
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
@@ -19,10 +20,12 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 
+from pneumonia.decision import cost_rule
 from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
 from pneumonia.gate import REFUSED
 from pneumonia.readout import STABILITY_SEEDS, TOP_K, explanation_readout
-from pneumonia.screening import facts_text, format_probability
+from pneumonia.formatting import format_probability
+from pneumonia.screening import facts_text
 
 CREATOR = "pneumonia screening demo"
 DISCLAIMER = (
@@ -43,15 +46,32 @@ DARK_RED = "#8b0000"
 GREY = "#444444"
 
 
-def threshold_provenance(metadata: dict, threshold: float, by_hand: str = "set by hand in the app") -> str:
-    """Where a threshold came from: the model's default rule, a named preset, or `by_hand`."""
+def threshold_provenance(
+    metadata: dict, threshold: float, session_presets: Iterable[dict] = (), by_hand: str = "set by hand in the app"
+) -> str:
+    """Where a threshold came from: the model's default rule, a named preset, a preset made in the app this
+    session (`session_presets`: site-derived or cost-minimising), or `by_hand`."""
     entry = metadata["threshold"]
     if abs(threshold - entry["default"]) <= 1e-9:
         return f"{entry['rule']}, chosen on {entry['chosen_on']}"
     for preset in entry.get("presets", []):
         if abs(threshold - preset["threshold"]) <= 1e-9:
             return f"preset {preset['name']}: {preset['rule']}"
+    for preset in session_presets:
+        if abs(threshold - preset["threshold"]) <= 1e-9:
+            return session_preset_rule(preset)
     return by_hand
+
+
+def session_preset_rule(preset: dict) -> str:
+    """A preset made in the app, with the numbers it came from: a reader of the PDF cannot see the session."""
+    if preset["name"] == "site":
+        flagged, films = preset["n_flagged"], preset["n_films"]
+        return (
+            f"site-derived preset: flags {flagged} of {films} of the site's own normal films ({flagged / films:.1%}; "
+            f"at most {preset['max_flagged']:.0%} asked)"
+        )
+    return f"cost-minimising preset: {cost_rule(preset['prevalence'], preset['cost_ratio'])}"
 
 
 def report_file_names(paths: list[Path]) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.inference import label_at
-from pneumonia.screening import format_probability
+from pneumonia.formatting import format_probability
 
 if TYPE_CHECKING:
     from pneumonia.explain import LimeExplanation, LimeSettings

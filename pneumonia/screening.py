@@ -14,6 +14,7 @@ import pandas as pd
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.data import is_image_file
+from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.inference import Screening, label_at
 from pneumonia.report import METRIC_LABELS
 
@@ -34,23 +35,6 @@ def sample_files(folder: Path) -> list[Path]:
     """The bundled demo images, in a stable order."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if is_image_file(p)) if folder.is_dir() else []
-
-
-def format_probability(probability: float) -> str:
-    """The one way a probability is printed, so the app, the CLI and their tests agree. Never "1.000" or
-    "0.000": a calibrated score is not certainty, so the extremes read "> 0.999" and "< 0.001"."""
-    if probability > 0.999:
-        return "> 0.999"
-    if probability < 0.001:
-        return "< 0.001"
-    return f"{probability:.3f}"
-
-
-def margin_text(probability: float, threshold: float) -> str:
-    """How far a score lies from the threshold, signed, so a near-miss is visible."""
-    margin = probability - threshold
-    side = "above" if margin >= 0 else "below"
-    return f"{margin:+.3f} ({side} threshold {threshold:.3f})"
 
 
 def class_percentiles(score: float, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -81,9 +65,9 @@ def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
                 "file": item.name,
                 "status": item.status,
                 "reason": item.reason,
-                "probability": None if p is None else round(p, 4),
+                "probability": None if p is None else round(p, 6),
                 "label": "" if p is None else label_at(p, threshold),
-                "threshold": round(threshold, 4),
+                "threshold": threshold,
             }
         )
     # The long reason goes last, so status, score and label stay in view on a narrow screen.
@@ -92,10 +76,10 @@ def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
 
 def displayed_table(table: pd.DataFrame) -> pd.DataFrame:
     """The results table as the app shows it: probabilities written as everywhere else ("> 0.999"), blank if
-    refused, and the threshold with the slider's 3 decimals. The CSV keeps the numbers."""
+    refused, and the threshold exactly as applied. The CSV keeps the probability's six decimals."""
     shown = table.copy()
     shown["probability"] = [("" if pd.isna(p) else format_probability(float(p))) for p in table["probability"]]
-    shown["threshold"] = [f"{t:.3f}" for t in table["threshold"]]
+    shown["threshold"] = [format_threshold(float(t)) for t in table["threshold"]]
     return shown
 
 

@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from pneumonia.errors import PneumoniaError
+from pneumonia.formatting import adopt_threshold, format_threshold
 from pneumonia.metrics import threshold_metrics
 
 MIN_NORMALS = 20
@@ -56,20 +57,17 @@ class SiteCalibration:
             else ""
         )
         return (
-            f"site threshold {threshold_text(self.threshold)}: flags {self.n_flagged} of {self.n_scored} normal films "
+            f"site threshold {format_threshold(self.threshold)}: flags {self.n_flagged} of {self.n_scored} normal films "
             f"({self.n_flagged / self.n_scored:.1%}); sensitivity on the validation pneumonias "
-            f"{self.validation_sensitivity:.3f} (at the model's default {self.default_threshold:.3f}: "
+            f"{self.validation_sensitivity:.3f} (at the model's default {format_threshold(self.default_threshold)}: "
             f"{self.default_validation_sensitivity:.3f}){refused}{top}."
         )
 
 
-def threshold_text(threshold: float) -> str:
-    """Three decimals, or as many as it takes not to print a threshold just below 1 as "1.000"."""
-    return f"{threshold:.3f}" if threshold <= 0.999 else f"{threshold:.6f}".rstrip("0")
-
-
 def site_threshold(normal_probabilities: np.ndarray, max_flagged: float) -> float:
-    """The lowest threshold that flags at most `max_flagged` of these normals (a score >= threshold is flagged)."""
+    """A threshold that flags at most `max_flagged` of these normals (a score >= threshold is flagged): just above
+    the highest score it must not flag, rounded up to a short decimal that keeps every score on its side, so
+    the printed threshold flags exactly the films counted."""
     if not 0.0 < max_flagged < 1.0:
         raise SiteCalibrationError(f"the share of normal films to flag must lie between 0 and 1, got {max_flagged}.")
     scores = np.sort(np.asarray(normal_probabilities, dtype=np.float64))[::-1]
@@ -79,12 +77,12 @@ def site_threshold(normal_probabilities: np.ndarray, max_flagged: float) -> floa
         )
     allowed = int(np.floor(max_flagged * scores.size + 1e-9))
     threshold = float(np.nextafter(scores[allowed], np.inf))
-    if threshold > 1.0:
+    if threshold >= 1.0:
         raise SiteCalibrationError(
             "too many of these normal films score at the very top of the scale: no threshold flags only "
             f"{max_flagged:.0%} of them. The model does not separate this site's normal films; do not use it there."
         )
-    return threshold
+    return adopt_threshold(threshold, scores)
 
 
 def calibrate_site(

@@ -21,10 +21,9 @@ from streamlit.util import calc_hash
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
 from inputs import PHI, PHI_UIDS, PRIVATE_VALUE, dicom_bytes, encode, radiograph_grey, twelve_bit
 from pneumonia.inference import Predictor, Screening, label_at
+from pneumonia.formatting import format_probability, margin_text
 from pneumonia.screening import (
     class_percentiles,
-    format_probability,
-    margin_text,
     results_csv,
     displayed_table,
     results_table,

@@ -13,8 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
-from pneumonia.screening import format_probability
+from pneumonia.config import ASSETS_DIR, MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
+from pneumonia.formatting import format_probability
 from pneumonia.tally import reader_order
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -94,6 +94,28 @@ def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatc
     state = at.session_state["reader_mode"]
     assert state.seed == 7 and state.readings == [] and state.order == reader_order(test_table["label"].to_numpy(), 7)
     assert state.order != order
+
+
+def test_reader_tally_counts_each_case_at_the_threshold_it_was_read_at(monkeypatch, test_table):
+    at = open_page("reader", "Reader mode", monkeypatch)
+    order = reader_order(test_table["label"].to_numpy(), 0)
+    first = at.session_state["threshold"]
+    read(at, "PNEUMONIA", None)
+    at.button(key="reader_next").click().run()
+    at.session_state["threshold"] = 0.25  # as if moved on another page between two readings
+    at.run()
+    read(at, "NORMAL", None)
+    low, high = sorted([first, 0.25])
+    (reader_row, model_row) = at.dataframe[0].value.to_dict("records")
+    assert model_row[""] == f"Model at each case's own threshold ({low:.3f} to {high:.3f})"
+    cases = test_table.iloc[order[:2]]
+    called = cases["probability"].to_numpy() >= np.array([first, 0.25])
+    truth = cases["label"].to_numpy() == 1
+    assert (model_row["TP"], model_row["FP"]) == (int(np.sum(truth & called)), int(np.sum(~truth & called)))
+    at.session_state["threshold"] = 0.5
+    at.run()
+    assert "the current threshold, 0.500, applies to the cases you read from now on" in " ".join(
+        c.value for c in at.caption)
 
 
 # ---------------------------------------------------------------- threshold explorer additions
@@ -184,3 +206,49 @@ def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_
     assert not at.file_uploader(key="site_normals_1").value
     assert at.button(key="preset_site").label == f"Site-derived: {expected:.3f}"  # only the threshold stays
     assert metric_value(at, "Specificity") == f"{np.mean(test_table[test_table.label == 0].probability < expected):.3f}"
+
+
+# ---------------------------------------------------------------- the PDF names a session preset's rule
+
+
+def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validation_table):
+    """The Screen page hands the session's presets to the PDF: a threshold set from one is not 'set by hand'."""
+    from pneumonia import pdf_report
+
+    given = []
+    real = pdf_report.threshold_provenance
+
+    def recorded(*args, **kwargs) -> str:
+        given.append(real(*args, **kwargs))
+        return given[-1]
+
+    monkeypatch.setattr(pdf_report, "threshold_provenance", recorded)
+    sample = ASSETS_DIR / "samples" / "normal_IM-0001-0001.jpeg"
+
+    def screen_report(at: AppTest) -> str:
+        at._page_hash = calc_hash("screen")
+        at.run()
+        at.multiselect(key="samples").set_value([sample.name]).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return given[-1]
+
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    at.radio(key="prevalence_choice").set_value("5%")
+    at.slider(key="cost_ratio").set_value(20).run()
+    at.button(key="preset_cost").click().run()
+    assert brute_force_cost_threshold(validation_table, 0.05, 1.0) != at.session_state["threshold"]
+    at.slider(key="cost_ratio").set_value(1).run()  # the ratio moves on; the threshold keeps its rule
+    assert screen_report(at) == ("cost-minimising preset: minimises expected cost on validation at prevalence 5% "
+                                 "with a missed pneumonia costing 20 false alarms")
+
+    at._page_hash = calc_hash("threshold")
+    at.run()
+    films = [(f"normal_{i}.jpeg", sample.read_bytes(), "image/jpeg") for i in range(20)]
+    at.file_uploader(key="site_normals_0").set_value(films)
+    [derive] = [b for b in at.button if b.label == "Derive site threshold"]
+    derive.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert screen_report(at) == ("site-derived preset: flags 0 of 20 of the site's own normal films (0.0%; at most "
+                                 "10% asked)")
+    at.slider(key="screen_threshold").set_value(0.5).run()
+    assert given[-1] == "set by hand in the app"

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.screening import format_probability
+from pneumonia.formatting import format_probability
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "assets" / "samples").glob("*.jpeg"))
@@ -191,7 +191,7 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     page.get_by_text("LIME (", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
     _screenshot(page, shots / "screen.png")
-    report = _download(page, page.get_by_role("button", name=re.compile("Download report")).first)
+    report = _download(page, _prepared_report(page))
     assert f"P(pneumonia): {expected[0]}" in report and "Not a medical device" in report
     assert f"File: {files[0].name}" in report
     page.set_viewport_size({"width": 800, "height": 1000})
@@ -243,6 +243,39 @@ def _download(page, button) -> str:
         button.click()
     data = Path(download.value.path()).read_bytes()
     return " ".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+
+
+def _prepared_report(page):
+    """Ask the first card for its report; its download button once the PDF is built."""
+    page.get_by_role("button", name=re.compile("Prepare report")).first.click()
+    button = page.get_by_role("button", name=re.compile("Download report")).first
+    button.wait_for(timeout=UI_TIMEOUT_MS)
+    return button
+
+
+def test_a_report_click_racing_a_threshold_move_still_downloads(page, server_url):
+    """A move of the threshold reruns the cards; a click on the report at that very moment must still give a
+    PDF (a button that built its file on click lost its file id to the rerun: no download, nothing said)."""
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(server_url, wait_until="networkidle")
+    page.locator("input[type=file]").first.set_input_files([str(SAMPLES[0])])
+    slider = page.locator("[data-testid=stSlider]", has_text="Decision threshold on P(pneumonia)").get_by_role("slider")
+    slider.wait_for(timeout=UI_TIMEOUT_MS)
+    _prepared_report(page)
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    _wait_idle(page)
+    button = _prepared_report(page)  # a report at each of the two thresholds the clicks race between
+    pdfs = []
+    for move in range(20):
+        slider.focus()
+        with page.expect_download(timeout=20_000) as download:  # the PDF is built: it comes at once or never
+            page.keyboard.press("ArrowLeft" if move % 2 == 0 else "ArrowRight")
+            page.wait_for_timeout(15 * move)  # 0 to 285 ms: the click lands before, during and after the rerun
+            button.click()
+        pdfs.append(Path(download.value.path()).read_bytes()[:5])
+        _wait_idle(page)
+    assert pdfs == [b"%PDF-"] * 20
 
 
 def test_reader_mode_walkthrough_and_narrow_screens(page, server_url, shots, committed_predictor):

@@ -18,7 +18,7 @@ from pneumonia.cli import main
 from pneumonia.config import ASSETS_DIR
 from pneumonia.explain import LimeSettings
 from pneumonia.pdf_report import CREATOR, image_report, report_file_names, threshold_provenance
-from pneumonia.screening import format_probability
+from pneumonia.formatting import format_probability
 
 FAST = LimeSettings(num_samples=60, n_segments=12, batch_size=60)
 CREATED = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc)
@@ -132,6 +132,26 @@ def test_threshold_provenance_names_the_default_a_preset_or_hand():
     assert threshold_provenance(metadata, 0.3742328882217407 + 5e-10) == "preset max_f1: maximises F1 on validation"
     assert threshold_provenance(metadata, 0.5) == "set by hand in the app"
     assert threshold_provenance(metadata, 0.5, by_hand="set with --threshold") == "set with --threshold"
+
+
+SITE_PRESET = {"name": "site", "threshold": 0.97, "rule": "site-derived: flags 3 of 30 of the site's normal films",
+               "n_films": 30, "n_flagged": 3, "max_flagged": 0.10}
+COST_PRESET = {"name": "cost", "threshold": 0.42, "rule": "minimises expected cost", "prevalence": 0.05, "cost_ratio": 20.0}
+
+
+def test_threshold_provenance_names_a_session_presets_rule_with_its_numbers(tiny_predictor, screened):
+    metadata = tiny_predictor.metadata
+    presets = [SITE_PRESET, COST_PRESET]
+    site = "site-derived preset: flags 3 of 30 of the site's own normal films (10.0%; at most 10% asked)"
+    assert threshold_provenance(metadata, 0.97, presets) == site
+    assert threshold_provenance(metadata, 0.42 + 5e-10, presets) == (
+        "cost-minimising preset: minimises expected cost on validation at prevalence 5% with a missed pneumonia "
+        "costing 20 false alarms"
+    )
+    assert threshold_provenance(metadata, 0.5, presets) == "set by hand in the app"
+    _, text = pdf_text(image_report(tiny_predictor, screened[0], 0.97, threshold_provenance(metadata, 0.97, presets),
+                                    FAST, created=CREATED))
+    assert f"Threshold 0.970: {site}. A score at or above it is labelled PNEUMONIA." in text
 
 
 def test_report_names_never_clash():

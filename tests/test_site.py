@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumonia.artifacts import read_test_predictions
-from pneumonia.cli import main
+from pneumonia.cli import EXIT_SOME_REFUSED, main
 from pneumonia.site import SiteCalibrationError, calibrate_site, cross_fit, site_threshold
 
 
@@ -56,10 +56,9 @@ def test_calibration_prices_the_threshold_on_validation_pneumonias():
 
 
 def test_a_threshold_just_below_one_is_never_printed_as_one_and_is_flagged_as_poor_separation():
-    from pneumonia.site import threshold_text
+    from pneumonia.formatting import format_threshold
 
-    assert threshold_text(0.8114) == "0.811" and threshold_text(0.999) == "0.999"
-    assert threshold_text(0.99963) == "0.99963"
+    assert format_threshold(0.999) == "0.999" and format_threshold(0.99963) == "0.99963"
     normals = np.concatenate([np.linspace(0.9, 0.9999, 30), [0.99995] * 3])
     site = calibrate_site(normals, 0.10, np.array([1, 1]), np.array([0.5, 0.99999]), default_threshold=0.8)
     assert site.threshold > 0.999
@@ -86,7 +85,9 @@ def test_cross_fit_keeps_patients_apart_and_fits_on_one_half_only():
     assert cross_fit(moved, groups, positives, 0.10, seed=3)[0]["threshold"] == rows[0]["threshold"]
 
 
-def test_cli_site_threshold_flags_at_most_the_share_of_the_films(committed_predictor, real_data_dir, tmp_path, capsys):
+def test_cli_site_threshold_flags_exactly_what_it_reported_when_applied_back(committed_predictor, real_data_dir, tmp_path, capsys):
+    """The round trip a site makes: calibrate-site prints a threshold and a count; predict --threshold on the same
+    films flags exactly that many. Both runs score the films themselves, so no stored score is compared."""
     normals = sorted((real_data_dir / "test" / "NORMAL").iterdir())[:30]
     folder = tmp_path / "site"
     folder.mkdir()
@@ -95,10 +96,14 @@ def test_cli_site_threshold_flags_at_most_the_share_of_the_films(committed_predi
     Image.new("RGB", (300, 300), (200, 30, 30)).save(folder / "photo.png")  # refused, so not used
     assert main(["calibrate-site", str(folder), "--max-flagged", "0.1"]) == 0
     out = capsys.readouterr().out
-    threshold = float(re.search(r"--threshold (\d\.\d+)", out).group(1))
-    test = read_test_predictions(committed_predictor.model_dir)
-    names = {p.name for p in normals}
-    scores = np.array([p for f, p in zip(test.files, test.probabilities) if f.split("/")[-1] in names])
-    assert scores.size == 30
-    assert np.sum(scores >= threshold) == 3  # 10% of 30, with this data's distinct scores
+    flagged, scored = map(int, re.search(r"flags (\d+) of (\d+) normal films", out).groups())
+    assert scored == 30 and flagged <= 3  # at most 10% of 30
     assert "1 refused by the input gate, not used" in out
+    printed = re.search(r"--threshold (\S+)", out).group(1)
+    assert re.fullmatch(r"0\.\d{3,9}", printed)  # a short decimal, the number that is applied
+    rows = tmp_path / "rows.csv"
+    assert main(["predict", str(folder), "--threshold", printed, "--csv", str(rows)]) == EXIT_SOME_REFUSED
+    table = pd.read_csv(rows)
+    assert (table.status != "refused").sum() == 30
+    assert (table.label == "PNEUMONIA").sum() == flagged
+    assert set(table.threshold) == {float(printed)}

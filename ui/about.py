@@ -18,8 +18,9 @@ from pneumonia.config import (
     VALIDATION_PREDICTIONS_FILENAME,
 )
 from pneumonia.metrics import reliability_curve
-from pneumonia.report import gate_section
-from pneumonia.screening import format_probability, metrics_table
+from pneumonia.report import gate_section, recalibration_text
+from pneumonia.formatting import format_probability
+from pneumonia.screening import metrics_table
 from ui.common import file_stamp, load_history, load_predictions, model_dir, predictor_or_stop, split_predictions
 
 
@@ -53,7 +54,7 @@ def about_page() -> None:
         f"**Training.** {training['epochs_run']} epochs run, best epoch {training['best_epoch']} "
         f"({training['checkpoint_rule']}), {training['seconds'] / 60:.1f} minutes on {training['backend']}.\n\n"
         f"**Default threshold.** {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']} "
-        f"(chosen on {metadata['threshold']['chosen_on']})."
+        f"(chosen on {metadata['threshold']['chosen_on']}). {recalibration_text(metadata)}"
     )
     history_path = directory / HISTORY_FILENAME
     if history_path.is_file():

@@ -4,6 +4,7 @@ that set it. Cached work here is never re-run by a widget move."""
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,9 +18,12 @@ from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
 from pneumonia.errors import PneumoniaError
 from pneumonia.inference import Predictor, load_predictor
 from pneumonia.serving import INTERACTIVE, FairSlots
-from pneumonia.site import threshold_text
+from pneumonia.formatting import format_threshold
 
 MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
+FIRST_PAGE_DRAWN = threading.Event()
+"""Set once a page has drawn what needs no model; the server's start-up (ui.server) waits for it before it
+imports TensorFlow, whose import would otherwise stall that first drawing."""
 THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
 PRESET_NAMES = {
     "default": "Model default",
@@ -133,8 +137,6 @@ def model_files_or_stop() -> dict:
 def predictor_or_stop() -> Predictor:
     """The loaded model, or a one-line error naming the command that fixes it (never a traceback). Pages call
     it after drawing what needs no model, which also lets the server start loading the model (ui.server)."""
-    from ui.server import FIRST_PAGE_DRAWN
-
     FIRST_PAGE_DRAWN.set()
     try:
         predictor = current_predictor()
@@ -222,7 +224,7 @@ def presets_ui(presets: list[dict]) -> None:
     with st.container(horizontal=True, gap="small"):
         for preset in presets:
             st.button(
-                f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {threshold_text(preset['threshold'])}",
+                f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {format_threshold(preset['threshold'])}",
                 key=f"preset_{preset['name']}",
                 help=f"Rule: {preset['rule']}",
                 on_click=_set_shared,

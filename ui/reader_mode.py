@@ -16,8 +16,8 @@ from pneumonia.artifacts import Predictions
 from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME
 from pneumonia.decision_plots import reader_roc_figure
 from pneumonia.inference import Predictor, label_at
-from pneumonia.screening import format_probability
-from pneumonia.tally import Reading, reader_order, reader_roc, tally, tally_csv
+from pneumonia.formatting import format_probability
+from pneumonia.tally import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
 from ui.common import (
     THRESHOLD,
     grad_cam_map,
@@ -95,18 +95,19 @@ def commit_ui(state: ReaderSession, test: Predictions, threshold: float) -> None
             st.rerun()
 
 
-def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray, threshold: float) -> None:
-    """The model's probability and label, the truth with its subtype, and both explanation maps."""
+def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray) -> None:
+    """The model's probability and label at the threshold the case was read at (as the tally counts it), the
+    truth with its subtype, and both explanation maps."""
     from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
 
     kind = {"bacteria": "bacterial", "virus": "viral"}.get(reading.subtype, reading.subtype)
     truth = CLASS_NAMES[reading.truth] + ("" if reading.subtype == "normal" else f" ({kind} pneumonia)")
-    model_label = label_at(reading.model_probability, threshold)
+    model_label = label_at(reading.model_probability, reading.threshold)
     confidence = "" if reading.confidence is None else f", confidence {reading.confidence} of 5"
     mark = lambda right: ":green[right]" if right else ":red[wrong]"  # noqa: E731
     st.markdown(
         f"- **You**: {CLASS_NAMES[reading.reader_call]}{confidence}: {mark(reading.reader_call == reading.truth)}\n"
-        f"- **Model** at threshold {threshold:.3f}: {model_label}, P(pneumonia) "
+        f"- **Model** at threshold {reading.threshold:.3f}: {model_label}, P(pneumonia) "
         f"{format_probability(reading.model_probability)}: {mark(CLASS_NAMES.index(model_label) == reading.truth)}\n"
         f"- **Truth**: {truth}"
     )
@@ -135,13 +136,16 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
     for who in ("reader", "model"):
         values = numbers[who]
         rows.append({
-            "": "You" if who == "reader" else f"Model at {threshold:.3f}",
+            "": "You" if who == "reader" else f"Model {model_thresholds_text(readings)}",
             "sensitivity": _rate(values["sensitivity"]),
             "specificity": _rate(values["specificity"]),
             "accuracy": _rate(values["accuracy"]),
             "TP": values["tp"], "FP": values["fp"], "FN": values["fn"], "TN": values["tn"],
         })
     st.dataframe(rows, hide_index=True, width="stretch", key="reader_tally")
+    if any(r.threshold != threshold for r in readings):
+        st.caption(f"The model's calls use the threshold each case was read at; the current threshold, "
+                   f"{threshold:.3f}, applies to the cases you read from now on.")
     from sklearn.metrics import roc_curve  # seconds to import: not before the first page is drawn
 
     fpr, tpr, _ = roc_curve(test.labels, test.probabilities)
@@ -194,5 +198,5 @@ def reader_page() -> None:
         else:
             commit_ui(state, test, threshold)
     if state.revealed:
-        reveal_ui(predictor, state.readings[-1], image, threshold)
+        reveal_ui(predictor, state.readings[-1], image)
     tally_ui(state.readings, test, threshold)

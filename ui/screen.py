@@ -3,7 +3,6 @@ and Grad-CAM for any scored image."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -13,6 +12,7 @@ from pneumonia.artifacts import Predictions
 from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.gate import CAUTION, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at
+from pneumonia.formatting import format_probability, format_threshold, margin_text
 from pneumonia.readout import agreement_sentence, flip_sentence, stability_sentence
 from pneumonia.serving import BACKGROUND, SCORE
 from pneumonia.screening import (
@@ -20,8 +20,6 @@ from pneumonia.screening import (
     class_percentiles,
     displayed_table,
     facts_text,
-    format_probability,
-    margin_text,
     percentile_text,
     results_csv,
     results_table,
@@ -42,15 +40,37 @@ from ui.common import (
 SAMPLES_DIR = ASSETS_DIR / "samples"
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def screen_upload(_predictor: Predictor, model_sha: str, digest: str, name: str, _data: bytes) -> Screening:
-    """Read, gate and score one upload, keyed on the model and the bytes' hash (in memory only):
-    relabelling at a new threshold never re-runs the model."""
-    with queued("Scoring", priority=SCORE):
-        return _predictor.screen([(name, _data)], keep_images=True)[0]
-
-
 UPLOADS = "kept_uploads"  # the session's uploads, in memory only, so they survive a visit to another page
+SCREENED = "screened"  # the session's screenings of its current uploads, by (model SHA-256, upload digest, name)
+REPORTS = "reports"  # the session's prepared PDFs, by (model SHA-256, digest, name, threshold, provenance)
+REPORTS_KEPT = 8  # per session, newest kept: a PDF is about 200 KB
+REPORT_HELP = (
+    "A one-page PDF of this card at the current threshold, with LIME over three seeds and Grad-CAM: a few "
+    "seconds to build. A new threshold needs a new report."
+)
+
+
+def screen_upload(predictor: Predictor, upload: Upload) -> Screening:
+    """Read, gate and score one upload in memory. Only the model call waits for the shared model slot, so
+    decoding and the gate's statistics run while another session's model call does."""
+    return predictor.screen(
+        [(upload.name, upload.data)], keep_images=True, model_slot=lambda: queued("Scoring", priority=SCORE)
+    )[0]
+
+
+def screenings(predictor: Predictor, uploads: list[Upload]) -> list[Screening]:
+    """One screening per upload, kept in the session for as long as the upload is, so a widget move never
+    re-runs the model, and the images go when the session does. (A server-wide cache kept 512 of them,
+    each with its 512-px image, long after their sessions had ended.)"""
+    sha = predictor.metadata["model_sha256"]
+    keys = [(sha, upload.digest, upload.name) for upload in uploads]
+    kept = st.session_state.setdefault(SCREENED, {})
+    for key, upload in zip(keys, uploads):
+        if key not in kept:  # stored one by one, so a rerun that interrupts this loop keeps what was scored
+            kept[key] = screen_upload(predictor, upload)
+    for key in set(kept) - set(keys):
+        del kept[key]
+    return [kept[key] for key in keys]
 
 
 def _keep_uploads() -> None:
@@ -112,14 +132,29 @@ def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settin
 # ---------------------------------------------------------------- page parts
 
 
-def report_button_ui(predictor: Predictor, item: Screening, position: int, threshold: float) -> None:
-    """A PDF of this card, built in memory only when clicked (the maps take a few seconds); never on disk."""
+def report_button_ui(predictor: Predictor, digest: str, item: Screening, position: int, threshold: float) -> None:
+    """A PDF of this card at this threshold, in memory only. It takes seconds (LIME over three seeds and
+    Grad-CAM), so it is built when asked for, then offered as bytes, kept in the session. A download
+    button built on click instead (deferred data) gets a new file id on every rerun and the old one is dropped
+    when the rerun ends, so a click that raced a threshold move gave no download; bytes keep their file
+    for one more rerun."""
     from pneumonia.pdf_report import image_report, threshold_provenance  # imports Keras: not before it is needed
 
     provenance = threshold_provenance(predictor.metadata, threshold)
-    st.download_button(
+    key = (predictor.metadata["model_sha256"], digest, item.name, threshold, provenance)
+    reports = st.session_state.setdefault(REPORTS, {})
+    slot = st.empty()
+    if key not in reports:
+        if not slot.button("Prepare report (PDF)", key=f"prepare_{position}", icon=":material/picture_as_pdf:",
+                           help=REPORT_HELP):
+            return
+        with queued("Report"), st.spinner("Building the report: LIME over three seeds and Grad-CAM…"):
+            reports[key] = image_report(predictor, item, threshold, provenance)
+        while len(reports) > REPORTS_KEPT:
+            del reports[next(iter(reports))]
+    slot.download_button(
         "Download report (PDF)",
-        data=partial(image_report, predictor, item, threshold, provenance),
+        data=reports[key],
         file_name=f"{Path(item.name).stem or 'image'}_report.pdf",
         mime="application/pdf",
         on_click="ignore",
@@ -129,7 +164,13 @@ def report_button_ui(predictor: Predictor, item: Screening, position: int, thres
 
 
 def result_card_ui(
-    predictor: Predictor, item: Screening, position: int, threshold: float, test: Predictions | None, ece: float | None
+    predictor: Predictor,
+    upload: Upload,
+    item: Screening,
+    position: int,
+    threshold: float,
+    test: Predictions | None,
+    ece: float | None,
 ) -> None:
     """One input, full width so nothing is cut off on a narrow screen: the gate's word first, then the grey
     image the model saw beside its score."""
@@ -146,7 +187,7 @@ def result_card_ui(
         with numbers:
             if item.facts or item.source_format == "DICOM":
                 st.caption(facts_text(item.facts))
-            report_button_ui(predictor, item, position, threshold)
+            report_button_ui(predictor, upload.digest, item, position, threshold)
             if item.probability is None:
                 return
             p = item.probability
@@ -173,7 +214,9 @@ def result_card_ui(
 
 
 @st.fragment
-def results_ui(predictor: Predictor, results: list[Screening], test: Predictions | None, ece: float | None) -> None:
+def results_ui(
+    predictor: Predictor, uploads: list[Upload], results: list[Screening], test: Predictions | None, ece: float | None
+) -> None:
     """Everything on the Screen page that depends on the threshold; a slider move reruns only this."""
     threshold = threshold_ui("screen_threshold")
     table = results_table(results, threshold)
@@ -185,8 +228,8 @@ def results_ui(predictor: Predictor, results: list[Screening], test: Predictions
         mime="text/csv",
         on_click="ignore",
     )
-    for position, item in enumerate(results):
-        result_card_ui(predictor, item, position, threshold, test, ece)
+    for position, (upload, item) in enumerate(zip(uploads, results)):
+        result_card_ui(predictor, upload, item, position, threshold, test, ece)
 
 
 def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
@@ -241,11 +284,10 @@ def screen_page() -> None:
     if not uploads:
         st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
         return
-    sha = predictor.metadata["model_sha256"]
-    results = [screen_upload(predictor, sha, upload.digest, upload.name, upload.data) for upload in uploads]
+    results = screenings(predictor, uploads)
     test_report = predictor.metadata["metrics"].get("test")
     ece = test_report["ece"] if test_report else None
-    results_ui(predictor, results, split_predictions(TEST_PREDICTIONS_FILENAME), ece)
+    results_ui(predictor, uploads, results, split_predictions(TEST_PREDICTIONS_FILENAME), ece)
     scored = [(upload, item) for upload, item in zip(uploads, results) if item.probability is not None]
     if scored:
         explanation_ui(predictor, scored)

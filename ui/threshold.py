@@ -12,7 +12,7 @@ from pneumonia.config import TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_F
 from pneumonia.decision import cost_minimising_threshold, cost_rule, expected_cost, natural_frequencies, rounded_counts
 from pneumonia.decision_plots import natural_frequency_figure
 from pneumonia.metrics import cell_indices, confusion_at, threshold_metrics
-from pneumonia.screening import format_probability
+from pneumonia.formatting import format_probability
 from pneumonia.site import SiteCalibrationError, calibrate_site_from_sources
 from ui.common import THRESHOLD, predictor_or_stop, presets_ui, queued, split_predictions, thumbnail_path, threshold_ui
 
@@ -50,7 +50,8 @@ def cost_preset(validation: Predictions | None, prevalence: float, ratio: float)
     if validation is None:
         return None
     threshold, _ = cost_minimising_threshold(validation.labels, validation.probabilities, prevalence, ratio)
-    return {"name": "cost", "threshold": float(threshold), "rule": cost_rule(prevalence, ratio)}
+    return {"name": "cost", "threshold": float(threshold), "rule": cost_rule(prevalence, ratio),
+            "prevalence": prevalence, "cost_ratio": ratio}
 
 
 def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, prevalence: float, ratio: float) -> None:
@@ -112,6 +113,12 @@ def case_gallery_ui(test: Predictions, threshold: float) -> None:
 
 SITE_PRESET = "site_preset"  # session state: the site threshold and its provenance only, never the films
 SITE_ROUND = "site_round"
+COST_PRESET = "cost_preset"  # session state: the cost-minimising preset the shared threshold was last set to
+
+
+def session_presets() -> list[dict]:
+    """The presets made in this session, so a report can name the rule of a threshold set from one."""
+    return [st.session_state[key] for key in (SITE_PRESET, COST_PRESET) if key in st.session_state]
 
 
 def site_calibration_ui(predictor) -> dict | None:
@@ -134,7 +141,8 @@ def site_calibration_ui(predictor) -> dict | None:
                 st.error(str(exc), icon=":material/error:")
             else:
                 st.session_state[SITE_PRESET] = {"name": "site", "threshold": site.threshold, "rule": site.rule,
-                                                 "summary": site.summary()}
+                                                 "summary": site.summary(), "n_films": site.n_scored,
+                                                 "n_flagged": site.n_flagged, "max_flagged": site.max_flagged}
                 st.session_state[THRESHOLD] = site.threshold
                 st.session_state[SITE_ROUND] = st.session_state.get(SITE_ROUND, 0) + 1  # drops the films
                 st.rerun()
@@ -151,6 +159,8 @@ def threshold_explorer_ui(predictor, test: Predictions, validation: Predictions 
     """Presets, slider and everything computed from them; a change reruns only this fragment."""
     prevalence, ratio = prevalence_and_costs_ui(test)
     cost = cost_preset(validation, prevalence, ratio)
+    if cost and abs(st.session_state[THRESHOLD] - cost["threshold"]) <= 1e-9:
+        st.session_state[COST_PRESET] = cost  # kept after the prevalence or ratio moves on, for the PDF
     site = site_calibration_ui(predictor)
     st.markdown("**Presets** (computed on validation, except a site-derived one):")
     presets_ui(predictor.metadata["threshold"]["presets"] + ([cost] if cost else []) + ([site] if site else []))

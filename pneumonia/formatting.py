@@ -1,0 +1,76 @@
+"""The one way probabilities and thresholds are written, for the app, the CSV, the CLI and the PDF.
+
+A threshold that is printed must be the threshold that is applied: `adopt_threshold` turns a threshold found
+by a rule into a short decimal, rounded up ("flags at most"), that keeps every known score on the same side;
+`format_threshold` then prints that number exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MIN_DECIMALS = 3
+MAX_DECIMALS = 9
+SCORE_MARGIN = 1e-5
+"""Scores move by about 1e-6 between CPUs and batch sizes; an adopted threshold keeps this far from any known
+score when the gap between scores allows it, so a film scored again elsewhere stays on its side."""
+
+
+def format_probability(probability: float) -> str:
+    """Three decimals, never "1.000" or "0.000": a calibrated score is not certainty, so the extremes read
+    "> 0.999" and "< 0.001"."""
+    if probability > 0.999:
+        return "> 0.999"
+    if probability < 0.001:
+        return "< 0.001"
+    return f"{probability:.3f}"
+
+
+def format_threshold(threshold: float) -> str:
+    """At least three decimals and as many as it takes to write the threshold exactly: an adopted threshold
+    needs few, and any other is written in full rather than rounded to a number that was not applied."""
+    for decimals in range(MIN_DECIMALS, MAX_DECIMALS + 1):
+        text = f"{threshold:.{decimals}f}"
+        if float(text) == threshold:
+            return text
+    return repr(float(threshold))
+
+
+def adopt_threshold(threshold: float, scores: np.ndarray | None = None) -> float:
+    """The shortest decimal (at least three places) at or above `threshold` that leaves no known score between
+    the two, so every count made at `threshold` holds at the printed value. Where the gap allows, it also
+    keeps SCORE_MARGIN away from the nearest scores on both sides."""
+    if scores is None or len(scores) == 0:
+        return _ceil(threshold, MIN_DECIMALS)
+    scores = np.asarray(scores, dtype=np.float64)
+    below = scores[scores < threshold]
+    above = scores[scores >= threshold]
+    highest_below = float(below.max()) if below.size else -math.inf
+    lowest_above = float(above.min()) if above.size else math.inf
+    for margin in (SCORE_MARGIN, 0.0):
+        floor = max(threshold, highest_below + margin)
+        for decimals in range(MIN_DECIMALS, MAX_DECIMALS + 1):
+            candidate = _ceil(floor, decimals)
+            if candidate + margin <= lowest_above and candidate <= 1.0:
+                return candidate
+    return threshold
+
+
+def margin_text(probability: float, threshold: float) -> str:
+    """How far a score lies from the threshold, signed, so a near-miss is visible; never "-0.000"."""
+    margin = probability - threshold
+    side = "above" if margin >= 0 else "below"
+    shown = f"{abs(margin):.3f}"
+    amount = "less than 0.001" if shown == "0.000" and margin != 0 else f"{'+' if margin >= 0 else '-'}{shown}"
+    return f"{amount} ({side} threshold {format_threshold(threshold)})"
+
+
+def _ceil(value: float, decimals: int) -> float:
+    """`value` rounded up to `decimals` places, as the float that those digits parse to (never below value)."""
+    scale = 10**decimals
+    candidate = float(f"{math.ceil(value * scale - 1e-9) / scale:.{decimals}f}")
+    while candidate < value:  # value * scale lost a digit in binary
+        candidate = float(f"{candidate + 1 / scale:.{decimals}f}")
+    return candidate

@@ -1,0 +1,47 @@
+"""The one formatter: thresholds print exactly as applied, adopted thresholds keep every count, no "-0.000"."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pneumonia.formatting import adopt_threshold, format_probability, format_threshold, margin_text
+
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+def test_probabilities_never_read_as_certain():
+    assert [format_probability(p) for p in (0.0, 0.0004, 0.5, 0.9994, 1.0)] == ["< 0.001", "< 0.001", "0.500", "> 0.999", "> 0.999"]
+
+
+def test_thresholds_print_exactly_with_at_least_three_decimals():
+    assert format_threshold(0.5) == "0.500"
+    assert format_threshold(0.911) == "0.911"
+    assert format_threshold(0.86367) == "0.86367"
+    assert format_threshold(0.99963) == "0.99963"  # never "1.000"
+    assert format_threshold(0.9108285930585943) == "0.9108285930585943"  # not adopted: written in full
+
+
+def test_margin_is_never_minus_zero():
+    assert margin_text(0.4999, 0.5) == "less than 0.001 (below threshold 0.500)"
+    assert margin_text(0.5, 0.5) == "+0.000 (above threshold 0.500)"
+    assert margin_text(0.75, 0.5) == "+0.250 (above threshold 0.500)"
+    assert margin_text(0.2, 0.5) == "-0.300 (below threshold 0.500)"
+
+
+def test_an_adopted_threshold_is_short_when_the_scores_leave_room():
+    scores = np.array([0.10, 0.86366956, 0.87, 0.95])
+    adopted = adopt_threshold(float(np.nextafter(0.86366956, 1.0)), scores)
+    assert format_threshold(adopted) == "0.864"
+    assert adopt_threshold(0.9108285930585943) == 0.911  # no scores known: up to three decimals
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(unit, min_size=1, max_size=60), unit)
+def test_an_adopted_threshold_keeps_every_count_and_prints_back_to_itself(scores, threshold):
+    scores = np.array(scores)
+    adopted = adopt_threshold(threshold, scores)
+    assert adopted >= threshold
+    assert np.sum(scores >= adopted) == np.sum(scores >= threshold)  # the same films flagged
+    assert float(format_threshold(adopted)) == adopted  # the printed number is the applied one
