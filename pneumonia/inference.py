@@ -49,7 +49,7 @@ class Screening:
 
 
 @dataclass(frozen=True)
-class _Pending:
+class PendingInput:
     """An input read and pre-checked, waiting for the model: only what scoring and the result need, so a batch
     holds no full decoded image."""
 
@@ -145,18 +145,21 @@ class Predictor:
         first, outside `model_slot` (a shared lock, say), which is held only around the model calls."""
         if use_gate and self.gate is None:
             raise ModelError("This model was loaded without its input gate; load it with load_predictor().")
-        results: list[Screening | _Pending] = [self._prepare(name, source, use_gate, keep_images)
+        results: list[Screening | PendingInput] = [self.prepare(name, source, use_gate, keep_images)
                                                for name, source in named_sources]
-        pending = [item for item in results if isinstance(item, _Pending)]
+        pending = [item for item in results if isinstance(item, PendingInput)]
         if pending:
             with model_slot() if model_slot is not None else nullcontext():
                 scored = self._score_pending(pending, use_gate)
             done = iter(scored)
-            results = [next(done) if isinstance(item, _Pending) else item for item in results]
+            results = [next(done) if isinstance(item, PendingInput) else item for item in results]
         return results
 
-    def _prepare(self, name: str, source: bytes | Path, use_gate: bool, keep_images: bool) -> Screening | _Pending:
-        """One input read, pre-checked and resized for the model; refused with its reason at the first problem."""
+    def prepare(
+        self, name: str, source: bytes | Path, use_gate: bool = True, keep_images: bool = False
+    ) -> Screening | PendingInput:
+        """One input read, pre-checked and resized for the model, or refused with its reason at the first problem.
+        Never raises for anything in the file: what the fuzz tests hold it to."""
         try:
             image = read_input(source, name=Path(str(name)).name)
             common = {"facts": image.facts, "source_format": image.source_format,
@@ -167,7 +170,7 @@ class Predictor:
                     return Screening(name, REFUSED, "; ".join(refusals), **common)
             else:
                 cautions = list(image.cautions)
-            return _Pending(name, to_model_input(image.grey, self.image_size), cautions, common, keep_images)
+            return PendingInput(name, to_model_input(image.grey, self.image_size), cautions, common, keep_images)
         except ImageDecodeError as exc:
             return Screening(name, REFUSED, str(exc))
         except MemoryError:
@@ -175,7 +178,7 @@ class Predictor:
         except Exception as exc:  # one odd file never sinks the batch; the reason names no file content
             return Screening(name, REFUSED, f"the file could not be read: an unexpected problem ({type(exc).__name__})")
 
-    def _score_pending(self, pending: list[_Pending], use_gate: bool) -> list[Screening]:
+    def _score_pending(self, pending: list[PendingInput], use_gate: bool) -> list[Screening]:
         """The model over every pending input at once; if that fails, one at a time, so a failure stays with
         the input that caused it."""
         try:
@@ -187,7 +190,7 @@ class Predictor:
                                   **item.common)]
             return [result for item in pending for result in self._score_pending([item], use_gate)]
 
-    def _score_batch(self, pending: list[_Pending], use_gate: bool) -> list[Screening]:
+    def _score_batch(self, pending: list[PendingInput], use_gate: bool) -> list[Screening]:
         batch = np.stack([item.model_input for item in pending])
         if use_gate:
             features, probabilities = self.features_and_probabilities(batch, self.gate.config.feature_layers)

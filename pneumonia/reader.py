@@ -126,9 +126,10 @@ def _reduce(array: np.ndarray) -> np.ndarray:
 def _check_finite(values: np.ndarray) -> None:
     bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
     if bad:
+        pixels = "1 pixel holds" if bad == 1 else f"{bad:,} pixels hold"
         raise ImageDecodeError(
-            f"{bad:,} pixels hold no valid value (not a number, or infinite): the file is damaged or was "
-            "exported wrongly; export it again"
+            f"{pixels} no valid value (not a number, or infinite): the file is damaged or was exported wrongly; "
+            "export it again"
         )
 
 
@@ -280,7 +281,7 @@ def _dicom_image(dataset) -> InputImage:
     frames = _int_or(dataset.get("NumberOfFrames"), 1)
     if frames > 1:
         raise ImageDecodeError(f"this DICOM file holds {frames} frames; send a single radiograph")
-    photometric = str(dataset.get("PhotometricInterpretation", "") or "").strip().upper()
+    photometric = _text(dataset, "PhotometricInterpretation")
     if photometric not in GREY_PHOTOMETRICS:
         shown = photometric or "missing"
         raise ImageDecodeError(f"this DICOM image is in colour ({shown}); a radiograph is greyscale")
@@ -392,14 +393,16 @@ def _int_or(value, default: int) -> int:
 
 
 def _text(dataset, keyword: str) -> str:
-    """A tag's value as upper-case text, or "" when absent or unreadable (a wrong VR can hold anything)."""
+    """A coded tag's value as upper-case text fit to quote in one line (printable, at most 32 characters), or ""
+    when absent or unreadable: a wrong VR or a broken file can hold anything, line breaks included."""
     try:
         value = dataset.get(keyword, "")
         if isinstance(value, bytes):
             value = value.decode("latin-1")
-        return str(value or "").strip().upper()
+        text = "".join(c if c.isprintable() else " " for c in str(value or ""))
     except Exception:  # a malformed element raises on access; its value is then simply unknown
         return ""
+    return " ".join(text.split()).upper()[:32]
 
 
 def _safe_facts(dataset) -> dict:
