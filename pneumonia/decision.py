@@ -68,6 +68,9 @@ def cost_minimising_threshold(
     highest threshold, the fewest alarms. Pass the validation split, never the test split.
     """
     from sklearn.metrics import roc_curve
+
+    from pneumonia.formatting import adopt_threshold
+
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
     _check_both_classes(labels)
@@ -76,7 +79,7 @@ def cost_minimising_threshold(
     costs = prevalence * (1.0 - sensitivity) * cost_ratio + (1.0 - prevalence) * false_alarm_rate
     # thresholds fall, so the first near-minimum is the highest; the tolerance absorbs rounding in equal costs
     best = int(np.flatnonzero(costs <= costs.min() + 1e-12)[0])
-    return float(thresholds[best]), float(costs[best])
+    return adopt_threshold(float(thresholds[best]), probabilities), float(costs[best])
 
 
 def cost_rule(prevalence: float, cost_ratio: float) -> str:

@@ -39,9 +39,10 @@ def format_threshold(threshold: float) -> str:
 
 
 def adopt_threshold(threshold: float, scores: np.ndarray | None = None) -> float:
-    """The shortest decimal (at least three places) at or above `threshold` that leaves no known score between
-    the two, so every count made at `threshold` holds at the printed value. Where the gap allows, it also
-    keeps SCORE_MARGIN away from the nearest scores on both sides."""
+    """A short decimal (at least three places) that calls every known score as `threshold` does, so every count
+    made at `threshold` holds at the printed value. Rounded up where the scores allow ("flags at most"); when
+    `threshold` is itself a score, the shortest decimal just above the next lower score. Where the gap allows,
+    it also keeps SCORE_MARGIN away from the nearest scores on both sides."""
     if scores is None or len(scores) == 0:
         return _ceil(threshold, MIN_DECIMALS)
     scores = np.asarray(scores, dtype=np.float64)
@@ -50,11 +51,11 @@ def adopt_threshold(threshold: float, scores: np.ndarray | None = None) -> float
     highest_below = float(below.max()) if below.size else -math.inf
     lowest_above = float(above.min()) if above.size else math.inf
     for margin in (SCORE_MARGIN, 0.0):
-        floor = max(threshold, highest_below + margin)
-        for decimals in range(MIN_DECIMALS, MAX_DECIMALS + 1):
-            candidate = _ceil(floor, decimals)
-            if candidate + margin <= lowest_above and candidate <= 1.0:
-                return candidate
+        for floor in (max(threshold, highest_below + margin), highest_below + margin):
+            for decimals in range(MIN_DECIMALS, MAX_DECIMALS + 1):
+                candidate = _ceil(max(floor, 0.0), decimals)
+                if highest_below < candidate and candidate + margin <= lowest_above and candidate <= 1.0:
+                    return candidate
     return threshold
 
 

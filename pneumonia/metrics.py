@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,8 +120,12 @@ def threshold_youden(labels: np.ndarray, probabilities: np.ndarray) -> float:
 def operating_points(
     labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float, split: str = "validation"
 ) -> list[OperatingPoint]:
-    """Threshold presets, each computed on the validation split (`split` names the exact pool) and labelled with its rule."""
-    return [
+    """Threshold presets, each computed on the validation split (`split` names the exact pool) and labelled with its
+    rule. Each is adopted as a short decimal with no pooled score between it and the rule's exact value, so the
+    threshold printed is the one applied and every validation count holds."""
+    from pneumonia.formatting import adopt_threshold
+
+    points = [
         OperatingPoint(
             "default",
             threshold_for_sensitivity(labels, probabilities, target_sensitivity),
@@ -133,6 +139,7 @@ def operating_points(
             f"highest threshold with sensitivity >= 0.99 on {split}",
         ),
     ]
+    return [dataclasses.replace(p, threshold=adopt_threshold(p.threshold, probabilities)) for p in points]
 
 
 def bootstrap_intervals(

@@ -85,6 +85,7 @@ Training: `{t['command']}`; {t['epochs_run']} epochs, checkpoint by {t['checkpoi
 
 ## Threshold and calibration
 Default threshold {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']}.
+{recalibration_text(metadata)}
 Probabilities are calibrated by {metadata['calibration']['method']} (T = {metadata['calibration']['temperature']:.3f}, b = {metadata['calibration'].get('bias', 0.0):+.3f});
 validation ECE {val['ece_before_calibration']:.3f} before, {val['ece']:.3f} after.
 A site can derive its own threshold from its films known to be normal (`python -m pneumonia calibrate-site`,
@@ -102,7 +103,25 @@ The test split comes from the same hospital but is visibly shifted from the trai
 AUC overstates performance on new images, and the validation-chosen threshold flags more healthy children
 on test than on validation. Expect worse on other hospitals, adults and other equipment. Labels are
 single-reader diagnoses from routine care.
+
+Generated from the model's metadata by `python -m pneumonia card`: regenerate it, do not edit it.
 """
+
+
+def recalibration_text(metadata: dict) -> str:
+    """Which rules made the shipped calibration and thresholds: training's own, or a later recalibration's
+    (training.config keeps the rules the run was trained with, so it alone would mislead)."""
+    block = metadata.get("recalibration")
+    if not block:
+        return "Calibration and thresholds are the training run's own."
+    rules, old = block["rules"], block["replaces"]
+    command = f"`{block['command']}`" if block["command"] else "`recalibrate` (no command recorded)"
+    note = f" Note: {block['note']}." if block.get("note") else ""
+    return (
+        f"Recalibrated on {block['date'][:10]} by {command}, with the training run's weights: target "
+        f"sensitivity {rules['target_sensitivity']:.2f} on the `{rules['calibration_pool']}` pool, replacing the "
+        f"run's own {old['target_sensitivity']:.2f} on `{old['calibration_pool']}`.{note}"
+    )
 
 
 def gate_section(metadata: dict) -> str:

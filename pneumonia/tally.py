@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pneumonia.config import CLASS_NAMES
+from pneumonia.formatting import format_threshold
 from pneumonia.inference import label_at
 from pneumonia.metrics import _ratio
 
@@ -94,6 +95,15 @@ def tally(readings: list[Reading]) -> dict:
         "reader": _scores(truth, np.array([r.reader_call for r in readings], dtype=bool)),
         "model": _scores(truth, np.array([r.model_call for r in readings], dtype=bool)),
     }
+
+
+def model_thresholds_text(readings: list[Reading]) -> str:
+    """The threshold(s) the model's tally used: each reading keeps the one it was read at, so a threshold
+    moved since then does not apply to cases already read."""
+    used = sorted({r.threshold for r in readings})
+    if len(used) == 1:
+        return f"at {format_threshold(used[0])}"
+    return f"at each case's own threshold ({format_threshold(used[0])} to {format_threshold(used[-1])})"
 
 
 def reader_roc(readings: list[Reading]) -> tuple[np.ndarray, np.ndarray] | None:

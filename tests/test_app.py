@@ -144,8 +144,7 @@ def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, c
     readout = [m.value for m in app.markdown if m.value.startswith("**Explanation readout**")]
     assert readout == [f"**Explanation readout**\n- {stability_sentence(stability)}\n- {agreement_sentence(expected)}"]
     assert flip_sentence(probability, threshold) in [c.value for c in app.caption]
-    assert [b.proto.label for b in app.get("download_button") if b.proto.label.startswith("Download report")] == [
-        "Download report (PDF)"]
+    assert [b.label for b in app.button if b.label.startswith("Prepare report")] == ["Prepare report (PDF)"]
 
     sidebar = " ".join(c.value for c in app.sidebar.caption)
     assert committed_predictor.metadata["model_sha256"][:12] in sidebar
@@ -273,6 +272,35 @@ def test_moving_the_threshold_relabels_without_running_the_model(app, committed_
         assert shown.proto.delta == margin_text(probability, threshold)
     assert app.session_state["threshold"] == pytest.approx(threshold)
     assert calls == [], "a threshold change re-ran the model (or LIME)"
+
+
+def report_downloads(at: AppTest) -> list[str]:
+    return [b.proto.url for b in at.get("download_button") if b.proto.label == "Download report (PDF)"]
+
+
+def test_a_report_is_built_once_per_threshold_when_asked_and_served_as_bytes(app, committed_predictor, monkeypatch):
+    """Seconds of LIME and Grad-CAM: built on request only, kept for the session, and offered as bytes, whose
+    file outlives the rerun a threshold move starts (a deferred download's file id did not)."""
+    import pneumonia.pdf_report
+
+    built = []
+    monkeypatch.setattr(pneumonia.pdf_report, "image_report",
+                        lambda predictor, item, threshold, *rest, **kw: built.append(threshold) or b"%PDF-1.4 fake")
+    upload(app, ("xray.jpeg", SAMPLES[0].read_bytes()))
+    default = committed_predictor.threshold
+    assert report_downloads(app) == [] and built == []  # nothing is built before it is asked for
+    app.button(key="prepare_0").click().run()
+    assert_no_exception(app)
+    first = report_downloads(app)
+    assert built == [default] and len(first) == 1 and first[0].endswith(".pdf")
+    assert not [b for b in app.button if b.label.startswith("Prepare report")]
+
+    app.slider(key="screen_threshold").set_value(0.25).run()  # another threshold: another report, when asked
+    assert report_downloads(app) == [] and built == [default]
+    app.button(key="prepare_0").click().run()
+    assert built == [default, 0.25] and len(report_downloads(app)) == 1
+    app.slider(key="screen_threshold").set_value(default).run()  # back: the same bytes, the same file, not rebuilt
+    assert report_downloads(app) == first and built == [default, 0.25]
 
 
 def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monkeypatch):

@@ -3,6 +3,8 @@ reader mode's tally, the case gallery's cells, natural frequencies and the cost-
 
 from __future__ import annotations
 
+import re
+
 from io import BytesIO
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import ASSETS_DIR, MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
-from pneumonia.formatting import format_probability
+from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.tally import reader_order
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -107,7 +109,7 @@ def test_reader_tally_counts_each_case_at_the_threshold_it_was_read_at(monkeypat
     read(at, "NORMAL", None)
     low, high = sorted([first, 0.25])
     (reader_row, model_row) = at.dataframe[0].value.to_dict("records")
-    assert model_row[""] == f"Model at each case's own threshold ({low:.3f} to {high:.3f})"
+    assert model_row[""] == f"Model at each case's own threshold ({format_threshold(low)} to {format_threshold(high)})"
     cases = test_table.iloc[order[:2]]
     called = cases["probability"].to_numpy() >= np.array([first, 0.25])
     truth = cases["label"].to_numpy() == 1
@@ -172,9 +174,11 @@ def test_cost_minimising_preset_is_the_brute_force_optimum_on_validation(monkeyp
     at.slider(key="cost_ratio").set_value(20).run()
     expected = brute_force_cost_threshold(validation_table, 0.05, 20.0)
     button = at.button(key="preset_cost")
-    assert button.label == f"Cost-minimising: {expected:.3f}"
+    adopted = float(button.label.removeprefix("Cost-minimising: "))
+    scores = validation_table.probability.to_numpy()
+    assert np.array_equal(scores >= adopted, scores >= expected)  # the optimum's calls, as a short decimal
     button.click().run()
-    assert at.session_state["threshold"] == pytest.approx(expected)
+    assert at.session_state["threshold"] == adopted  # the number on the button is the number applied
     assert "minimises expected cost on validation at prevalence 5% with a missed pneumonia costing 20 false alarms" in \
         " ".join(c.value for c in at.caption)
 
@@ -183,8 +187,6 @@ def test_cost_minimising_preset_is_the_brute_force_optimum_on_validation(monkeyp
 
 
 def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_table, real_data_dir):
-    from pneumonia.site import site_threshold
-
     at = open_page("threshold", "Threshold explorer", monkeypatch)
     normals = test_table[test_table.label == 0].file.head(30).tolist()
     films = [(Path(f).name, (real_data_dir / f).read_bytes(), "image/jpeg") for f in normals]
@@ -194,18 +196,24 @@ def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_
     [derive] = [b for b in at.button if b.label == "Derive site threshold"]
     derive.click().run()
     assert not at.exception, [e.value for e in at.exception]
-    scores = test_table.set_index("file").loc[normals, "probability"].to_numpy()
-    expected = site_threshold(scores, 0.10)
-    assert at.session_state["threshold"] == pytest.approx(expected, abs=1e-6)
-    assert at.button(key="preset_site").label == f"Site-derived: {expected:.3f}"
+    # The page scored the films itself; stored scores may differ from live ones by about 1e-6 on another machine,
+    # so the checks are the promises, not equality with a threshold recomputed from the stored scores.
     [success] = at.success
-    assert "flags 3 of 30 normal films (10.0%)" in success.value
+    flagged = int(re.search(r"flags (\d+) of 30 normal films", success.value).group(1))
+    assert flagged <= 3  # at most 10% of 30
     assert "1 refused by the input gate, not used" in success.value
+    threshold = at.session_state["threshold"]
+    shown = format_threshold(threshold)
+    assert f"threshold {shown}:" in success.value and float(shown) == threshold  # printed as applied
+    assert at.button(key="preset_site").label == f"Site-derived: {shown}"
+    scores = test_table.set_index("file").loc[normals, "probability"].to_numpy()
+    if np.min(np.abs(scores - threshold)) > 2e-6:  # adopt_threshold keeps 1e-5 away from scores where it can
+        assert np.sum(scores >= threshold) == flagged
     at.run()
     assert "site_normals_0" not in at.session_state  # the films are dropped once they are scored
     assert not at.file_uploader(key="site_normals_1").value
-    assert at.button(key="preset_site").label == f"Site-derived: {expected:.3f}"  # only the threshold stays
-    assert metric_value(at, "Specificity") == f"{np.mean(test_table[test_table.label == 0].probability < expected):.3f}"
+    assert at.button(key="preset_site").label == f"Site-derived: {shown}"  # only the threshold stays
+    assert metric_value(at, "Specificity") == f"{np.mean(test_table[test_table.label == 0].probability < threshold):.3f}"
 
 
 # ---------------------------------------------------------------- the PDF names a session preset's rule

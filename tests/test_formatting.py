@@ -35,6 +35,7 @@ def test_an_adopted_threshold_is_short_when_the_scores_leave_room():
     adopted = adopt_threshold(float(np.nextafter(0.86366956, 1.0)), scores)
     assert format_threshold(adopted) == "0.864"
     assert adopt_threshold(0.9108285930585943) == 0.911  # no scores known: up to three decimals
+    assert adopt_threshold(0.87, scores) == 0.864  # a threshold at a score: just above the score below it
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -42,6 +43,5 @@ def test_an_adopted_threshold_is_short_when_the_scores_leave_room():
 def test_an_adopted_threshold_keeps_every_count_and_prints_back_to_itself(scores, threshold):
     scores = np.array(scores)
     adopted = adopt_threshold(threshold, scores)
-    assert adopted >= threshold
-    assert np.sum(scores >= adopted) == np.sum(scores >= threshold)  # the same films flagged
+    assert np.array_equal(scores >= adopted, scores >= threshold)  # every film called as before
     assert float(format_threshold(adopted)) == adopted  # the printed number is the applied one

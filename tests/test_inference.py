@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import TINY_SIZE, synthetic_xray
 from pneumonia.artifacts import read_metadata, read_test_predictions, read_validation_predictions
-from pneumonia.config import METADATA_FILENAME, MODEL_FILENAME
+from pneumonia.config import METADATA_FILENAME, MODEL_FILENAME, MODELS_DIR, TrainConfig
 from pneumonia.data import sha256_file
 from pneumonia.errors import ModelError
 from pneumonia.inference import load_predictor
@@ -66,13 +66,32 @@ def test_training_writes_a_complete_bundle(tiny_model_dir):
     assert not set(validation.files) & set(test.files)
 
 
-def test_default_threshold_meets_its_validation_rule(tiny_model_dir):
-    metadata = read_metadata(tiny_model_dir)
-    val = read_validation_predictions(tiny_model_dir)
-    threshold = metadata["threshold"]["default"]
-    target = metadata["training"]["config"]["target_sensitivity"]
-    called = val.probabilities[val.labels == 1] >= threshold
-    assert called.mean() >= target
+def applied_rules(metadata: dict) -> dict:
+    """The rules the shipped threshold came from: a recalibration's when there was one, else training's."""
+    if "recalibration" in metadata:
+        return metadata["recalibration"]["rules"]
+    return {key: metadata["training"]["config"][key] for key in ("target_sensitivity", "calibration_pool")}
+
+
+@pytest.mark.parametrize("bundle", ["tiny", "committed"])
+def test_default_threshold_meets_the_rule_it_was_chosen_by(bundle, request):
+    """Pooled sensitivity over validation and its stress copies, from the recorded per-copy sensitivities
+    (every copy holds the same pneumonias), meets the recorded target; the rule's text says the same."""
+    model_dir = request.getfixturevalue("tiny_model_dir") if bundle == "tiny" else MODELS_DIR
+    metadata = read_metadata(model_dir)
+    rules = applied_rules(metadata)
+    assert rules["calibration_pool"] == "validation+stress"
+    target, threshold = rules["target_sensitivity"], metadata["threshold"]["default"]
+    assert metadata["threshold"]["rule"] == (
+        f"highest threshold with sensitivity >= {target:.2f} on validation and its 6 stress-shifted copies, pooled "
+        "(screening: few misses)"
+    )
+    val = read_validation_predictions(model_dir)
+    clean = np.mean(val.probabilities[val.labels == 1] >= threshold)
+    recorded = metadata["metrics"]["validation"]
+    assert recorded["threshold"] == threshold and recorded["sensitivity"] == pytest.approx(clean)
+    shifted = [v["sensitivity"] for v in recorded["stress"].values() if isinstance(v, dict)]
+    assert len(shifted) == 6 and np.mean([clean, *shifted]) >= target
 
 
 def test_predictions_are_probabilities_and_batching_does_not_change_them(tiny_predictor):
@@ -143,13 +162,21 @@ def test_device_is_reported(tiny_predictor):
     assert tiny_predictor.device.startswith(("CPU", "GPU"))
 
 
-def test_recalibration_from_train_alone_reproduces_the_bundle(tiny_model_dir, tiny_data_dir, tmp_path):
+def test_recalibration_from_train_alone_reproduces_the_bundle(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
     from pneumonia.train import recalibrate
 
     copy = tmp_path / "models"
     shutil.copytree(tiny_model_dir, copy)
     before = read_metadata(copy)
+    monkeypatch.setattr("sys.argv", ["pneumonia", "calibrate", "--data", str(tiny_data_dir), "--model-dir", str(copy)])
     after = recalibrate(tiny_data_dir, copy)
+    today = {"target_sensitivity": TrainConfig.target_sensitivity, "calibration_pool": TrainConfig.calibration_pool}
+    assert read_metadata(copy)["recalibration"] == after["recalibration"] == {
+        "command": f"python -m pneumonia calibrate --data {tiny_data_dir} --model-dir {copy}",
+        "rules": today,
+        "replaces": {key: before["training"]["config"][key] for key in today},
+        "date": after["created"],
+    }
     assert after["calibration"]["temperature"] == pytest.approx(before["calibration"]["temperature"], rel=1e-3)
     assert after["calibration"]["bias"] == pytest.approx(before["calibration"]["bias"], abs=1e-3)
     assert after["threshold"]["default"] == pytest.approx(before["threshold"]["default"], abs=1e-4)

@@ -136,7 +136,8 @@ def test_threshold_provenance_names_the_default_a_preset_or_hand():
 
 SITE_PRESET = {"name": "site", "threshold": 0.97, "rule": "site-derived: flags 3 of 30 of the site's normal films",
                "n_films": 30, "n_flagged": 3, "max_flagged": 0.10}
-COST_PRESET = {"name": "cost", "threshold": 0.42, "rule": "minimises expected cost", "prevalence": 0.05, "cost_ratio": 20.0}
+COST_PRESET = {"name": "cost", "threshold": 0.42, "rule": "minimises expected cost", "prevalence": 0.05,
+               "cost_ratio": 20.0}
 
 
 def test_threshold_provenance_names_a_session_presets_rule_with_its_numbers(tiny_predictor, screened):

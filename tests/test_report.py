@@ -26,3 +26,16 @@ def test_card_reports_test_metrics_with_intervals(tiny_model_dir, tmp_path, caps
     low, high = test["intervals_95"]["auc"]
     assert f"| ROC AUC | {test['auc']:.3f} | {low:.3f}–{high:.3f} |" in card
     assert "Not a medical device" in card
+
+
+def test_card_names_the_rules_that_made_the_threshold(tiny_model_dir):
+    """training.config keeps the rules of the training run; the card says when a recalibration replaced them."""
+    committed = read_metadata(MODELS_DIR)
+    block = committed["recalibration"]
+    assert block["rules"] == {"target_sensitivity": 0.95, "calibration_pool": "validation+stress"}
+    assert block["replaces"]["target_sensitivity"] == committed["training"]["config"]["target_sensitivity"] == 0.97
+    assert f">= {block['rules']['target_sensitivity']:.2f} on validation and its 6" in committed["threshold"]["rule"]
+    card = model_card(committed)
+    assert f"Recalibrated on {block['date'][:10]} by `{block['command']}`" in card
+    assert "sensitivity 0.95 on the `validation+stress` pool, replacing the run's own 0.97 on `validation`" in card
+    assert "Calibration and thresholds are the training run's own." in model_card(read_metadata(tiny_model_dir))

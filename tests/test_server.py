@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import runpy
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -68,11 +70,11 @@ def counting_loader(monkeypatch):
     ui.common.load_model.clear()
     yield
     ui.common.load_model.clear()
-    server.FIRST_PAGE_DRAWN.clear()
+    ui.common.FIRST_PAGE_DRAWN.clear()
 
 
 def test_preloading_fills_the_cache_the_pages_read(counting_loader):
-    server.FIRST_PAGE_DRAWN.set()
+    ui.common.FIRST_PAGE_DRAWN.set()
     server.preload_model()
     loaded = ui.common.current_predictor()
     assert isinstance(loaded, CountingPredictor) and CountingPredictor.loads == 1  # the page did not load it again
@@ -80,19 +82,19 @@ def test_preloading_fills_the_cache_the_pages_read(counting_loader):
 
 def test_the_model_waits_for_the_first_page_then_loads(counting_loader, monkeypatch):
     monkeypatch.setattr(server, "PRELOAD_AFTER_S", 30.0)
-    server.FIRST_PAGE_DRAWN.clear()
+    ui.common.FIRST_PAGE_DRAWN.clear()
     thread = threading.Thread(target=server.preload_model)
     thread.start()
     time.sleep(0.5)
     assert CountingPredictor.loads == 0  # no page yet: TensorFlow's import would stall its drawing
-    server.FIRST_PAGE_DRAWN.set()
+    ui.common.FIRST_PAGE_DRAWN.set()
     thread.join(timeout=10)
     assert not thread.is_alive() and CountingPredictor.loads == 1
 
 
 def test_with_no_visitor_the_model_loads_after_a_short_wait(counting_loader, monkeypatch):
     monkeypatch.setattr(server, "PRELOAD_AFTER_S", 0.2)
-    server.FIRST_PAGE_DRAWN.clear()
+    ui.common.FIRST_PAGE_DRAWN.clear()
     started = time.perf_counter()
     server.preload_model()
     assert CountingPredictor.loads == 1 and time.perf_counter() - started >= 0.2
@@ -117,7 +119,16 @@ def test_the_preloaded_modules_are_the_pages_app_py_imports(name):
 def test_a_page_that_has_drawn_its_first_part_lets_the_model_load():
     from streamlit.testing.v1 import AppTest
 
-    server.FIRST_PAGE_DRAWN.clear()
+    ui.common.FIRST_PAGE_DRAWN.clear()
     page = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert page.title[0].value == "Screen chest X-rays" and page.get("file_uploader")
-    assert server.FIRST_PAGE_DRAWN.is_set()
+    assert ui.common.FIRST_PAGE_DRAWN.is_set()
+
+
+def test_the_server_imports_the_pages_helpers_never_the_reverse():
+    """ui.common, which every page imports, must not pull in the server's start-up hooks (an import cycle)."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, ui.common; print('ui.server' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert loaded == ["False"]

@@ -10,7 +10,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pneumonia.tally import TALLY_COLUMNS, Reading, reader_order, reader_roc, tally, tally_csv
+from pneumonia.tally import (
+    TALLY_COLUMNS,
+    Reading,
+    model_thresholds_text,
+    reader_order,
+    reader_roc,
+    tally,
+    tally_csv,
+)
 
 LABELS = np.array([0] * 30 + [1] * 70)
 
@@ -76,6 +84,15 @@ def test_tally_by_hand():
         "specificity": 0.5,
         "accuracy": 0.625,
     }
+
+
+def test_model_counts_and_label_use_each_readings_own_threshold():
+    """A threshold moved mid-session does not relabel cases already read, and the label says which were used."""
+    readings = _readings()
+    assert model_thresholds_text(readings) == "at 0.500"
+    moved = readings[:4] + [replace(r, threshold=0.25) for r in readings[4:]]  # 0.55, 0.3, 0.6 flagged; 0.2 not
+    assert tally(moved)["model"]["fp"] == 3 and tally(moved)["model"]["tp"] == 3
+    assert model_thresholds_text(moved) == "at each case's own threshold (0.250 to 0.500)"
 
 
 def test_tally_is_nan_safe_without_a_class_or_readings():

@@ -16,7 +16,7 @@ from pneumonia.artifacts import Predictions
 from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME
 from pneumonia.decision_plots import reader_roc_figure
 from pneumonia.inference import Predictor, label_at
-from pneumonia.formatting import format_probability
+from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.tally import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
 from ui.common import (
     THRESHOLD,
@@ -107,7 +107,7 @@ def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray) -> None
     mark = lambda right: ":green[right]" if right else ":red[wrong]"  # noqa: E731
     st.markdown(
         f"- **You**: {CLASS_NAMES[reading.reader_call]}{confidence}: {mark(reading.reader_call == reading.truth)}\n"
-        f"- **Model** at threshold {reading.threshold:.3f}: {model_label}, P(pneumonia) "
+        f"- **Model** at threshold {format_threshold(reading.threshold)}: {model_label}, P(pneumonia) "
         f"{format_probability(reading.model_probability)}: {mark(CLASS_NAMES.index(model_label) == reading.truth)}\n"
         f"- **Truth**: {truth}"
     )
@@ -145,7 +145,7 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
     st.dataframe(rows, hide_index=True, width="stretch", key="reader_tally")
     if any(r.threshold != threshold for r in readings):
         st.caption(f"The model's calls use the threshold each case was read at; the current threshold, "
-                   f"{threshold:.3f}, applies to the cases you read from now on.")
+                   f"{format_threshold(threshold)}, applies to the cases you read from now on.")
     from sklearn.metrics import roc_curve  # seconds to import: not before the first page is drawn
 
     fpr, tpr, _ = roc_curve(test.labels, test.probabilities)

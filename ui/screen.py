@@ -140,7 +140,9 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
     for one more rerun."""
     from pneumonia.pdf_report import image_report, threshold_provenance  # imports Keras: not before it is needed
 
-    provenance = threshold_provenance(predictor.metadata, threshold)
+    from ui.threshold import session_presets
+
+    provenance = threshold_provenance(predictor.metadata, threshold, session_presets())
     key = (predictor.metadata["model_sha256"], digest, item.name, threshold, provenance)
     reports = st.session_state.setdefault(REPORTS, {})
     slot = st.empty()

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 
 PAGE_MODULES = ("ui.screen", "ui.threshold", "ui.reader_mode", "ui.about")
 PRELOAD_AFTER_S = 3.0
-FIRST_PAGE_DRAWN = threading.Event()  # set by ui.common.predictor_or_stop, before a page waits for the model
 
 
 def keep_uploads_in_memory() -> None:
@@ -30,9 +29,11 @@ def keep_uploads_in_memory() -> None:
 def preload_model() -> None:
     """Fill the model cache that the pages read, outside any session. The page modules are imported at once
     (quick), so a first visit does not wait on them; the model once a page is drawn or PRELOAD_AFTER_S have
-    passed. A broken model is left for the pages to report in their own words."""
+    passed. A broken model is left for the pages to report in their own words. ui.common is imported here,
+    not at the top: app.py imports this module before Streamlit's runtime exists, and ui.common's caches
+    would warn that there is none."""
     from pneumonia.errors import PneumoniaError
-    from ui.common import current_predictor
+    from ui.common import FIRST_PAGE_DRAWN, current_predictor
 
     for page in PAGE_MODULES:
         importlib.import_module(page)
