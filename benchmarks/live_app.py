@@ -118,8 +118,9 @@ def running_server(log: Path):
 
 class ProtocolSession:
     """One Streamlit session over the websocket protocol: open the app, upload a file as the uploader widget
-    does, and record every element the server sends with the time it arrived. The page's text is the
-    protobuf text of those elements, so a check for a file name or a score sees what a browser would draw."""
+    does, click a button, fetch a download, and record every element the server sends with the time it
+    arrived. The page's text is the protobuf text of those elements, so a check for a file name or a score
+    sees what a browser would draw."""
 
     XSRF_COOKIE = "_streamlit_xsrf"
 
@@ -129,8 +130,10 @@ class ProtocolSession:
         self.elements: list[tuple[float, object]] = []
         self.session_id = self.page_hash = self.uploader_id = None
         self._file_urls = None  # the server's answer to the latest upload request
+        self._widgets = {}  # widget id -> the state a browser sends back with every rerun (here: the uploader's)
+        self._buttons: dict[str, tuple[str, str]] = {}  # label -> (widget id, fragment id) of the latest drawn
         self._arrived = asyncio.Event()
-        self._finished_runs = 0
+        self.finished_runs = 0  # script runs (whole page or one fragment) the server has reported finished
         self._reader: asyncio.Task | None = None
 
     async def open(self, timeout: float = 120.0) -> None:
@@ -148,7 +151,7 @@ class ProtocolSession:
         message = BackMsg()
         message.rerun_script.query_string = ""
         await self.ws.send(message.SerializeToString())
-        await self.wait_for(lambda: self._finished_runs >= 1 and self.uploader_id, timeout)
+        await self.wait_for(lambda: self.finished_runs >= 1 and self.uploader_id, timeout)
 
     async def _read(self) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -165,10 +168,12 @@ class ProtocolSession:
                 self.elements.append((time.perf_counter(), element))
                 if element.WhichOneof("type") == "file_uploader":
                     self.uploader_id = element.file_uploader.id
+                elif element.WhichOneof("type") == "button":
+                    self._buttons[element.button.label] = (element.button.id, message.delta.fragment_id)
             elif kind == "file_urls_response":
                 self._file_urls = message.file_urls_response
             elif kind == "script_finished":
-                self._finished_runs += 1
+                self.finished_runs += 1
             self._arrived.set()
 
     async def wait_for(self, condition, timeout: float = 600.0):
@@ -184,6 +189,7 @@ class ProtocolSession:
     async def upload(self, path: Path) -> None:
         """What the uploader widget does: ask for an upload URL, PUT the file, then rerun with the widget's state."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
 
         self._file_urls = None  # so the wait below sees this request's answer, not an earlier one
         request = BackMsg()
@@ -198,15 +204,42 @@ class ProtocolSession:
             headers={"X-Xsrftoken": self.http.cookies.get(self.XSRF_COOKIE)},
         )
         response.raise_for_status()
-        rerun = BackMsg()
-        rerun.rerun_script.query_string = ""
-        rerun.rerun_script.page_script_hash = self.page_hash
-        state = rerun.rerun_script.widget_states.widgets.add()
-        state.id = self.uploader_id
+        state = WidgetState(id=self.uploader_id)
         info = state.file_uploader_state_value.uploaded_file_info.add()
         info.name, info.size, info.file_id = path.name, len(data), urls.file_id
         info.file_urls.CopyFrom(urls)
+        self._widgets[state.id] = state
+        await self._rerun()
+
+    async def click(self, label: str, timeout: float = 600.0) -> None:
+        """What a click on a button does: rerun (only its fragment, if it is drawn in one) with the button's
+        trigger set and every other widget's state as it was."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        widget_id, fragment_id = await self.wait_for(lambda: self._buttons.get(label), timeout)
+        await self._rerun(fragment_id, WidgetState(id=widget_id, trigger_value=True))
+
+    async def _rerun(self, fragment_id: str = "", *extra) -> None:
+        """Run the page (or one fragment of it) again with the kept widget states and any `extra` ones."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        rerun.rerun_script.page_script_hash = self.page_hash
+        rerun.rerun_script.fragment_id = fragment_id
+        rerun.rerun_script.widget_states.widgets.extend([*self._widgets.values(), *extra])
         await self.ws.send(rerun.SerializeToString())
+
+    async def download(self, label: str, since: float, timeout: float = 600.0) -> bytes:
+        """The file behind the first download button with this label drawn after `since`, fetched as a browser
+        does when it is clicked."""
+        url = await self.wait_for(lambda: next(
+            (e.download_button.url for t, e in self.elements
+             if t >= since and e.WhichOneof("type") == "download_button" and e.download_button.label == label), None),
+            timeout)
+        response = await asyncio.to_thread(self.http.get, self.url + url)
+        response.raise_for_status()
+        return response.content
 
     def metric(self, label: str) -> str | None:
         """The latest value shown under a metric's label."""
@@ -221,5 +254,7 @@ class ProtocolSession:
         return "\n".join(str(e) for _, e in self.elements)
 
     async def close(self) -> None:
-        await self.ws.close()
-        self._reader.cancel()
+        """Leave, as a closed tab does; nothing to do if the session never connected."""
+        if self._reader is not None:
+            await self.ws.close()
+            self._reader.cancel()

@@ -40,7 +40,7 @@ def image_statistics(image: InputImage, side: int = GateConfig.stats_side) -> di
 
     Computed on a strided copy at most `side` pixels long, so the cost does not grow with the file.
     """
-    step = max(1, int(np.ceil(max(image.height, image.width) / side)))
+    step = max(1, int(np.ceil(max(image.grey.shape) / side)))  # the decoded copy, already reduced
     grey = image.grey[::step, ::step].astype(np.float64)
     std = float(grey.std())
     correlations = []

@@ -33,7 +33,7 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 SAMPLES = sorted((APP.parent / "assets" / "samples").glob("*.jpeg"))
 TIMEOUT = 180  # the first run loads TensorFlow and the model on a shared 2-core machine
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.score_sensitive]
 
 
 @pytest.fixture
@@ -466,12 +466,13 @@ def test_results_table_has_status_and_reason_and_no_score_for_refusals():
     assert csv[2] == "b.png,caution,0.4999,NORMAL,0.5,view LL: lateral"
     assert csv[3] == "c.png,refused,,,0.5,the file is empty"
     shown = displayed_table(results_table(rows, 0.91083))
-    assert list(shown["threshold"]) == ["0.911"] * 3  # as the slider writes it; the CSV keeps 0.9108
+    assert list(shown["threshold"]) == ["0.91083"] * 3  # exactly the threshold applied, as in the CSV
+    assert "0.91083" in results_csv(results_table(rows, 0.91083))
     assert list(shown["probability"]) == ["0.500", "0.500", ""]
     assert [format_probability(p) for p in (0.9995, 0.999, 0.5, 0.001, 0.0004)] == [
         "> 0.999", "0.999", "0.500", "0.001", "< 0.001"
     ]
-    assert margin_text(0.4999, 0.5) == "-0.000 (below threshold 0.500)"
+    assert margin_text(0.4999, 0.5) == "less than 0.001 (below threshold 0.500)"
     assert margin_text(0.75, 0.5) == "+0.250 (above threshold 0.500)"
 
 

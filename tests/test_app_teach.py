@@ -22,7 +22,7 @@ from pneumonia.tally import reader_order
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 180
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.score_sensitive]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from conftest import synthetic_xray
 from inputs import dicom_bytes, twelve_bit
 from pneumonia.cli import EXIT_SOME_REFUSED, main
 
+pytestmark = pytest.mark.score_sensitive
+
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pneumonia", *args], capture_output=True, text=True, timeout=300)

@@ -1,6 +1,9 @@
 """The real app in a real browser: `streamlit run app.py` driven by headless Debian Chromium via Playwright.
 
-Set SAVE_SCREENSHOTS=1 to refresh docs/screenshots/{screen,threshold,about}.png; otherwise they go to a tmp dir.
+Set SAVE_SCREENSHOTS=1 to refresh every screenshot the README embeds in docs/screenshots/ and, once all of them
+are new, docs/screenshots/MODEL_SHA256 (the SHA-256 of the model they show); otherwise they go to a tmp dir.
+The fast tests at the bottom fail when that file names another model than models/pneumonia_cnn.json, or when an
+image the README references is missing.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
+from pneumonia.config import METADATA_FILENAME, MODELS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.formatting import format_probability
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +38,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT_S = 120
+SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOT_MODEL_FILE = SCREENSHOTS / "MODEL_SHA256"
+SCREENSHOTS_COMMAND = (
+    "SAVE_SCREENSHOTS=1 python -m pytest tests/test_e2e.py -k 'upload_then_move or reader_mode_walkthrough'"
+)
 UI_TIMEOUT_MS = 120_000  # first prediction + LIME on a busy 2-core machine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -98,23 +106,56 @@ def page(sync_playwright, server_url):
         browser.close()
 
 
+def _committed_model_sha256() -> str:
+    import json
+
+    return json.loads((MODELS_DIR / METADATA_FILENAME).read_text())["model_sha256"]
+
+
+def _readme_screenshots() -> list[Path]:
+    """Every docs/screenshots/ file README.md embeds or links to."""
+    text = (REPO / "README.md").read_text()
+    return [REPO / name for name in dict.fromkeys(re.findall(r"\]\((docs/screenshots/[^)\s]+)\)", text))]
+
+
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    if os.environ.get("SAVE_SCREENSHOTS") == "1":
-        folder = REPO / "docs" / "screenshots"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    return tmp_path_factory.mktemp("screenshots")
+def shots(tmp_path_factory):
+    if os.environ.get("SAVE_SCREENSHOTS") != "1":
+        yield tmp_path_factory.mktemp("screenshots")
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    started = time.time() - 1
+    yield SCREENSHOTS
+    # Name the model only once every screenshot the README shows was taken with it in this run.
+    stale = [p.name for p in _readme_screenshots() if not p.is_file() or p.stat().st_mtime < started]
+    if stale:
+        import warnings
+
+        warnings.warn(f"{SCREENSHOT_MODEL_FILE.name} left as it was: not retaken in this run: {stale}", stacklevel=1)
+    else:
+        SCREENSHOT_MODEL_FILE.write_text(_committed_model_sha256() + "\n")
 
 
 def _screenshot(page, path: Path, width: int = 1400) -> None:
-    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first."""
-    height = page.evaluate(
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first (once its height
+    has held still for a second: a page draws section by section, and an early measure cuts off the rest)."""
+    measure = (
         "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
         ".map(e => e.scrollHeight), document.body.scrollHeight)"
     )
+    height, deadline = page.evaluate(measure), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        height, before = page.evaluate(measure), height
+        if height == before:
+            break
     page.set_viewport_size({"width": width, "height": min(int(height) + 40, 8000)})
     page.wait_for_timeout(800)
+    # The sidebar (off screen when collapsed) names the model the picture shows: it must be the committed one.
+    page.wait_for_function(
+        "sha => (document.querySelector('[data-testid=stSidebar]')?.textContent || '').includes(sha)",
+        arg=_committed_model_sha256()[:12], timeout=UI_TIMEOUT_MS,
+    )
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": width, "height": 1000})
 
@@ -229,6 +270,7 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
 
     page.get_by_role("link", name=re.compile("About")).click()
     page.get_by_text("Hardest test cases", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("Intended use", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)  # the page's last section
     _wait_idle(page)
     _screenshot(page, shots / "about.png")
 
@@ -301,3 +343,29 @@ def test_reader_mode_walkthrough_and_narrow_screens(page, server_url, shots, com
         page.wait_for_timeout(1500)
         assert _cut_off(page) == [], url_path
         _screenshot(page, shots / f"narrow_{url_path or 'screen'}_390.png", width=390)
+
+
+def test_readme_screenshots_exist_at_the_project_widths():
+    """Every image the README references is there, a PNG, as wide as its name says (1400 px unless _800/_390)."""
+    from PIL import Image
+
+    images = _readme_screenshots()
+    assert len(images) >= 4, "README.md references no docs/screenshots/ images any more"
+    missing = [str(p.relative_to(REPO)) for p in images if not p.is_file()]
+    assert missing == [], f"README.md references missing screenshots; regenerate with `{SCREENSHOTS_COMMAND}`"
+    for path in images:
+        with Image.open(path) as image:
+            assert image.format == "PNG", path.name
+            width = re.search(r"_(\d+)\.png$", path.name)
+            assert image.width == (int(width.group(1)) if width else 1400), path.name
+
+
+def test_readme_screenshots_show_the_committed_model():
+    """docs/screenshots/MODEL_SHA256 is written by the end-to-end test beside the screenshots it takes."""
+    assert SCREENSHOT_MODEL_FILE.is_file(), f"no {SCREENSHOT_MODEL_FILE}; regenerate with `{SCREENSHOTS_COMMAND}`"
+    shown = SCREENSHOT_MODEL_FILE.read_text().strip()
+    committed = _committed_model_sha256()
+    assert shown == committed, (
+        f"the README screenshots show model {shown[:12]}, the committed model is {committed[:12]} "
+        f"({MODELS_DIR / METADATA_FILENAME}); regenerate them with `{SCREENSHOTS_COMMAND}`"
+    )

@@ -17,6 +17,8 @@ from pneumonia.data import sha256_file
 from pneumonia.errors import ModelError
 from pneumonia.inference import load_predictor
 
+pytestmark = pytest.mark.score_sensitive
+
 
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -216,3 +218,18 @@ def test_stress_shifts_are_fixed_valid_images_that_change_the_input():
     report = stress_report(lambda x: x.mean(axis=(1, 2, 3)) / 255.0, images, labels, 0.5)
     per_shift = [report[name]["specificity"] for name in shifts]
     assert report["mean_specificity"] == pytest.approx(np.mean(per_shift))
+
+
+def test_the_test_only_perturbation_moves_scores_by_the_amount_and_with_the_batch_size(tiny_predictor, monkeypatch):
+    from pneumonia.config import PERTURB_ENV_VAR
+
+    images = np.stack([synthetic_xray(i % 2, 80 + i, TINY_SIZE).astype(np.float32) for i in range(4)])
+    monkeypatch.delenv(PERTURB_ENV_VAR, raising=False)
+    clean = tiny_predictor.predict_arrays(images)
+    monkeypatch.setenv(PERTURB_ENV_VAR, "1e-6")
+    moved = tiny_predictor.predict_arrays(images)
+    np.testing.assert_allclose(np.abs(moved - clean), 1e-6, rtol=0.2)  # every score moved, by about the amount
+    alone = np.array([tiny_predictor.predict_arrays(image[None])[0] for image in images])
+    assert not np.array_equal(alone, moved)  # as on a real CPU, a score depends on the size of its batch
+    _, through_features = tiny_predictor.features_and_probabilities(images, tiny_predictor.gate.config.feature_layers)
+    np.testing.assert_allclose(through_features, moved, atol=1e-6)  # the gate's path is moved the same way

@@ -9,7 +9,7 @@ from pneumonia.artifacts import read_test_predictions, read_validation_predictio
 from pneumonia.data import discover_split, find_split, load_images, patient_split
 from pneumonia.metrics import full_report
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.score_sensitive]
 
 
 def test_committed_model_reproduces_its_recorded_test_metrics(committed_predictor, real_data_dir):

@@ -13,6 +13,8 @@ from inputs import odd_inputs, radiograph_grey
 from pneumonia.gate import CAUTION, OK, REFUSED
 from pneumonia.inference import PendingInput, Screening
 
+pytestmark = pytest.mark.score_sensitive
+
 STATUSES = {OK, CAUTION, REFUSED}
 SEEDS = seed_files()
 FUZZ = settings(max_examples=700, deadline=None, derandomize=True, database=None,
@@ -37,6 +39,20 @@ def test_every_odd_input_gets_its_status_and_one_plain_line_and_the_batch_goes_o
     assert "no valid value" in by_name["tiff float with one +inf"].reason
     twelve = by_name["png 16-bit holding 12-bit, no sBIT"]
     assert twelve.probability == pytest.approx(by_name["png 16-bit holding 12-bit, sBIT 12"].probability, abs=1e-5)
+
+
+def test_a_large_radiograph_is_judged_like_its_small_copy(committed_predictor):
+    """Reduced right after decoding, a 7,000-px film keeps the statistics of the film (a stride computed from the
+    file's size on the reduced copy once made it look like noise)."""
+    from PIL import Image
+
+    from inputs import encode
+
+    film = Image.fromarray(radiograph_grey(SAMPLE))
+    small, large = committed_predictor.screen([("224", encode(film, "PNG")),
+                                               ("7000", encode(film.resize((7000, 7000), Image.BILINEAR), "PNG"))])
+    assert small.status == large.status == OK, large.reason
+    assert large.probability == pytest.approx(small.probability, abs=0.02)
 
 
 def _holds_its_promise(predictor, data: bytes) -> None:

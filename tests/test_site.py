@@ -12,6 +12,8 @@ from PIL import Image
 from pneumonia.cli import EXIT_SOME_REFUSED, main
 from pneumonia.site import SiteCalibrationError, calibrate_site, cross_fit, site_threshold
 
+pytestmark = pytest.mark.score_sensitive
+
 
 def test_threshold_flags_exactly_the_allowed_share_of_distinct_scores():
     scores = np.linspace(0.01, 1.0, 100)
