@@ -16,6 +16,10 @@ EXIT_USER_ERROR = 2
 """A usage error, a missing model, or no input could be scored."""
 EXIT_SOME_REFUSED = 3
 """predict: some inputs were refused (their rows say why) and the rest were scored; every row was written."""
+EXIT_INTERRUPTED = 130
+"""predict stopped by Ctrl-C: the rows written so far are valid, and --resume finishes the job."""
+MIN_FILES_FOR_WORKERS = 64
+"""Starting worker processes costs a second or two; below this many files one process is quicker."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--csv", type=Path, help="also write file,status,probability,label,threshold,reason rows here (one per input)"
     )
+    predict.add_argument(
+        "--parquet", type=Path, metavar="FOLDER", help="also write the rows as Parquet parts, one per chunk, here"
+    )
+    predict.add_argument(
+        "--resume", action="store_true",
+        help="skip the files already in --csv/--parquet (a run that was interrupted) and append the rest",
+    )
+    predict.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="processes that read files and run the gate's checks while the model scores "
+        f"(default: the number of cores; 0: all in this process; used from {MIN_FILES_FOR_WORKERS} files on)",
+    )
+    predict.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="local (default) or ray: the same pipeline on Ray Data (RAY_ADDRESS picks a cluster)")
+    predict.add_argument("--chunk-size", type=int, default=256, help="files read, scored and written at a time")
+    predict.add_argument("--quiet", action="store_true", help="no per-file lines, no progress bar, no summary line")
     predict.add_argument(
         "--no-gate", action="store_true", help="score every readable file, skipping the input gate (research only)"
     )
@@ -164,28 +184,79 @@ def _inputs_model_and_threshold(args):
 
 
 def _predict(args) -> int:
+    import os
+    import time
+
+    from tqdm import tqdm
+
+    from pneumonia.archive.writers import CsvRows, ParquetParts
     from pneumonia.formatting import format_probability, format_threshold
     from pneumonia.gate import CAUTION, OK, REFUSED
     from pneumonia.inference import UNCHECKED
-    from pneumonia.screening import results_csv, results_table
+    from pneumonia.screening import results_table
 
+    if args.resume and not (args.csv or args.parquet):
+        raise PneumoniaError("--resume needs --csv or --parquet: the rows already written say which files are done.")
+    if args.chunk_size < 1:
+        raise PneumoniaError("--chunk-size must be at least 1.")
     files, predictor, threshold = _inputs_model_and_threshold(args)
+    use_gate = not args.no_gate
     if args.no_gate:
         print("warning: the input gate is off (--no-gate): every readable file is scored, even a photograph; "
               "for research only", file=sys.stderr)
-    results = predictor.screen(((str(path), path) for path in files), use_gate=not args.no_gate)
-    if args.csv:
-        args.csv.write_text(results_csv(results_table(results, threshold)))
-    for r in results:
-        if r.probability is None:
-            print(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
-        else:
-            note = f"  [{r.status}: {r.reason}]" if r.status == CAUTION else ""
-            print(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}")
-    counts = {status: sum(r.status == status for r in results) for status in (OK, CAUTION, REFUSED, UNCHECKED)}
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != UNCHECKED)
-    print(f"{summary}; threshold {format_threshold(threshold)}; device {predictor.device}", file=sys.stderr)
-    if not any(r.probability is not None for r in results):
+    writers = ([CsvRows(args.csv, args.resume)] if args.csv else []) + (
+        [ParquetParts(args.parquet, args.resume)] if args.parquet else [])
+    done = writers[0].done if writers else set()
+    if any(w.done != done for w in writers):
+        raise PneumoniaError("the CSV and the Parquet folder hold different files; resume each with its own run.")
+    remaining = [str(path) for path in files if str(path) not in done]
+    workers = len(os.sched_getaffinity(0)) if args.workers is None else args.workers
+    if args.engine == "ray":
+        from pneumonia.archive.ray_engine import ray_chunks
+
+        chunks = ray_chunks(remaining, predictor.model_dir, args.chunk_size, use_gate)
+    else:
+        from pneumonia.archive.local import prepared_chunks, score_chunks
+
+        workers = workers if len(remaining) >= MIN_FILES_FOR_WORKERS else 0
+        chunks = score_chunks(predictor, prepared_chunks(predictor, remaining, args.chunk_size, workers, use_gate),
+                              use_gate)
+    counts = {status: 0 for status in (OK, CAUTION, REFUSED, UNCHECKED)}
+    bar = tqdm(total=len(remaining), unit="film", file=sys.stderr, disable=args.quiet or not sys.stderr.isatty(),
+               smoothing=0.1, dynamic_ncols=True)
+    started = time.perf_counter()
+    try:
+        for chunk in chunks:
+            table = results_table(chunk, threshold)
+            for writer in writers:
+                writer.write(table)
+            for r in chunk:
+                counts[r.status] += 1
+                if args.quiet:
+                    continue
+                if r.probability is None:
+                    bar.write(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
+                else:
+                    note = f"  [{r.status}: {r.reason}]" if r.status == CAUTION else ""
+                    bar.write(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}",
+                              file=sys.stdout)
+            bar.update(len(chunk))
+    except KeyboardInterrupt:
+        bar.close()
+        written = sum(counts.values())
+        target = " and ".join(str(p) for p in (args.csv, args.parquet) if p) or "the screen"
+        print(f"interrupted: {written} of {len(remaining)} files written to {target}; run the same command with "
+              "--resume to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bar.close()
+    seconds = time.perf_counter() - started
+    if not args.quiet:
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != UNCHECKED)
+        skipped = f"; {len(done)} already done (--resume)" if done else ""
+        rate = f" in {seconds:.1f} s ({len(remaining) / seconds:.0f} films/s)" if remaining and seconds > 0 else ""
+        print(f"{summary}{skipped}{rate}; threshold {format_threshold(threshold)}; device {predictor.device}",
+              file=sys.stderr)
+    if remaining and not counts[OK] + counts[CAUTION] + counts[UNCHECKED]:
         raise PneumoniaError("none of the images could be scored.")
     return EXIT_SOME_REFUSED if counts[REFUSED] else 0
 

@@ -60,6 +60,31 @@ class PendingInput:
     keep_input: bool  # the Screening keeps model_input (for explanations)
 
 
+def prepare_input(
+    name: str, source: bytes | Path, gate: Gate | None, image_size: int, keep_images: bool = False
+) -> Screening | PendingInput:
+    """One input read, pre-checked by `gate` (None: no gate) and resized for the model, or refused with its reason
+    at the first problem. Needs no model, so worker processes run it. Never raises for anything in the file: what
+    the fuzz tests hold it to."""
+    try:
+        image = read_input(source, name=Path(str(name)).name)
+        common = {"facts": image.facts, "source_format": image.source_format,
+                  "image": display_image(image.grey) if keep_images else None}
+        if gate is not None:
+            refusals, cautions = gate.precheck(image, image_statistics(image))
+            if refusals:
+                return Screening(name, REFUSED, "; ".join(refusals), **common)
+        else:
+            cautions = list(image.cautions)
+        return PendingInput(name, to_model_input(image.grey, image_size), cautions, common, keep_images)
+    except ImageDecodeError as exc:
+        return Screening(name, REFUSED, str(exc))
+    except MemoryError:
+        return Screening(name, REFUSED, "the image is too large to process on this computer")
+    except Exception as exc:  # one odd file never sinks the batch; the reason names no file content
+        return Screening(name, REFUSED, f"the file could not be read: an unexpected problem ({type(exc).__name__})")
+
+
 class Predictor:
     """A loaded model with its metadata and input gate; probabilities are calibrated P(pneumonia)."""
 
@@ -143,40 +168,31 @@ class Predictor:
         """Read, gate and score many inputs. Any input that cannot be read, gated or scored gets `refused` with a
         one-line reason and no probability; the others still go through. Reading and the gate's statistics run
         first, outside `model_slot` (a shared lock, say), which is held only around the model calls."""
-        if use_gate and self.gate is None:
-            raise ModelError("This model was loaded without its input gate; load it with load_predictor().")
-        results: list[Screening | PendingInput] = [self.prepare(name, source, use_gate, keep_images)
-                                               for name, source in named_sources]
-        pending = [item for item in results if isinstance(item, PendingInput)]
-        if pending:
-            with model_slot() if model_slot is not None else nullcontext():
-                scored = self._score_pending(pending, use_gate)
-            done = iter(scored)
-            results = [next(done) if isinstance(item, PendingInput) else item for item in results]
-        return results
+        prepared = [self.prepare(name, source, use_gate, keep_images) for name, source in named_sources]
+        return self.score(prepared, use_gate, model_slot)
+
+    def score(
+        self,
+        prepared: list[Screening | PendingInput],
+        use_gate: bool = True,
+        model_slot: Callable[[], ContextManager] | None = None,
+    ) -> list[Screening]:
+        """The model over the prepared inputs that wait for it, in one call, under `model_slot`; the rest (already
+        refused) pass through. The order is kept."""
+        pending = [item for item in prepared if isinstance(item, PendingInput)]
+        if not pending:
+            return list(prepared)
+        with model_slot() if model_slot is not None else nullcontext():
+            scored = iter(self._score_pending(pending, use_gate))
+        return [next(scored) if isinstance(item, PendingInput) else item for item in prepared]
 
     def prepare(
         self, name: str, source: bytes | Path, use_gate: bool = True, keep_images: bool = False
     ) -> Screening | PendingInput:
-        """One input read, pre-checked and resized for the model, or refused with its reason at the first problem.
-        Never raises for anything in the file: what the fuzz tests hold it to."""
-        try:
-            image = read_input(source, name=Path(str(name)).name)
-            common = {"facts": image.facts, "source_format": image.source_format,
-                      "image": display_image(image.grey) if keep_images else None}
-            if use_gate:
-                refusals, cautions = self.gate.precheck(image, image_statistics(image))
-                if refusals:
-                    return Screening(name, REFUSED, "; ".join(refusals), **common)
-            else:
-                cautions = list(image.cautions)
-            return PendingInput(name, to_model_input(image.grey, self.image_size), cautions, common, keep_images)
-        except ImageDecodeError as exc:
-            return Screening(name, REFUSED, str(exc))
-        except MemoryError:
-            return Screening(name, REFUSED, "the image is too large to process on this computer")
-        except Exception as exc:  # one odd file never sinks the batch; the reason names no file content
-            return Screening(name, REFUSED, f"the file could not be read: an unexpected problem ({type(exc).__name__})")
+        """One input read, pre-checked and resized for the model (see `prepare_input`)."""
+        if use_gate and self.gate is None:
+            raise ModelError("This model was loaded without its input gate; load it with load_predictor().")
+        return prepare_input(name, source, self.gate if use_gate else None, self.image_size, keep_images)
 
     def _score_pending(self, pending: list[PendingInput], use_gate: bool) -> list[Screening]:
         """The model over every pending input at once; if that fails, one at a time, so a failure stays with

@@ -126,7 +126,7 @@ def test_predict_writes_status_and_reason_and_leaves_refused_rows_unscored(tiny_
     assert by_name["corrupt.jpeg"]["status"] == by_name["photo.png"]["status"] == "refused"
     assert by_name["scan_without_extension"]["reason"].startswith("wrong kind of image: DICOM modality CT")
     counts = {s: sum(r.status == s for r in expected) for s in ("ok", "caution", "refused")}
-    assert f"{counts['ok']} ok, {counts['caution']} caution, {counts['refused']} refused; threshold" in err
+    assert f"{counts['ok']} ok, {counts['caution']} caution, {counts['refused']} refused in " in err and "; threshold" in err
 
     assert main(["predict", str(folder), "--csv", str(out), "--threshold", "0", "--model-dir", model_dir]) == EXIT_SOME_REFUSED
     with open(out, newline="") as handle:

@@ -113,9 +113,9 @@ def _committed_model_sha256() -> str:
 
 
 def _readme_screenshots() -> list[Path]:
-    """Every docs/screenshots/ file README.md embeds or links to."""
+    """Every docs/screenshots/ image README.md embeds or links to."""
     text = (REPO / "README.md").read_text()
-    return [REPO / name for name in dict.fromkeys(re.findall(r"\]\((docs/screenshots/[^)\s]+)\)", text))]
+    return [REPO / name for name in dict.fromkeys(re.findall(r"\]\((docs/screenshots/[^)\s]+\.png)\)", text))]
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +152,15 @@ def _screenshot(page, path: Path, width: int = 1400) -> None:
     page.set_viewport_size({"width": width, "height": min(int(height) + 40, 8000)})
     page.wait_for_timeout(800)
     # The sidebar (off screen when collapsed) names the model the picture shows: it must be the committed one.
-    page.wait_for_function(
-        "sha => (document.querySelector('[data-testid=stSidebar]')?.textContent || '').includes(sha)",
-        arg=_committed_model_sha256()[:12], timeout=UI_TIMEOUT_MS,
-    )
+    sha = _committed_model_sha256()[:12]
+    try:
+        page.wait_for_function(
+            "sha => (document.querySelector('[data-testid=stSidebar]')?.textContent || '').includes(sha)",
+            arg=sha, timeout=UI_TIMEOUT_MS,
+        )
+    except Exception:  # playwright's TimeoutError
+        sidebar = page.locator("[data-testid=stSidebar]").text_content()
+        pytest.fail(f"{path.name}: the sidebar does not name the committed model {sha}: {sidebar!r}")
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": width, "height": 1000})
 

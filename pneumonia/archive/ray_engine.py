@@ -1,0 +1,91 @@
+"""The archive pipeline on Ray Data: the same steps as `local`, spread over a cluster.
+
+The paths become a dataset. Reading and the gate's pre-checks run as `map_batches` tasks on CPU workers; the
+model runs in a pool of actors, each loading it once; batches come back in input order and are written as
+they arrive. `ray.init()` starts a local Ray, or joins the cluster named by RAY_ADDRESS. Ray is optional:
+`pip install .[ray]`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pneumonia.errors import PneumoniaError
+from pneumonia.gate import REFUSED
+from pneumonia.inference import PendingInput, Screening, load_predictor, prepare_input
+
+PENDING = "pending"
+
+
+def _prepare_batch(batch: dict, model_dir: str, use_gate: bool) -> dict:
+    """Read and pre-check one batch of paths (a Ray task: no model, no TensorFlow)."""
+    from pneumonia.artifacts import read_metadata
+    from pneumonia.gate import load_gate
+
+    metadata = read_metadata(Path(model_dir))
+    gate = load_gate(Path(model_dir), metadata.get("gate")) if use_gate else None
+    size = int(metadata["input"]["size"])
+    items = [prepare_input(str(path), Path(str(path)), gate, size) for path in batch["path"]]
+    pending = [isinstance(item, PendingInput) for item in items]
+    return {
+        "index": batch["index"],
+        "file": np.array([item.name for item in items], dtype=object),
+        "status": np.array([PENDING if p else item.status for p, item in zip(pending, items)], dtype=object),
+        "reason": np.array(["; ".join(item.cautions) if p else item.reason for p, item in zip(pending, items)],
+                           dtype=object),
+        "model_input": np.stack([item.model_input if p else np.zeros((size, size), np.float32)
+                                 for p, item in zip(pending, items)]),
+    }
+
+
+class ScoreBatches:
+    """An actor holding the loaded model; scores the pending rows of each batch."""
+
+    def __init__(self, model_dir: str, use_gate: bool):
+        from pneumonia.quiet import quiet_logs
+
+        quiet_logs(False)
+        self.predictor = load_predictor(model_dir, with_gate=use_gate)
+        self.use_gate = use_gate
+
+    def __call__(self, batch: dict) -> dict:
+        prepared = [
+            PendingInput(str(name), np.asarray(image, np.float32), [c for c in str(reason).split("; ") if c], {}, False)
+            if status == PENDING else Screening(str(name), str(status), str(reason))
+            for name, status, reason, image in zip(batch["file"], batch["status"], batch["reason"], batch["model_input"])
+        ]
+        results = self.predictor.score(prepared, self.use_gate)
+        return {
+            "index": batch["index"],
+            "file": np.array([r.name for r in results], dtype=object),
+            "status": np.array([r.status for r in results], dtype=object),
+            "reason": np.array([r.reason for r in results], dtype=object),
+            "probability": np.array([np.nan if r.probability is None else r.probability for r in results]),
+        }
+
+
+def ray_chunks(paths: list[str], model_dir: Path, chunk_size: int, use_gate: bool = True,
+               actors: int = 1) -> Iterator[list[Screening]]:
+    """Chunks of scored Screenings in input order, computed on Ray."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise PneumoniaError("--engine ray needs Ray: pip install '.[ray]' (or pip install 'ray[data]>=2.60').") from exc
+
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    dataset = ray.data.from_items([{"index": i, "path": path} for i, path in enumerate(paths)])
+    dataset = dataset.map_batches(_prepare_batch, batch_size=chunk_size, batch_format="numpy",
+                                  fn_kwargs={"model_dir": str(model_dir), "use_gate": use_gate})
+    dataset = dataset.map_batches(ScoreBatches, batch_size=chunk_size, batch_format="numpy", concurrency=actors,
+                                  fn_constructor_kwargs={"model_dir": str(model_dir), "use_gate": use_gate})
+    for batch in dataset.iter_batches(batch_size=chunk_size, batch_format="numpy", prefetch_batches=1):
+        yield [
+            Screening(str(name), str(status), str(reason), None if status == REFUSED or np.isnan(p) else float(p))
+            for name, status, reason, p in zip(batch["file"], batch["status"], batch["reason"], batch["probability"])
+        ]
