@@ -36,6 +36,21 @@ HISTORY_FILENAME = "training_history.csv"
 DATA_ENV_VAR = "PNEUMONIA_DATA"
 """Tests and tools read the Kaggle-layout data folder (the one holding train/ and test/) from here."""
 
+DB_ENV_VAR = "PNEUMONIA_DB"
+"""Where reader studies are kept: a file path (an SQLite database) or any SQLAlchemy URL, e.g.
+postgresql+psycopg://user@host/db when several app servers share the studies."""
+
+
+def study_database() -> str:
+    """The reader-study database named by PNEUMONIA_DB, or by default one SQLite file outside the checkout:
+    $XDG_DATA_HOME/pneumonia/studies.db, i.e. ~/.local/share/pneumonia/studies.db."""
+    value = os.environ.get(DB_ENV_VAR)
+    if value:
+        return value
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return str(base / "pneumonia" / "studies.db")
+
+
 TRAIN_COMMAND = "python -m pneumonia train --data DATA/chest_xray --out models/"
 GATE_COMMAND = "python -m pneumonia fit-gate --data DATA/chest_xray --model-dir models/"
 EVALUATE_COMMAND = "python -m pneumonia evaluate --data DATA/chest_xray --model-dir models/"

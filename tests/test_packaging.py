@@ -76,7 +76,7 @@ def test_project_metadata_names_version_python_and_licence():
     assert "version" in project.get("dynamic", []) or project["version"] == pneumonia.__version__
     if "version" in project.get("dynamic", []):
         assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "pneumonia.__version__"}
-    assert PYPROJECT["tool"]["setuptools"]["packages"] == ["pneumonia"]  # not tests/, benchmarks/ or app.py
+    assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"] == ["pneumonia", "pneumonia.*"]
 
 
 def test_console_script_is_the_same_cli_as_python_m_pneumonia(capsys, monkeypatch):
@@ -141,13 +141,16 @@ def test_wheel_holds_the_package_the_command_and_the_licences_only(tmp_path):
         dist_info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
         metadata = archive.read(f"{dist_info}/METADATA").decode()
-    assert {"pneumonia/__init__.py", "pneumonia/__main__.py", "pneumonia/cli.py", "pneumonia/quiet.py"} <= set(names)
+    assert {"pneumonia/__init__.py", "pneumonia/__main__.py", "pneumonia/cli.py", "pneumonia/quiet.py",
+            "pneumonia/archive/__init__.py", "pneumonia/archive/local.py"} <= set(names)  # subpackages too
     assert {f"{dist_info}/licenses/LICENSE", f"{dist_info}/licenses/NOTICE"} <= set(names)
     assert not [name for name in names if name.split("/")[0] in {"tests", "benchmarks", "models", "assets", "app.py"}]
     assert re.search(r"^\[console_scripts\]\s*^pneumonia = pneumonia\.cli:main$", entry_points, re.MULTILINE)
     assert f"\nVersion: {pneumonia.__version__}\n" in metadata
     assert "\nLicense-Expression: Apache-2.0\n" in metadata
-    assert _normalised(re.findall(r"^Requires-Dist: (.+)$", metadata, re.MULTILINE)) == _requirements_txt()
+    required = re.findall(r"^Requires-Dist: (.+)$", metadata, re.MULTILINE)
+    assert _normalised(r for r in required if "extra ==" not in r) == _requirements_txt()
+    assert any(r.startswith("ray[data]") and 'extra == "ray"' in r for r in required)  # the optional Ray engine
 
 
 # --- a quiet command line -------------------------------------------------------------------------------------
