@@ -67,22 +67,27 @@ class ScoreBatches:
         }
 
 
-def ray_chunks(paths: list[str], model_dir: Path, chunk_size: int, use_gate: bool = True,
-               actors: int = 1) -> Iterator[list[Screening]]:
-    """Chunks of scored Screenings in input order, computed on Ray."""
+CPUS_PER_MODEL_ACTOR = 8
+"""The model is cheap next to reading and gating a film: one actor per this many CPUs keeps the readers busy."""
+
+
+def ray_chunks(paths: list[str], model_dir: Path, chunk_size: int, use_gate: bool = True) -> Iterator[list[Screening]]:
+    """Chunks of scored Screenings in input order, computed on Ray. The model's actor pool grows with the
+    cluster: from one actor up to one per CPUS_PER_MODEL_ACTOR CPUs."""
     try:
         import ray
     except ImportError as exc:
         raise PneumoniaError("--engine ray needs Ray: pip install '.[ray]' (or pip install 'ray[data]>=2.60').") from exc
 
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // CPUS_PER_MODEL_ACTOR)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     dataset = ray.data.from_items([{"index": i, "path": path} for i, path in enumerate(paths)])
     dataset = dataset.map_batches(_prepare_batch, batch_size=chunk_size, batch_format="numpy",
                                   fn_kwargs={"model_dir": str(model_dir), "use_gate": use_gate})
-    dataset = dataset.map_batches(ScoreBatches, batch_size=chunk_size, batch_format="numpy", concurrency=actors,
+    dataset = dataset.map_batches(ScoreBatches, batch_size=chunk_size, batch_format="numpy", concurrency=(1, actors),
                                   fn_constructor_kwargs={"model_dir": str(model_dir), "use_gate": use_gate})
     for batch in dataset.iter_batches(batch_size=chunk_size, batch_format="numpy", prefetch_batches=1):
         yield [
