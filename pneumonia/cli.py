@@ -118,6 +118,22 @@ def _parser() -> argparse.ArgumentParser:
     card.add_argument("--model-dir", type=Path, default=MODELS_DIR)
     card.add_argument("--out", type=Path, help="write it here instead of printing it")
     card.add_argument("--readme", type=Path, help="also refresh the results table between the markers in this README")
+
+    study = commands.add_parser("study", help="reader studies: compare readers' AUC across modalities (e.g. with AI)")
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+    analyse = study_commands.add_parser(
+        "analyse",
+        help="multi-reader multi-case analysis of readers' AUC (Obuchowski-Rockette, Hillis degrees of freedom)",
+        description="Compare readers' average AUC between modalities, readers and cases both random "
+        "(Obuchowski-Rockette with jackknife covariances and Hillis degrees of freedom). Every reader must rate "
+        "every case in every modality.",
+    )
+    analyse.add_argument(
+        "readings", type=Path, metavar="READINGS_CSV",
+        help="rows of reader,case,truth,modality,rating (truth 1 = abnormal; a larger rating = more likely "
+        "abnormal); an optional call column (1 = abnormal) adds sensitivity and specificity",
+    )
+    analyse.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON here")
     return parser
 
 
@@ -328,6 +344,23 @@ def _card(args) -> int:
     return 0
 
 
+def _study(args) -> int:
+    return {"analyse": _study_analyse}[args.study_command](args)
+
+
+def _study_analyse(args) -> int:
+    from pneumonia.studies.mrmc import analyse, read_readings
+
+    result = analyse(read_readings(args.readings))
+    print(result.summary())
+    if args.json:
+        try:
+            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise PneumoniaError(f"cannot write {args.json}: {exc.strerror or exc}.") from exc
+    return 0
+
+
 def _quiet_logs(verbose: bool) -> None:
     """Keep TensorFlow's start-up log lines off stderr unless --verbose; our warning:/error: lines stay."""
     from pneumonia.quiet import quiet_logs
@@ -339,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_logs(args.verbose)
     handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
-               "calibrate": _calibrate, "calibrate-site": _calibrate_site, "fit-gate": _fit_gate, "card": _card}[args.command]
+               "calibrate": _calibrate, "calibrate-site": _calibrate_site, "fit-gate": _fit_gate, "card": _card,
+               "study": _study}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

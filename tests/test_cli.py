@@ -26,12 +26,14 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 OPTIONS = {
     "train": ["--data", "--out", "--epochs", "--image-size", "--seed", "--set"],
     "evaluate": ["--data", "--model-dir"],
-    "predict": ["FILE_OR_DIR", "--threshold", "--csv", "--no-gate", "--model-dir"],
+    "predict": ["FILE_OR_DIR", "--threshold", "--csv", "--parquet", "--resume", "--workers", "--engine", "--chunk-size",
+                "--quiet", "--no-gate", "--model-dir"],
     "report": ["FILE_OR_DIR", "--out", "--threshold", "--model-dir"],
     "calibrate": ["--data", "--model-dir"],
     "calibrate-site": ["NORMALS_DIR", "--max-flagged", "--model-dir"],
     "fit-gate": ["--data", "--model-dir"],
     "card": ["--model-dir", "--out", "--readme"],
+    "study": ["analyse"],
 }
 
 
@@ -47,7 +49,7 @@ def test_every_command_has_help(command):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: python -m pneumonia {command}")
     for option in OPTIONS[command]:  # each on a line of its own in the argument list, not only in the usage line
-        assert re.search(rf"^  {re.escape(option)}\b", result.stdout, re.MULTILINE), f"{command} --help lacks {option}"
+        assert re.search(rf"^ {{2,}}{re.escape(option)}\b", result.stdout, re.MULTILINE), f"{command} --help lacks {option}"
 
 
 def _error_line(capsys) -> str:
