@@ -8,14 +8,14 @@ PORT ?= 8501
 GPU ?= 0
 RUNTIME := $(VENV)/.runtime$(if $(filter 1,$(GPU)),-gpu)
 
-.PHONY: app test chromium
+.PHONY: app test chromium postgres
 
 app: $(RUNTIME)
 	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT)
 
 # The second run moves every model score by a deterministic +-1e-6 (as scores move between CPUs and batch
 # sizes), so a test that only passes with this machine's exact scores fails here, not on someone else's.
-test: $(VENV)/.test chromium
+test: $(VENV)/.test chromium postgres
 	$(BIN)/python -m pytest
 	PNEUMONIA_PERTURB_SCORES=1e-6 $(BIN)/python -m pytest -m score_sensitive -q
 
@@ -39,3 +39,11 @@ chromium:
 	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 \
 	    && echo "installed chromium" || echo "could not install chromium: the browser test will skip"; }
+
+# Debian's PostgreSQL server for the reader-study store's tests against a real server (each test run starts its own
+# throwaway cluster in a temporary folder, as the postgres user). Where it cannot be installed, those tests skip.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 \
+	    && echo "installed postgresql" || echo "could not install postgresql: the PostgreSQL tests will skip"; }

@@ -42,6 +42,7 @@ def model_identity_ui(slot) -> None:
 def main() -> None:
     from ui.about import about_page
     from ui.reader_mode import reader_page
+    from ui.reader_study import reader_study_page
     from ui.screen import screen_page
     from ui.threshold import threshold_page
 
@@ -50,6 +51,7 @@ def main() -> None:
         st.Page(screen_page, title="Screen", icon=":material/radiology:", url_path="screen", default=True),
         st.Page(threshold_page, title="Threshold explorer", icon=":material/tune:", url_path="threshold"),
         st.Page(reader_page, title="Reader mode", icon=":material/visibility:", url_path="reader"),
+        st.Page(reader_study_page, title="Reader study", icon=":material/groups:", url_path="study"),
         st.Page(about_page, title="About / model card", icon=":material/description:", url_path="about"),
     ]
     page = st.navigation(pages)

@@ -134,6 +134,19 @@ def _parser() -> argparse.ArgumentParser:
         "abnormal); an optional call column (1 = abnormal) adds sensitivity and specificity",
     )
     analyse.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON here")
+    export = study_commands.add_parser(
+        "export",
+        help="write a study's readings as reader,case,truth,modality,rating CSV (what `study analyse` reads)",
+        description="Write the readings of the study called NAME (from the app's Reader study page) as CSV: one row "
+        "per reader, case and modality (unaided, aided); rating 1 (NORMAL, certain) to 10 (PNEUMONIA, certain). "
+        "Only readers who finished every case are written unless --include-unfinished. The database is "
+        "PNEUMONIA_DB's (default ~/.local/share/pneumonia/studies.db) unless --db.",
+    )
+    export.add_argument("name", metavar="NAME", help="the study's name, as the teacher gave it (any case)")
+    export.add_argument("--csv", required=True, type=Path, metavar="OUT", help="where to write the readings")
+    export.add_argument("--db", metavar="PATH_OR_URL", help="an SQLite file or SQLAlchemy URL (default: PNEUMONIA_DB)")
+    export.add_argument("--include-unfinished", action="store_true",
+                        help="also write the readings of readers who have not finished (study analyse refuses them)")
     return parser
 
 
@@ -345,7 +358,26 @@ def _card(args) -> int:
 
 
 def _study(args) -> int:
-    return {"analyse": _study_analyse}[args.study_command](args)
+    return {"analyse": _study_analyse, "export": _study_export}[args.study_command](args)
+
+
+def _study_export(args) -> int:
+    from pneumonia.studies.results import export_study
+    from pneumonia.studies.store import StudyStore
+
+    store = StudyStore(args.db)
+    try:
+        text, snap = export_study(store, args.name, include_unfinished=args.include_unfinished)
+    finally:
+        store.close()
+    try:
+        args.csv.write_text(text)
+    except OSError as exc:
+        raise PneumoniaError(f"cannot write {args.csv}: {exc.strerror or exc}.") from exc
+    written = {line.split(",", 1)[0] for line in text.splitlines()[1:]}
+    print(f"{snap.study.name}: {len(text.splitlines()) - 1} readings of {len(written)} of {len(snap.readers)} "
+          f"readers, {len(snap.cases)} cases, written to {args.csv}")
+    return 0
 
 
 def _study_analyse(args) -> int:

@@ -88,7 +88,7 @@ READER_INTRO = (
 )
 
 READER_MAPS_NOTE = (
-    "The maps are computed on the 128-pixel copy shown here; the score is the model's recorded score on the "
+    "The maps are computed on the 224-pixel copy shown here; the score is the model's recorded score on the "
     "original test image."
 )
 

@@ -3,6 +3,7 @@ that set it. Cached work here is never re-run by a widget move."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from contextlib import contextmanager
@@ -24,6 +25,9 @@ MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
 FIRST_PAGE_DRAWN = threading.Event()
 """Set once a page has drawn what needs no model; the server's start-up (ui.server) waits for it before it
 imports TensorFlow, whose import would otherwise stall that first drawing."""
+EXPLANATION_TTL_S = 3600
+"""Cached LIME and Grad-CAM maps are dropped an hour after they were made (64 at most), so what was derived
+from an upload does not stay in the server long after its session has ended."""
 THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
 PRESET_NAMES = {
     "default": "Model default",
@@ -45,7 +49,7 @@ def file_stamp(path: Path) -> int:
     return path.stat().st_mtime_ns if path.is_file() else 0
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl=EXPLANATION_TTL_S)
 def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, settings, _image: np.ndarray):
     """Seeded LIME keyed on model, image hash and settings. The progress bar is created and removed in here,
     so a cache hit replays nothing visible."""
@@ -62,7 +66,7 @@ def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, setting
     return explanation
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl=EXPLANATION_TTL_S)
 def grad_cam_map(_predictor: Predictor, model_sha: str, digest: str, _image: np.ndarray) -> np.ndarray:
     from pneumonia.explain import grad_cam
 
@@ -93,9 +97,16 @@ def queued(what: str, priority: int = INTERACTIVE):
 
 @st.cache_resource(show_spinner="Loading the model (once per server start)…", max_entries=2)
 def load_model(directory: str, stamp: int) -> Predictor:
-    """Once per process and model version, warmed up so the first upload is answered quickly."""
+    """Once per process and model version, warmed up so the first upload is answered quickly.
+
+    Then the heap is frozen: Streamlit ends every script run with full garbage collections (its post-run GC, and
+    keras.backend.clear_session() once keras is imported), and over TensorFlow's ~400,000 objects each took
+    ~200 ms with the interpreter lock held, for every rerun of every session. Frozen objects are skipped, so
+    those collections now cost about nothing (docs/study_load.md)."""
     predictor = load_predictor(directory)
     predictor.warm_up()
+    gc.collect()
+    gc.freeze()
     return predictor
 
 
@@ -148,7 +159,7 @@ def predictor_or_stop() -> Predictor:
 
 
 def thumbnail_path(file: str) -> Path:
-    """The shipped 128-px copy of a test image (written by evaluate), for reader mode and the case gallery."""
+    """The shipped 224-px copy of a test image (written by evaluate), for reader mode and the case gallery."""
     from pneumonia.evaluate import THUMBNAILS_DIR, thumbnail_name
 
     return model_dir() / THUMBNAILS_DIR / thumbnail_name(file)

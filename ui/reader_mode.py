@@ -1,7 +1,7 @@
 """Reader mode: read a test X-ray first, commit a call, then see the model's score, the truth and the maps.
 
 A running tally compares the reader with the model on the same cases. Everything lives in the session
-only; the images are the shipped 128-px test thumbnails, so no data set is needed.
+only; the images are the shipped 224-px copies of the test images, so no data set is needed.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def reader_page() -> None:
     st.markdown(f"**Case {state.position + 1} of {len(state.order)}** (seed {state.seed})")
     image = predictor.decode(path)
     picture, side = st.columns([1, 2])
-    picture.image(path.read_bytes(), width="stretch", caption="Test image, 128 px copy")
+    picture.image(path.read_bytes(), width="stretch", caption="Test image, 224 px copy")
     with side:
         if state.revealed:
             st.markdown("**Revealed**")

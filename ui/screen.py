@@ -26,6 +26,7 @@ from pneumonia.screening import (
     sample_files,
 )
 from ui.common import (
+    EXPLANATION_TTL_S,
     KEPT,
     grad_cam_map,
     kept,
@@ -119,7 +120,7 @@ def lime_settings_ui():
     return LimeSettings(num_samples=num_samples, n_segments=n_segments, seed=defaults.seed), top_k
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, ttl=EXPLANATION_TTL_S)
 def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settings, _image) -> float:
     """Top-5 Jaccard of LIME over the settings' seed and the next two, keyed like the explanation itself."""
     from pneumonia.readout import lime_stability

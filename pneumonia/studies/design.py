@@ -1,0 +1,97 @@
+"""How a reader study runs: which test cases it holds, in which order each reader sees them, what a reader does
+next, and how a call and its confidence become one rating.
+
+The sequential design: each case is first read alone (a call and a confidence of 1 to 5); in an AI-aided study
+the reader then sees the model's score and maps and reads the same case again, keeping or changing the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pneumonia.artifacts import Predictions
+from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyReading, StudyStore
+from pneumonia.tally import reader_order
+
+DEFAULT_CASES = 20
+CONFIDENCE_WORDS = {1: "a guess", 2: "unsure", 3: "fairly sure", 4: "sure", 5: "certain"}
+MODALITY_WORDS = {UNAIDED: "alone", AIDED: "with the AI"}
+
+
+def draw_cases(test: Predictions, count: int, seed: int) -> list[StudyCase]:
+    """`count` test images drawn by seed, stratified by class: NORMAL and PNEUMONIA in the test set's
+    proportions, within one case (the first `count` of the seeded, class-interleaved order reader mode uses)."""
+    chosen = reader_order(test.labels, seed, count)
+    return [
+        StudyCase(position, test.files[i], int(test.labels[i]), str(test.subtypes[i]), float(test.probabilities[i]))
+        for position, i in enumerate(chosen)
+    ]
+
+
+def case_id(position: int) -> str:
+    """A case's name in exports: its place in the study's draw, which says nothing about the image or the child."""
+    return f"case{position + 1:03d}"
+
+
+def rating(call: int, confidence: int) -> int:
+    """Call and confidence as one 10-point rating, larger meaning more likely pneumonia: NORMAL and certain is 1,
+    NORMAL and a guess 5, PNEUMONIA and a guess 6, PNEUMONIA and certain 10. So `rating >= 6` is the call, and
+    the ratings rank the cases as the reader believes them, which is what the readers' AUCs are computed on."""
+    if call not in (0, 1) or confidence not in CONFIDENCE_WORDS:
+        raise ValueError(f"call is 0 or 1 and confidence 1 to 5, not {call!r} and {confidence!r}")
+    return 5 + confidence if call == 1 else 6 - confidence
+
+
+def reader_positions(cases: list[StudyCase], reader: Reader) -> list[int]:
+    """This reader's own order of the study's cases (seeded per reader, so no order effect is shared by the
+    class), with both classes spread evenly through it."""
+    order = reader_order([c.truth for c in cases], reader.order_seed)
+    return [cases[i].position for i in order]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the reader does next: read `case` in `modality`, or nothing (`case` None) once every case is done."""
+
+    case: StudyCase | None
+    modality: str | None
+    done: int
+    """Cases finished (read in every modality of the study)."""
+    total: int
+    unaided: StudyReading | None = None
+    """The reader's own first reading of this case, shown while they read it with the AI."""
+
+    @property
+    def number(self) -> int:
+        """The case's place in the reader's order, from 1."""
+        return self.done + 1
+
+
+def next_step(study: Study, cases: list[StudyCase], reader: Reader, readings: list[StudyReading]) -> Step:
+    """The first case in the reader's order that is not finished, and the modality to read it in."""
+    by_case = {(r.position, r.modality): r for r in readings}
+    by_position = {c.position: c for c in cases}
+    for done, position in enumerate(reader_positions(cases, reader)):
+        for modality in study.modalities:
+            if (position, modality) not in by_case:
+                return Step(by_position[position], modality, done, len(cases), by_case.get((position, UNAIDED)))
+    return Step(None, None, len(cases), len(cases))
+
+
+def is_finished(study: Study, cases: list[StudyCase], readings: list[StudyReading]) -> bool:
+    """Every case read in every modality of the study."""
+    return {(r.position, r.modality) for r in readings} >= {(c.position, m) for c in cases for m in study.modalities}
+
+
+def commit_reading(
+    store: StudyStore, study: Study, cases: list[StudyCase], reader: Reader, position: int, modality: str,
+    call: int, confidence: int,
+) -> tuple[StudyReading, bool]:
+    """Store a reading, committed before this returns, if it is the reader's next one in their order (or the
+    same reading again: then the stored one comes back, with False)."""
+
+    def in_turn(earlier: list[StudyReading]) -> bool:
+        step = next_step(study, cases, reader, earlier)
+        return step.case is not None and (step.case.position, step.modality) == (position, modality)
+
+    return store.record_reading(reader.id, position, modality, call, confidence, allowed=in_turn)

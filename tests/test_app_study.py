@@ -1,0 +1,357 @@
+"""AppTest on the Reader study page: a teacher creates a study, readers join, read alone, see the AI and revise,
+come back with their PIN, and the teacher's dashboard shows progress, operating points, the class mean and the
+MRMC result, which equals `study analyse` on the exported CSV. Each test has its own SQLite file (PNEUMONIA_DB)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
+
+from pneumonia.artifacts import read_test_predictions, read_metadata
+from pneumonia.config import CLASS_NAMES, MODELS_DIR
+from pneumonia.evaluate import THUMBNAIL_SIDE, THUMBNAILS_DIR
+from pneumonia.formatting import format_probability
+from pneumonia.studies.design import draw_cases, next_step
+from pneumonia.studies.results import analyse_csv, export_csv, operating_points, plain_words, snapshot
+from pneumonia.studies.store import AIDED, CLOSED, UNAIDED, StudyStore
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "app.py"
+TIMEOUT = 180
+THUMBNAIL_BUDGET = 8 * 1024 * 1024
+
+pytestmark = pytest.mark.integration  # the page runs app.py, whose sidebar loads the committed model
+
+
+@pytest.fixture
+def db(monkeypatch, tmp_path) -> str:
+    path = str(tmp_path / "studies.db")
+    monkeypatch.setenv("PNEUMONIA_DB", path)
+    monkeypatch.delenv("PNEUMONIA_MODEL_DIR", raising=False)
+    return path
+
+
+@pytest.fixture
+def store(db):
+    opened = StudyStore(db)
+    yield opened
+    opened.close()
+
+
+def study_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at._page_hash = calc_hash("study")  # function pages are addressed by the hash of their url_path
+    at.run()
+    assert [t.value for t in at.title] == ["Reader study"]
+    return ok(at)
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error", "header", "subheader")
+             for e in getattr(at.main, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def table(at: AppTest, column: str) -> list[dict]:
+    """The rows of the one table with this column (tables drawn in a fragment carry no key in AppTest)."""
+    (found,) = [d.value for d in at.dataframe if column in d.value.columns]
+    return found.to_dict("records")
+
+
+def button(at: AppTest, label: str):
+    (found,) = [b for b in at.button if b.label == label]
+    return found
+
+
+def radio(at: AppTest, label: str):
+    (found,) = [r for r in at.radio if r.label == label]
+    return found
+
+
+def as_teacher(at: AppTest) -> AppTest:
+    at.radio(key="study_role").set_value("I am the teacher").run()
+    return ok(at)
+
+
+def new_study(store: StudyStore, aided: bool = True, count: int = 4, name: str = "Ward round"):
+    test = read_test_predictions(MODELS_DIR)
+    threshold = read_metadata(MODELS_DIR)["threshold"]["default"]
+    study, code = store.create_study(name, draw_cases(test, count, 1), aided=aided, seed=1, threshold=threshold)
+    return study, code, store.cases(study.id)
+
+
+def join(at: AppTest, join_code: str, pseudonym: str, pin: str) -> AppTest:
+    at.text_input(key="study_join_code").input(join_code)
+    at.text_input(key="study_pseudonym").input(pseudonym)
+    at.text_input(key="study_pin").input(pin)
+    button(at, "Join").click().run()
+    return ok(at)
+
+
+def save(at: AppTest, call: str | None, confidence: int | None) -> AppTest:
+    if call is not None:
+        radio(at, "Your call").set_value(call)
+    if confidence is not None:
+        radio(at, "How sure are you?").set_value(confidence)
+    button(at, "Save my reading").click().run()
+    return ok(at)
+
+
+def read_all(store, study, cases, reader, call_of, confidence_of):
+    while (step := next_step(study, cases, reader, store.reader_readings(reader.id))).case is not None:
+        store.record_reading(reader.id, step.case.position, step.modality, call_of(step.case, step.modality),
+                             confidence_of(step.case, step.modality))
+
+
+# ---------------------------------------------------------------- the shipped 224-px images
+
+
+def test_the_test_images_ship_at_224_px_within_8_mb_with_their_attribution():
+    folder = MODELS_DIR / THUMBNAILS_DIR
+    images = sorted(folder.glob("*.jpg"))
+    assert THUMBNAIL_SIDE == 224 and len(images) == len(read_test_predictions(MODELS_DIR).files) == 624
+    assert sum(p.stat().st_size for p in images) <= THUMBNAIL_BUDGET
+    for path in images[::50]:
+        with Image.open(path) as image:
+            assert (image.size, image.mode) == ((224, 224), "L")
+    attribution = (folder / "ATTRIBUTION.md").read_text()
+    assert "224x224" in attribution and "CC BY 4.0" in attribution and "10.17632/rscbjbr9sj.2" in attribution
+
+
+# ---------------------------------------------------------------- teacher: create, codes, wrong code
+
+
+def test_a_teacher_creates_a_study_and_is_given_a_join_code_and_a_private_teacher_code(db):
+    at = as_teacher(study_page())
+    at.text_input(key="study_name").input("Tuesday class")
+    at.number_input(key="study_cases").set_value(6)
+    at.number_input(key="study_seed").set_value(3)
+    button(at, "Create the study").click().run()
+    ok(at)
+    join_code, teacher_code = [c.value for c in at.code]
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", join_code) and len(teacher_code) == 32
+    store = StudyStore(db)
+    study = store.study_for_teacher(teacher_code)
+    assert (study.name, study.join_code, study.aided, study.seed) == ("Tuesday class", join_code, True, 3)
+    test = read_test_predictions(MODELS_DIR)
+    assert [c.file for c in store.cases(study.id)] == [c.file for c in draw_cases(test, 6, 3)]
+    assert study.threshold == read_metadata(MODELS_DIR)["threshold"]["default"]
+    assert "Dashboard: Tuesday class" in [h.value for h in at.header]
+    assert "Progress: 0 of 0 readers finished" in [s.value for s in at.subheader]
+    button(at, "I have saved the teacher code").click().run()
+    assert [c.value for c in ok(at).code] == [join_code]  # shown once only
+    store.close()
+
+
+def test_a_study_name_that_could_become_markup_is_refused(db):
+    at = as_teacher(study_page())
+    at.text_input(key="study_name").input("<b>Ward</b>")
+    button(at, "Create the study").click().run()
+    assert "letters, digits, spaces" in ok(at).main.error[0].value and not at.code
+    assert StudyStore(db).studies() == []
+
+
+def test_a_wrong_teacher_code_shows_nothing(store):
+    study, code, _ = new_study(store)
+    store.join(study.join_code, "Ann", "1234")
+    at = as_teacher(study_page())
+    at.radio(key="study_teacher_mode").set_value("Open my study's dashboard").run()
+    for wrong in (code[:-1] + ("A" if code[-1] != "A" else "B"), study.join_code, ""):
+        at.text_input(key="study_teacher_code").input(wrong)
+        button(at, "Open the dashboard").click().run()
+        assert [w.value for w in ok(at).main.warning] == ["No study opens with this code."]
+        assert not at.header and not at.dataframe and not at.code
+        assert study.name not in text_of(at) and "Ann" not in text_of(at)
+
+
+# ---------------------------------------------------------------- reader: join, read, reveal, revise, come back
+
+
+@pytest.mark.integration
+@pytest.mark.score_sensitive
+def test_a_reader_joins_reads_alone_sees_the_ai_revises_and_comes_back_on_another_device(store):
+    study, _, cases = new_study(store, aided=True)
+    _, bob, _ = store.join(study.join_code, "Bob", "9999")
+    read_all(store, study, cases, bob, lambda c, m: 1, lambda c, m: 5)  # another reader: never shown to Ann
+
+    at = join(study_page(), study.join_code.lower(), "Ann", "2468")
+    assert "Welcome, Ann." in [s.value for s in at.main.success]
+    assert "Reading as **Ann** in **Ward round**" in text_of(at)
+    (reader,) = [r for r in store.readers(study.id) if r.pseudonym == "Ann"]
+    step = next_step(study, cases, reader, [])
+    assert at.get("progress")[0].proto.text == "Case 1 of 4, alone"
+    assert "P(pneumonia)" not in text_of(at)  # nothing of the AI before the first reading
+
+    save(at, "PNEUMONIA", None)  # no confidence: nothing is stored
+    assert "Choose NORMAL or PNEUMONIA and how sure you are" in at.main.warning[0].value
+    assert store.reader_readings(reader.id) == []
+
+    save(at, "PNEUMONIA", 4)
+    assert "Saved: case 1, alone: PNEUMONIA, sure (4 of 5)." in [s.value for s in at.main.success]
+    (first,) = store.reader_readings(reader.id)
+    assert (first.position, first.modality, first.call, first.confidence) == (step.case.position, UNAIDED, 1, 4)
+    assert at.get("progress")[0].proto.text == "Case 1 of 4, with the AI"
+    threshold = study.threshold
+    label = CLASS_NAMES[int(step.case.probability >= threshold)]
+    assert f"P(pneumonia) {format_probability(step.case.probability)}, **{label}**" in text_of(at)
+    captions = [c for image in at.image for c in image.captions]
+    assert any(c.startswith("LIME") for c in captions) and any(c.startswith("Grad-CAM") for c in captions)
+    assert "Your reading alone: **PNEUMONIA**, sure (4 of 5)." in text_of(at)
+    assert (radio(at, "Your call").value, radio(at, "How sure are you?").value) == ("PNEUMONIA", 4)  # kept or changed
+
+    save(at, "NORMAL", 2)
+    assert "Saved: case 1, with the AI: NORMAL, unsure (2 of 5)." in [s.value for s in at.main.success]
+    assert [(r.modality, r.call, r.confidence) for r in store.reader_readings(reader.id)] == [
+        (UNAIDED, 1, 4), (AIDED, 0, 2)]
+    assert at.get("progress")[0].proto.text == "Case 2 of 4, alone"
+    assert "Bob" not in text_of(at)
+
+    # Another device: a new session, the same three answers; a wrong PIN gets nothing.
+    other = join(study_page(), study.join_code, "ann", "1111")
+    assert "PIN does not match" in other.main.error[0].value and not other.get("progress")
+    other = join(study_page(), study.join_code, "ann", "2468")
+    assert "Welcome back, Ann: you carry on where you left off." in [s.value for s in other.main.success]
+    assert other.get("progress")[0].proto.text == "Case 2 of 4, alone"
+
+    # A double submission (the first tab, still showing case 1 with the AI) stores nothing new.
+    before = store.reader_readings(reader.id)
+    button(at, "Leave").click().run()
+    assert ok(at).text_input(key="study_join_code") is not None
+    assert store.reader_readings(reader.id) == before
+
+
+def test_in_a_study_without_the_ai_the_reader_never_sees_the_model_and_gets_their_own_result(store):
+    study, _, cases = new_study(store, aided=False)
+    at = join(study_page(), study.join_code, "Cai", "1234")
+    for number, case in enumerate(cases, start=1):
+        assert at.get("progress")[0].proto.text == f"Case {number} of 4"
+        save(at, "PNEUMONIA", 3)
+        assert "P(pneumonia)" not in text_of(at) and "The AI" not in text_of(at)
+    assert "You have read all the cases of this study. Thank you, Cai!" in [s.value for s in at.main.success]
+    own = at.dataframe[0].value.to_dict("records")
+    assert own == [{"": "You, alone", "sensitivity": "1.00", "specificity": "0.00"}]
+
+
+def test_a_pseudonym_that_could_become_markup_is_refused(store):
+    study, _, _ = new_study(store)
+    at = join(study_page(), study.join_code, "<b onclick=x>Ann</b>", "1234")
+    assert "letters, digits, spaces" in at.main.error[0].value
+    assert store.readers(study.id) == []
+
+
+# ---------------------------------------------------------------- the teacher's dashboard
+
+
+def finished_class(store, study, cases, readers: int = 3):
+    """Readers who miss some pneumonias alone and fewer with the AI, with varied confidences; and one unfinished."""
+    rng = np.random.default_rng(4)
+    for i in range(readers):
+        _, reader, _ = store.join(study.join_code, f"Reader {i}", "1234")
+        read_all(store, study, cases, reader,
+                 lambda c, m: int(rng.random() < (0.95 if m == AIDED else 0.7)) if c.truth else int(rng.random() < 0.3),
+                 lambda c, m: int(rng.integers(1, 6)))
+    _, late, _ = store.join(study.join_code, "Late", "1234")
+    step = next_step(study, cases, late, [])
+    store.record_reading(late.id, step.case.position, UNAIDED, 1, 3)
+
+
+def open_dashboard(code: str) -> AppTest:
+    at = as_teacher(study_page())
+    at.radio(key="study_teacher_mode").set_value("Open my study's dashboard").run()
+    at.text_input(key="study_teacher_code").input(code)
+    button(at, "Open the dashboard").click().run()
+    return ok(at)
+
+
+def test_the_dashboard_shows_progress_points_the_class_mean_and_the_analysis_of_the_export(store, tmp_path):
+    study, code, cases = new_study(store, count=12)
+    finished_class(store, study, cases)
+    at = open_dashboard(code)
+    assert "Progress: 3 of 4 readers finished" in [s.value for s in at.subheader]
+    progress = {r["reader"]: r for r in table(at, "read alone")}
+    assert progress["Late"]["read alone"] == "1 of 12" and progress["Late"]["finished"] == "no"
+    assert progress["Reader 0"]["read with the AI"] == "12 of 12" and progress["Reader 0"]["finished"] == "yes"
+
+    snap = snapshot(store, study)
+    figure = json.loads([e for e in at.get("plotly_chart") if e.key == "study_roc"][0].proto.spec)
+    traces = {t["name"]: t for t in figure["data"]}
+    for modality, name in ((UNAIDED, "readers alone"), (AIDED, "readers with the AI")):
+        points = [p for p in operating_points(snap) if p.modality == modality
+                  and np.isfinite(p.sensitivity) and np.isfinite(p.specificity)]
+        assert traces[name]["y"] == pytest.approx([p.sensitivity for p in points])
+        assert traces[name]["x"] == pytest.approx([1 - p.specificity for p in points])
+    finished = [p for p in operating_points(snap) if p.finished and p.modality == AIDED]
+    assert traces["class mean with the AI"]["y"] == pytest.approx([np.mean([p.sensitivity for p in finished])])
+
+    exported = export_csv(snap)
+    (download,) = [e for e in at.get("download_button") if e.proto.label == "Download the readings (CSV)"]
+    result = analyse_csv(exported)
+    assert plain_words(result).split("\n\n")[0] in text_of(at)
+    auc_table = table(at, "aided")
+    assert [row["reader"] for row in auc_table] == ["Reader 0", "Reader 1", "Reader 2", "mean"]
+
+    # The same numbers as `python -m pneumonia study analyse` on the exported file.
+    path, out = tmp_path / "readings.csv", tmp_path / "analysis.json"
+    path.write_text(exported)
+    cli = subprocess.run([sys.executable, "-m", "pneumonia", "study", "analyse", str(path), "--json", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    analysed = json.loads(out.read_text())
+    (comparison,) = analysed["comparisons"]
+    assert analysed["mean_auc"] == pytest.approx(result.mean_auc)
+    assert comparison["p"] == pytest.approx(result.comparisons[0].p)
+    tests = table(at, "comparison")
+    assert tests[0]["p"] == round(comparison["p"], 4) and tests[0]["difference"] == round(comparison["difference"], 4)
+    assert f"{analysed['mean_auc']['unaided']:.2f} alone" in text_of(at)
+    assert f"{analysed['mean_auc']['aided']:.2f} with the AI" in text_of(at)
+    assert download.proto.url  # the file itself is served by the media manager
+
+
+def test_the_teacher_closes_then_deletes_the_study_with_all_its_readings(store):
+    study, code, cases = new_study(store)
+    _, ann, _ = store.join(study.join_code, "Ann", "1234")
+    reader_at = join(study_page(), study.join_code, "Ann", "1234")
+    at = open_dashboard(code)
+    button(at, "Close the study").click().run()
+    assert store.study(study.id).status == CLOSED and ok(at).button(key="study_reopen")
+    reader_at.run()
+    assert "The teacher has closed this study" in ok(reader_at).main.warning[0].value
+    assert not [b for b in reader_at.button if b.label == "Save my reading"]
+
+    at.text_input(key="study_delete_confirm").input("not the name")
+    button(at, "Delete the study and all its readings").click().run()
+    assert "nothing was deleted" in ok(at).main.warning[0].value and store.study(study.id) is not None
+    at.text_input(key="study_delete_confirm").input("ward ROUND")
+    button(at, "Delete the study and all its readings").click().run()
+    assert store.study(study.id) is None and store.readers(study.id) == [] and store.readings(study.id) == []
+    assert "Deleted the study" in ok(at).main.success[0].value and not at.header
+    reader_at.run()
+    assert "deleted by its teacher" in ok(reader_at).main.info[0].value
+
+
+def test_markdown_characters_in_names_are_shown_as_themselves():
+    from ui.reader_study import escape_markdown
+
+    assert escape_markdown("ann_b*c [x] <b> #1 :red") == "ann\\_b\\*c \\[x\\] \\<b\\> \\#1 \\:red"
+    assert escape_markdown("Ward 3.b-2") == "Ward 3.b-2"
+
+
+def test_a_reader_name_with_an_underscore_is_not_turned_into_italics(store):
+    study, _, _ = new_study(store, aided=False)
+    at = join(study_page(), study.join_code, "ann_b_c", "1234")
+    assert "Welcome, ann\\_b\\_c." in [s.value for s in at.main.success]
+    assert "Reading as **ann\\_b\\_c**" in text_of(at)

@@ -1,0 +1,456 @@
+"""Reader study: a class reads the same test X-rays, alone and then with the AI, and the teacher watches the
+results come in and sees whether the AI helped (an MRMC analysis).
+
+Thin widgets over `pneumonia.studies`: the store keeps every study, reader and reading in a database
+(PNEUMONIA_DB), so a reader's progress survives a reload, a new tab and another device. A reading is shown as
+saved only after the database has committed it. A reader's page asks the store for that reader's own readings
+only; the dashboard opens only with the teacher code.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import streamlit as st
+
+from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME, study_database
+from pneumonia.errors import PneumoniaError
+from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.studies.design import (
+    CONFIDENCE_WORDS,
+    DEFAULT_CASES,
+    MODALITY_WORDS,
+    Step,
+    commit_reading,
+    draw_cases,
+    next_step,
+)
+from pneumonia.studies.store import (
+    AIDED,
+    CLOSED,
+    MAX_CASES,
+    MAX_NAME,
+    MAX_PSEUDONYM,
+    MIN_CASES,
+    OPEN,
+    Reader,
+    Study,
+    StudyError,
+    StudyStore,
+)
+from ui.common import (
+    FIRST_PAGE_DRAWN,
+    grad_cam_map,
+    lime_explanation,
+    model_files_or_stop,
+    predictor_or_stop,
+    split_predictions,
+    thumbnail_path,
+)
+
+READER_KEY = "study_reader"  # (study id, reader id) once joined: all a reader's session holds
+TEACHER_KEY = "study_teacher"  # the study id whose teacher code was given (or which was created) in this session
+NEW_CODE_KEY = "study_new_teacher_code"  # (study id, teacher code), shown once, right after creating the study
+NOTICE_KEY = "study_notice"  # (kind, text) set by a form's callback, shown at the top of the next run
+LIVE_REFRESH_S = 5
+
+INTRO = (
+    "A class reads the same test X-rays. Each reader calls every case NORMAL or PNEUMONIA with how sure they are; "
+    "in an AI-aided study they then see the model's score and maps and may change their call. The teacher's "
+    "dashboard shows everyone's progress and whether reading with the AI did better. Use a pseudonym, not your "
+    "name: nothing here identifies a reader or a patient."
+)
+ROLE_READER, ROLE_TEACHER = "I am a reader", "I am the teacher"
+
+
+@st.cache_resource(show_spinner=False)
+def _study_store(target: str) -> StudyStore:
+    """One store, and so one database engine, per server process."""
+    return StudyStore(target)
+
+
+def store_or_stop() -> StudyStore:
+    try:
+        return _study_store(study_database())
+    except Exception as exc:  # noqa: BLE001 - any database failure becomes one line, never a traceback
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        st.error(f"The study database could not be opened ({reason}). Set PNEUMONIA_DB to a writable file "
+                 "path or a database URL.", icon=":material/error:")
+        st.stop()
+
+
+def escape_markdown(text: str) -> str:
+    """Text a person typed, shown as itself: every markdown character escaped (names are already limited to
+    letters, digits, spaces, dots, dashes and underscores)."""
+    return re.sub(r"([\\`*_{}\[\]#|<>~:$])", r"\\\1", str(text))
+
+
+def _notice_ui() -> None:
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        kind, text = notice
+        {"success": st.success, "warning": st.warning, "error": st.error}[kind](text)
+
+
+# ---------------------------------------------------------------- reader
+
+
+def join_ui(store: StudyStore) -> None:
+    st.markdown("**Join a study.** Your teacher gives you the join code. Pick a pseudonym (not your real name) "
+                "and a PIN of 4 to 8 digits: with the same three you can come back later, on any device.")
+    with st.form("study_join", border=True):
+        code = st.text_input("Join code", max_chars=20, placeholder="XXXX-XXXX-XXXX", key="study_join_code")
+        pseudonym = st.text_input("Pseudonym (not your real name)", max_chars=MAX_PSEUDONYM, key="study_pseudonym")
+        pin = st.text_input("PIN (4 to 8 digits)", type="password", max_chars=8, key="study_pin")
+        if st.form_submit_button("Join", type="primary"):
+            try:
+                study, reader, new = store.join(code, pseudonym, pin)
+            except StudyError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[READER_KEY] = (study.id, reader.id)
+            name = escape_markdown(reader.pseudonym)
+            st.session_state[NOTICE_KEY] = ("success", f"Welcome, {name}." if new else
+                                             f"Welcome back, {name}: you carry on where you left off.")
+            st.rerun()
+
+
+def _leave() -> None:
+    st.session_state.pop(READER_KEY, None)
+
+
+def _commit(store: StudyStore, study: Study, reader: Reader, step: Step, call_key: str, confidence_key: str) -> None:
+    """The form's callback: store the reading, and only once it is committed say so."""
+    call, confidence = st.session_state.get(call_key), st.session_state.get(confidence_key)
+    if call is None or confidence is None:
+        st.session_state[NOTICE_KEY] = ("warning", "Choose NORMAL or PNEUMONIA and how sure you are, then save.")
+        return
+    try:
+        cases = store.cases(study.id)
+        reading, _ = commit_reading(store, study, cases, reader, step.case.position, step.modality,
+                                    CLASS_NAMES.index(call), int(confidence))
+    except PneumoniaError as exc:
+        st.session_state[NOTICE_KEY] = ("error", str(exc))
+        return
+    st.session_state[NOTICE_KEY] = (
+        "success",
+        f"Saved: case {step.number}, {MODALITY_WORDS[reading.modality]}: {CLASS_NAMES[reading.call]}, "
+        f"{CONFIDENCE_WORDS[reading.confidence]} ({reading.confidence} of 5).",
+    )
+
+
+def reading_form_ui(store: StudyStore, study: Study, reader: Reader, step: Step) -> None:
+    """The call and the confidence. Reading with the AI, both start at the reader's own first reading."""
+    stem = f"study_{reader.id}_{step.case.position}_{step.modality}"
+    call_key, confidence_key = f"{stem}_call", f"{stem}_confidence"
+    first = step.unaided if step.modality == AIDED else None
+    title = "Your reading with the AI (keep or change it)" if step.modality == AIDED else "Your reading"
+    with st.form(f"{stem}_form", border=True):
+        st.markdown(f"**{title}**")
+        st.radio("Your call", CLASS_NAMES, index=None if first is None else first.call, horizontal=True,
+                 key=call_key)
+        st.radio("How sure are you?", list(CONFIDENCE_WORDS), index=None if first is None else first.confidence - 1,
+                 format_func=lambda v: f"{v} {CONFIDENCE_WORDS[v]}", horizontal=True, key=confidence_key)
+        st.form_submit_button("Save my reading", type="primary", on_click=_commit,
+                              args=(store, study, reader, step, call_key, confidence_key))
+
+
+def ai_ui(study: Study, step: Step) -> None:
+    """The model's score and label at the study's threshold, and its LIME and Grad-CAM maps."""
+    from pneumonia.inference import label_at
+
+    first = step.unaided
+    st.markdown(f"Your reading alone: **{CLASS_NAMES[first.call]}**, {CONFIDENCE_WORDS[first.confidence]} "
+                f"({first.confidence} of 5).")
+    probability = step.case.probability
+    st.info(f"**The AI**: P(pneumonia) {format_probability(probability)}, "
+            f"**{label_at(probability, study.threshold)}** at its threshold {format_threshold(study.threshold)}.",
+            icon=":material/smart_toy:")
+    maps_ui(step.case.file)
+
+
+def maps_ui(file: str) -> None:
+    """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared with reader mode and every reader
+    of the study, so each case's maps are computed once per server."""
+    from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
+
+    predictor = predictor_or_stop()
+    image = predictor.decode(thumbnail_path(file))
+    sha, digest = predictor.metadata["model_sha256"], f"thumbnail:{file}"  # reader mode's cache key for the image
+    lime_column, cam_column = st.columns(2)
+    with lime_column:
+        explanation = lime_explanation(predictor, sha, digest, LimeSettings(), image)
+        st.image(lime_overlay(image, explanation), caption="LIME: red pushes towards pneumonia, blue away",
+                 width="stretch")
+    with cam_column:
+        st.image(heatmap_overlay(image, grad_cam_map(predictor, sha, digest, image)),
+                 caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
+
+
+def finished_ui(study: Study, cases, reader: Reader, readings) -> None:
+    """The reader's own sensitivity and specificity, once every case is read: counts only, no case's truth."""
+    st.success(f"You have read all the cases of this study. Thank you, {escape_markdown(reader.pseudonym)}!")
+    from pneumonia.studies.results import StudySnapshot, operating_points
+
+    points = operating_points(StudySnapshot(study, cases, [reader], readings))
+    rows = [{"": f"You, {MODALITY_WORDS[p.modality]}", "sensitivity": f"{p.sensitivity:.2f}",
+             "specificity": f"{p.specificity:.2f}"} for p in points]
+    st.dataframe(rows, hide_index=True, key="study_own_result")
+    st.caption("Sensitivity: the share of pneumonias you called PNEUMONIA. Specificity: the share of normal "
+               "X-rays you called NORMAL. Your teacher will go through the cases with the class.")
+
+
+def reading_ui(store: StudyStore, study: Study, reader: Reader) -> None:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.markdown(f"Reading as **{escape_markdown(reader.pseudonym)}** in **{escape_markdown(study.name)}**")
+        st.button("Leave", key="study_leave", on_click=_leave, width="content")
+    readings = store.reader_readings(reader.id)
+    cases = store.cases(study.id)
+    step = next_step(study, cases, reader, readings)
+    if step.case is None:
+        finished_ui(study, cases, reader, readings)
+        return
+    if not study.is_open:
+        st.warning("The teacher has closed this study: no more readings are taken. Your saved readings are kept.")
+        return
+    st.progress(step.done / step.total, text=f"Case {step.number} of {step.total}"
+                + (f", {MODALITY_WORDS[step.modality]}" if study.aided else ""))
+    path = thumbnail_path(step.case.file)
+    if not path.is_file():
+        st.info(f"The test images are missing ({path.parent}); run `python -m pneumonia evaluate` to write them.")
+        return
+    picture, side = st.columns([2, 3], gap="medium")
+    picture.image(path.read_bytes(), width="stretch", caption="The X-ray at 224 × 224 pixels, the data set's own size")
+    with side:
+        if step.modality == AIDED:
+            ai_ui(study, step)
+        reading_form_ui(store, study, reader, step)
+
+
+def reader_ui(store: StudyStore) -> None:
+    joined = st.session_state.get(READER_KEY)
+    if joined is None:
+        join_ui(store)
+        return
+    study, reader = store.study(joined[0]), store.reader(joined[1])
+    if study is None or reader is None:
+        st.session_state.pop(READER_KEY, None)
+        st.info("This study has been deleted by its teacher.")
+        return
+    reading_ui(store, study, reader)
+
+
+# ---------------------------------------------------------------- teacher
+
+
+def create_ui(store: StudyStore) -> None:
+    test = split_predictions(TEST_PREDICTIONS_FILENAME)
+    if test is None:
+        return
+    with st.form("study_create", border=True):
+        name = st.text_input("Study name", max_chars=MAX_NAME, key="study_name",
+                             help="Letters, digits, spaces, dots, dashes and underscores. Readers see it.")
+        count = st.number_input("Number of cases", min_value=MIN_CASES, max_value=MAX_CASES, value=DEFAULT_CASES,
+                                step=1, key="study_cases",
+                                help="Drawn from the 624 test images by the seed, NORMAL and PNEUMONIA in the test "
+                                     "set's proportions.")
+        seed = st.number_input("Seed for drawing the cases", min_value=0, max_value=1_000_000, value=0, step=1,
+                               key="study_seed")
+        aided = st.toggle("AI-aided: after each reading alone, show the AI's score and maps and read again",
+                          value=True, key="study_aided")
+        if st.form_submit_button("Create the study", type="primary"):
+            metadata = model_files_or_stop()
+            try:
+                study, teacher_code = store.create_study(
+                    name, draw_cases(test, int(count), int(seed)), aided=aided, seed=int(seed),
+                    threshold=float(metadata["threshold"]["default"]),
+                )
+            except StudyError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[TEACHER_KEY] = study.id
+            st.session_state[NEW_CODE_KEY] = (study.id, teacher_code)
+            st.rerun()
+
+
+def open_ui(store: StudyStore) -> None:
+    with st.form("study_open", border=True):
+        code = st.text_input("Teacher code", type="password", key="study_teacher_code")
+        if st.form_submit_button("Open the dashboard", type="primary"):
+            study = store.study_for_teacher(code)
+            if study is None:
+                st.warning("No study opens with this code.")
+                return
+            st.session_state[TEACHER_KEY] = study.id
+            st.rerun()
+
+
+def codes_ui(study: Study) -> None:
+    st.markdown("**Join code for the readers** (show it to the class):")
+    st.code(study.join_code, language=None)
+    new = st.session_state.get(NEW_CODE_KEY)
+    if new and new[0] == study.id:
+        st.markdown("**Your teacher code**: keep it private. It opens this dashboard and can delete the study. "
+                    "It is shown only now: the app keeps only a fingerprint of it.")
+        st.code(new[1], language=None)
+        if st.button("I have saved the teacher code", key="study_code_saved"):
+            st.session_state.pop(NEW_CODE_KEY, None)
+            st.rerun()
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_ui(study_id: int) -> None:
+    """Progress, the ROC picture, the class mean, the analysis and the CSV, refreshed every few seconds."""
+    from pneumonia.studies.plots import study_roc_figure
+    from pneumonia.studies.results import (
+        analyse_csv,
+        class_mean,
+        export_csv,
+        model_roc,
+        operating_points,
+        plain_words,
+        progress_rows,
+        snapshot,
+    )
+
+    store = _study_store(study_database())
+    study = store.study(study_id)
+    if study is None:
+        return
+    snap = snapshot(store, study)
+    st.subheader(f"Progress: {len(snap.finished)} of {len(snap.readers)} readers finished")
+    if not snap.readers:
+        st.caption("No reader has joined yet.")
+    else:
+        st.dataframe(progress_rows(snap, time.time()), hide_index=True, key="study_progress")
+    points = operating_points(snap)
+    means = class_mean(points)
+    fpr, tpr, model_auc, model_point = model_roc(snap)
+    st.plotly_chart(study_roc_figure(fpr, tpr, model_point, model_auc, points, means), width="stretch",
+                    key="study_roc")
+    st.caption("Each dot is one reader at their calls (hollow: alone; filled: with the AI), on the cases they have "
+               "read so far. The diamonds are the class mean of the readers who finished. Up and to the left is "
+               "better.")
+    if means:
+        st.dataframe([{"class mean": MODALITY_WORDS[m], "sensitivity": f"{s:.2f}", "specificity": f"{p:.2f}"}
+                      for m, (s, p) in means.items()], hide_index=True, key="study_means")
+    st.subheader("Did the AI help?" if study.aided else "How well did the class read?")
+    text = export_csv(snap)
+    try:
+        result = analyse_csv(text)
+    except PneumoniaError as exc:
+        result = None
+        st.info(f"The analysis appears once at least two readers have finished every case ({exc}).")
+    if result is not None:
+        st.markdown(plain_words(result, model_auc))
+        statistics_ui(result)
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", study.name).strip("_") or "study"
+    with st.container(horizontal=True):
+        st.download_button("Download the readings (CSV)", data=text, file_name=f"{slug}_readings.csv",
+                           mime="text/csv", on_click="ignore", key="study_csv", width="content")
+        st.download_button("Download every reading so far, unfinished readers too", data=export_csv(snap, True),
+                           file_name=f"{slug}_all_readings.csv", mime="text/csv", on_click="ignore",
+                           key="study_csv_all", width="content")
+    st.caption("Columns reader, case, truth, modality, rating: the format of "
+               "`python -m pneumonia study analyse`, which gives the same numbers as above.")
+
+
+def statistics_ui(result) -> None:
+    from pneumonia.studies.results import statistics_rows
+
+    with st.expander("Statistics: the MRMC analysis in numbers"):
+        st.markdown(
+            "Ratings are calls weighted by confidence, from 1 (NORMAL, certain) through 5 (NORMAL, a guess) and "
+            "6 (PNEUMONIA, a guess) to 10 (PNEUMONIA, certain). Each reader's AUC is the Wilcoxon AUC of their "
+            "ratings; readers and cases are both treated as random samples (Obuchowski–Rockette analysis with "
+            "Hillis's degrees of freedom, jackknife covariances)."
+        )
+        st.dataframe(statistics_rows(result), hide_index=True, key="study_auc_table")
+        rows = [{"comparison": f"{c.modalities[0]} − {c.modalities[1]}", "difference": round(c.difference, 4),
+                 "std. error": round(c.std_err, 4), "df (Hillis)": round(c.df, 2), "F": round(c.f, 3),
+                 "p": round(c.p, 4), "95% CI": f"{c.ci[0]:.4f} to {c.ci[1]:.4f}"} for c in result.comparisons]
+        rows += [{"comparison": f"{m} alone (single modality)", "difference": round(i.estimate, 4),
+                  "std. error": round(i.std_err, 4), "df (Hillis)": round(i.df, 2),
+                  "95% CI": f"{i.ci[0]:.4f} to {i.ci[1]:.4f}"} for m, i in result.intervals.items()]
+        st.dataframe(rows, hide_index=True, key="study_tests")
+        v = result.covariances
+        extra = f"Var {v.var:.6f}, Cov1 {v.cov1:.6f}, Cov2 {v.cov2:.6f}, Cov3 {v.cov3:.6f}"
+        if result.fixed_readers is not None:
+            extra += (f"; fixed readers (these readers only): chi-square {result.fixed_readers.statistic:.3f}, "
+                      f"p {result.fixed_readers.p:.4f}")
+        st.caption(extra)
+
+
+def _set_status(store: StudyStore, study_id: int, status: str) -> None:
+    store.set_status(study_id, status)
+
+
+def _close_dashboard() -> None:
+    st.session_state.pop(TEACHER_KEY, None)
+    st.session_state.pop(NEW_CODE_KEY, None)
+
+
+def manage_ui(store: StudyStore, study: Study) -> None:
+    with st.container(horizontal=True):
+        if study.is_open:
+            st.button("Close the study", key="study_close", on_click=_set_status, args=(store, study.id, CLOSED),
+                      help="Readers can no longer join or save readings; what is saved stays.", width="content")
+        else:
+            st.button("Reopen the study", key="study_reopen", on_click=_set_status, args=(store, study.id, OPEN),
+                      width="content")
+        st.button("Leave the dashboard", key="study_dashboard_leave", on_click=_close_dashboard, width="content")
+    with st.expander("Delete this study"):
+        st.markdown("Deletes the study with every reader and every reading, at once and for good. Download the "
+                    "readings first if you need them.")
+        confirm = st.text_input("Type the study's name to confirm", key="study_delete_confirm")
+        if st.button("Delete the study and all its readings", key="study_delete", type="primary"):
+            if " ".join(confirm.split()).casefold() != study.name.casefold():
+                st.warning("The name does not match; nothing was deleted.")
+                return
+            gone = store.delete_study(study.id)
+            _close_dashboard()
+            st.session_state[NOTICE_KEY] = ("success", f"Deleted the study with its {gone} readings.")
+            st.rerun()
+
+
+def dashboard_ui(store: StudyStore, study: Study) -> None:
+    st.header(f"Dashboard: {escape_markdown(study.name)}", anchor=False)
+    design = "AI-aided: each case alone, then with the AI" if study.aided else "readers alone, without the AI"
+    cases = len(store.cases(study.id))
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.created))
+    st.caption(f"{'Open' if study.is_open else 'Closed'} · {cases} cases · {design} · the AI's threshold "
+               f"{format_threshold(study.threshold)} · created {created}")
+    codes_ui(study)
+    manage_ui(store, study)
+    live_ui(study.id)
+
+
+def teacher_ui(store: StudyStore) -> None:
+    study_id = st.session_state.get(TEACHER_KEY)
+    study = None if study_id is None else store.study(study_id)
+    if study is not None:
+        dashboard_ui(store, study)
+        return
+    if study_id is not None:
+        _close_dashboard()
+    mode = st.radio("What would you like to do?", ["Create a study", "Open my study's dashboard"], horizontal=True,
+                    key="study_teacher_mode", label_visibility="collapsed")
+    if mode == "Create a study":
+        create_ui(store)
+    else:
+        open_ui(store)
+
+
+def reader_study_page() -> None:
+    st.title("Reader study")
+    st.caption(INTRO)
+    store = store_or_stop()
+    FIRST_PAGE_DRAWN.set()  # nothing here waits for the model, so the server may load it now
+    _notice_ui()
+    role = st.radio("Role", [ROLE_READER, ROLE_TEACHER], horizontal=True, key="study_role",
+                    label_visibility="collapsed")
+    if role == ROLE_TEACHER:
+        teacher_ui(store)
+    else:
+        reader_ui(store)
