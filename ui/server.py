@@ -12,7 +12,7 @@ import importlib
 import threading
 from contextlib import asynccontextmanager
 
-PAGE_MODULES = ("ui.screen", "ui.threshold", "ui.reader_mode", "ui.about")
+PAGE_MODULES = ("ui.screen", "ui.threshold", "ui.reader_mode", "ui.reader_study", "ui.about")
 PRELOAD_AFTER_S = 3.0
 
 
