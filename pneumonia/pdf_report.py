@@ -91,6 +91,17 @@ def report_file_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def reports_zip(names: list[str], reports: list[bytes]) -> bytes:
+    """One ZIP of the batch's PDFs, built in memory, one `<stem>.pdf` per input (names made unique as on disk)."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, report in zip(report_file_names([Path(n) for n in names]), reports):
+            archive.writestr(name, report)
+    return buffer.getvalue()
+
+
 def _wrap(text: str, size: float, width: float, weight: str = "normal", family: str = "sans-serif") -> list[str]:
     """Greedy word wrap to `width` inches, measured with the font itself rather than guessed per character."""
     font = FontProperties(family=family, size=size, weight=weight)

@@ -499,3 +499,24 @@ def test_uploads_samples_choice_and_lime_settings_survive_a_visit_to_another_pag
 
     app.button(key="forget_uploads").click().run()
     assert list(app.dataframe[0].value["file"]) == [SAMPLES[2].name]
+
+
+def test_all_reports_come_in_one_zip_built_in_memory_reusing_prepared_ones(app, monkeypatch):
+    import io
+    import zipfile
+
+    import pneumonia.pdf_report
+
+    built = []
+    monkeypatch.setattr(pneumonia.pdf_report, "image_report",
+                        lambda predictor, item, threshold, *rest, **kw: built.append(item.name) or b"%PDF " + item.name.encode())
+    upload(app, ("a.jpeg", SAMPLES[0].read_bytes()), ("a.png", SAMPLES[1].read_bytes()), ("broken.png", b"\x89PNG no"))
+    app.button(key="prepare_0").click().run()  # one card's report, prepared first
+    app.button(key="prepare_all_reports").click().run()
+    assert_no_exception(app)
+    assert built == ["a.jpeg", "a.png", "broken.png"]  # the prepared one is reused, the refused file gets its own
+    [button] = [b for b in app.get("download_button") if b.proto.label == "Download all reports (ZIP)"]
+    data = app.session_state["all_reports_zip"][1]
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["a.jpeg.pdf", "a.png.pdf", "broken.pdf"]  # clashing stems kept apart
+        assert archive.read("a.png.pdf") == b"%PDF a.png"

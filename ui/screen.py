@@ -44,6 +44,7 @@ SAMPLES_DIR = ASSETS_DIR / "samples"
 UPLOADS = "kept_uploads"  # the session's uploads, in memory only, so they survive a visit to another page
 SCREENED = "screened"  # the session's screenings of its current uploads, by (model SHA-256, upload digest, name)
 REPORTS = "reports"  # the session's prepared PDFs, by (model SHA-256, digest, name, threshold, provenance)
+ALL_REPORTS = "all_reports_zip"  # the session's latest batch ZIP: (its key, its bytes); one kept
 REPORTS_KEPT = 8  # per session, newest kept: a PDF is about 200 KB
 REPORT_HELP = (
     "A one-page PDF of this card at the current threshold, with LIME over three seeds and Grad-CAM: a few "
@@ -166,6 +167,33 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
     )
 
 
+def all_reports_ui(predictor: Predictor, uploads: list[Upload], results: list[Screening], threshold: float) -> None:
+    """Every card's PDF in one ZIP, in memory, so a batch of 23 films needs one click, not 23. Built when asked
+    for (seconds per film), reusing any PDF a card already prepared at this threshold."""
+    from pneumonia.pdf_report import image_report, reports_zip, threshold_provenance
+
+    from ui.threshold import session_presets
+
+    provenance = threshold_provenance(predictor.metadata, threshold, session_presets())
+    sha = predictor.metadata["model_sha256"]
+    key = (sha, tuple(u.digest for u in uploads), threshold, provenance)
+    slot = st.empty()
+    if st.session_state.get(ALL_REPORTS, (None,))[0] != key:
+        if not slot.button(f"Prepare all {len(results)} reports (ZIP)", key="prepare_all_reports",
+                           icon=":material/folder_zip:", help=REPORT_HELP):
+            return
+        reports = st.session_state.setdefault(REPORTS, {})
+        pdfs = []
+        with queued("Reports"), st.spinner(f"Building {len(results)} reports…"):
+            for upload, item in zip(uploads, results):
+                card_key = (sha, upload.digest, item.name, threshold, provenance)
+                pdfs.append(reports.get(card_key) or image_report(predictor, item, threshold, provenance))
+        st.session_state[ALL_REPORTS] = (key, reports_zip([item.name for item in results], pdfs))
+    slot.download_button("Download all reports (ZIP)", data=st.session_state[ALL_REPORTS][1],
+                         file_name="pneumonia_reports.zip", mime="application/zip", on_click="ignore",
+                         icon=":material/folder_zip:", key="all_reports")
+
+
 def result_card_ui(
     predictor: Predictor,
     upload: Upload,
@@ -231,6 +259,8 @@ def results_ui(
         mime="text/csv",
         on_click="ignore",
     )
+    if len(results) > 1:
+        all_reports_ui(predictor, uploads, results, threshold)
     for position, (upload, item) in enumerate(zip(uploads, results)):
         result_card_ui(predictor, upload, item, position, threshold, test, ece)
 
