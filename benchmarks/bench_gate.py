@@ -28,6 +28,7 @@ from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
 from pneumonia.data import discover_split, find_split  # noqa: E402
 from pneumonia.gate import CAUTION, OK, REFUSED  # noqa: E402
 from pneumonia.inference import load_predictor  # noqa: E402
+from pneumonia.ui_text import REASONS  # noqa: E402
 
 COMMAND = "python benchmarks/bench_gate.py"
 TIMING_IMAGES = 200
@@ -37,15 +38,16 @@ TIMING_REPEATS = 5
 def reason_kind(reason: str) -> str:
     """The rule behind a reason, for counting (the text before the first colon, or its first words)."""
     for prefix, kind in (
-        ("not a radiograph: it is a colour", "colour picture"),
-        ("not a radiograph: the image is blank", "blank or uniform"),
-        ("not a radiograph: it is full of fine detail or noise", "fine detail or noise"),
-        ("not a radiograph: it looks like a document", "document or screenshot"),
-        ("does not look like a chest X-ray", "Mahalanobis score"),
+        (REASONS["colour"], "colour picture"),
+        (REASONS["blank"], "blank or uniform"),
+        (REASONS["noise"], "fine detail or noise"),
+        (REASONS["document"], "document or screenshot"),
+        (REASONS["negative"], "negative image"),
+        (REASONS["not_chest"], "Mahalanobis score"),
         ("wrong kind of image", "DICOM modality"),
         ("the image has an extreme shape", "shape"),
         ("the image is too small", "shape"),
-        ("unusual image", "Mahalanobis caution"),
+        (REASONS["unusual"], "Mahalanobis caution"),
         ("low resolution", "low resolution"),
     ):
         if reason.startswith(prefix):

@@ -39,7 +39,7 @@ TIMEOUT_S = 600.0
 TARGETS = {"peak_rss_mb": 2048, "lime_ratio": 1.2}
 SINGLE_RUNS = 3  # the single-user baseline is the median of this many sessions, one after another
 SCORE_LABEL, LIME_CAPTION, DONE = "P(pneumonia)", "LIME (", "Explanation readout"
-QUEUE_NOTICE = re.compile(r"queued: \d+ ahead")
+QUEUE_NOTICE = re.compile(r"waiting for the model, \d+ ahead")
 
 
 def chosen_images(data_dir: Path, count: int, seed: int = 0) -> list[tuple[Path, str]]:
@@ -140,7 +140,7 @@ def report(sessions: int, outcome: dict) -> tuple[str, str]:
          f"p95 <= {TARGETS['lime_ratio']:.1f} x {sessions} x single = {budget:.1f} s: "
          f"{'met' if percentile(lime, 95) <= budget else 'missed'}"),
         ("p95 LIME / (N x single LIME)", f"{percentile(lime, 95) / (sessions * single_lime):.2f}", ""),
-        ("Sessions shown their place in a queue (\"… queued: k ahead\")",
+        ("Sessions shown their place in a queue (\"…: waiting for the model, k ahead\")",
          f"{sum(r.get('told_place', False) for r in results)} of {sessions}", ""),
         ("Errors (timeouts, exceptions)", str(errors), f"0: {'met' if errors == 0 else 'missed'}"),
         ("Leaks (a session showing another's file or a wrong score)", str(leaks), f"0: {'met' if leaks == 0 else 'missed'}"),

@@ -1,18 +1,17 @@
 """Figures for decisions: an icon array of natural frequencies, and a reader's calls against the model's ROC.
 
-Like plots.py, each function takes plain data and returns a plotly figure, so tests can read its numbers.
+Like plots.py, each function takes plain data and returns a figure (plotly, or HTML for the icon array, which
+must reflow on a phone), so tests can read its numbers.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import plotly.graph_objects as go
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.decision import COUNT_KEYS
-from pneumonia.plots import CLASS_COLOURS
+from pneumonia.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW
 
 ICON_COLOURS = {"caught": "#d1495b", "missed": "#f0a202", "false_alarms": "#6a4c93", "all_clear": "#c5d3e0"}
 """Sick children in warm colours (missed in alarm amber), false alarms purple, the all-clear majority a quiet grey."""
@@ -22,47 +21,55 @@ READER_COLOUR = "#1b7f5f"
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
-def _icon_grid(population: int) -> tuple[int, int]:
-    """Columns and rows for a landscape grid: 40 x 25 for 1,000 children."""
-    columns = math.ceil(math.sqrt(population * 1.6))
-    return columns, math.ceil(population / columns)
+ICON_ARRAY_COLUMNS = 40
+"""Columns of the icon array where there is room (40 x 25 for 1,000 children); fewer on a narrow screen."""
+ICON_PX = 11
+"""Smallest side of one icon, in CSS pixels: below it the array reflows to fewer columns, so icons stay apart."""
+ICON_GAP_PX = 2
 
 
-def natural_frequency_figure(counts: dict[str, int], population: int = 1000) -> go.Figure:
-    """One square per child, filled row by row in COUNT_KEYS order; the legend gives each category's count."""
+def icon_sequence(counts: dict[str, int], population: int = 1000) -> list[str]:
+    """One category (a COUNT_KEYS key) per child, in the order the icon array fills its squares."""
     if sum(counts[key] for key in COUNT_KEYS) != population:
         raise ValueError(f"the counts must sum to the population ({population}); use decision.rounded_counts")
-    columns, rows = _icon_grid(population)
-    position = np.arange(population)
-    x, y = position % columns, position // columns
-    traces, start = [], 0
-    for key in COUNT_KEYS:
-        count = counts[key]
-        word = ICON_WORDS[key] + ("s" if key == "false_alarms" and count != 1 else "")
-        traces.append(
-            go.Scatter(
-                x=x[start : start + count],
-                y=y[start : start + count],
-                mode="markers",
-                name=f"{count:,} {word}",
-                marker={"symbol": "square", "size": 8, "color": ICON_COLOURS[key]},
-                hovertemplate=f"{count:,} {word}<extra></extra>",
-            )
-        )
-        start += count
-    figure = go.Figure(traces)
-    hidden = {"showgrid": False, "zeroline": False, "showticklabels": False, "automargin": True}
-    figure.update_xaxes(range=[-0.6, columns - 0.4], **hidden)
-    # square cells at any width, first row on top
-    figure.update_yaxes(range=[rows - 0.4, -0.6], scaleanchor="x", scaleratio=1, **hidden)
-    figure.update_layout(
-        title=f"Per {population:,} children",
-        height=340,
-        margin=_MARGIN,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0},
-        plot_bgcolor="white",
+    return [key for key in COUNT_KEYS for _ in range(counts[key])]
+
+
+def icon_legend(counts: dict[str, int]) -> dict[str, str]:
+    """Each category's legend entry, with its count: "180 caught", "1 false alarm", "160 false alarms"."""
+    return {
+        key: f"{counts[key]:,} {ICON_WORDS[key]}" + ("s" if key == "false_alarms" and counts[key] != 1 else "")
+        for key in COUNT_KEYS
+    }
+
+
+def natural_frequency_html(counts: dict[str, int], population: int = 1000) -> str:
+    """One square per child, filled row by row in COUNT_KEYS order, as an HTML grid that reflows: 40 columns
+    where there is room, as many as fit (each icon at least ICON_PX wide and square) on a phone. A plotly
+    scatter of 1,000 fixed-size markers ran them together into bands of colour on a narrow screen."""
+    from html import escape
+
+    legend = icon_legend(counts)
+    step = ICON_PX + ICON_GAP_PX
+    style = (
+        "<style>"
+        f".nf-grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax({ICON_PX}px,1fr));"
+        f"gap:{ICON_GAP_PX}px;max-width:{ICON_ARRAY_COLUMNS * step - ICON_GAP_PX}px;margin:0.25rem 0}}"
+        ".nf-grid i{display:block;aspect-ratio:1/1;border-radius:1px}"
+        ".nf-legend{display:flex;flex-wrap:wrap;gap:0.25rem 1rem;font-size:0.875rem;margin:0.5rem 0 1rem}"
+        ".nf-legend span{white-space:nowrap}"
+        ".nf-legend b{display:inline-block;width:0.8em;height:0.8em;margin-right:0.35em;vertical-align:-0.05em}"
+        + "".join(f".nf-{key}{{background:{colour}}}" for key, colour in ICON_COLOURS.items())
+        + "</style>"
     )
-    return figure
+    summary = escape(f"Per {population:,} children: " + ", ".join(legend.values()))
+    icons = "".join(f'<i class="nf-{key}"></i>' for key in icon_sequence(counts, population))
+    entries = "".join(f'<span><b class="nf-{key}"></b>{escape(text)}</span>' for key, text in legend.items())
+    return (
+        f'{style}<div class="nf-array" role="img" aria-label="{summary}">'
+        f'<p class="nf-title"><strong>Per {population:,} children</strong></p>'
+        f'<div class="nf-grid">{icons}</div><div class="nf-legend">{entries}</div></div>'
+    )
 
 
 def reader_roc_figure(
@@ -87,6 +94,7 @@ def reader_roc_figure(
                 name="reader ROC (confidence)",
                 line={"dash": "dash", "color": READER_COLOUR},
                 marker={"size": 6},
+                cliponaxis=False,
             )
         )
     traces += [
@@ -96,6 +104,7 @@ def reader_roc_figure(
             mode="markers",
             name="model at threshold",
             marker={"size": 14, "color": CLASS_COLOURS[CLASS_NAMES[1]], "symbol": "x"},
+            cliponaxis=False,
         ),
         go.Scatter(
             x=[reader_point[0]],
@@ -103,15 +112,13 @@ def reader_roc_figure(
             mode="markers",
             name="reader",
             marker={"size": 16, "color": READER_COLOUR, "symbol": "star", "line": {"width": 1, "color": "#111"}},
+            cliponaxis=False,
         ),
     ]
     figure = go.Figure(traces)
-    figure.update_xaxes(title="False-positive rate", range=[-0.02, 1.02], automargin=True)
-    figure.update_yaxes(title="Sensitivity", range=[-0.02, 1.02], automargin=True)
-    figure.update_layout(
-        title="Reader vs model",
-        height=380,
-        margin=_MARGIN,
-        legend={"x": 0.98, "xanchor": "right", "y": 0.03, "bgcolor": "rgba(255,255,255,0.7)"},
-    )
+    # Padded axes and cliponaxis=False: a reader at x = 1 was cut in half. The legend goes under the plot: inside
+    # it, it covered the reader's point at every width.
+    figure.update_xaxes(title="False-positive rate", range=[-AXIS_PAD, 1 + AXIS_PAD], automargin=True)
+    figure.update_yaxes(title="Sensitivity", range=[-AXIS_PAD, 1 + AXIS_PAD], automargin=True)
+    figure.update_layout(title="Reader vs model", height=440, margin=_MARGIN, legend=LEGEND_BELOW)
     return figure

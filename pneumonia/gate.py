@@ -20,6 +20,7 @@ import numpy as np
 from pneumonia.config import GATE_COMMAND, GATE_FILENAME, GateConfig
 from pneumonia.errors import ModelError
 from pneumonia.reader import InputImage
+from pneumonia.ui_text import REASONS, age_caution
 
 OK, CAUTION, REFUSED = "ok", "caution", "refused"
 STATISTICS = ("std", "neighbour_correlation", "peak_share", "saturation")
@@ -84,24 +85,23 @@ def rule_verdict(image: InputImage, config: GateConfig = GateConfig()) -> tuple[
     if short < config.caution_side:
         cautions.append(
             f"low resolution: {image.width}x{image.height} pixels, smaller than the {config.caution_side}-pixel "
-            "training images"
+            "training images; send the original file rather than a thumbnail if there is one"
         )
     if facts.get("view", "") not in config.frontal_views:
-        cautions.append(f"view {facts['view']}: the model was trained on frontal (AP/PA) views only")
+        cautions.append(f"view {facts['view']}: the model was trained on frontal (AP/PA) views only; send the frontal film")
     if facts.get("body_part", "") not in config.body_parts:
-        cautions.append(f"body part {facts['body_part']}: the model was trained on chest X-rays only")
+        cautions.append(f"body part {facts['body_part']}: the model was trained on chest X-rays only; check that this "
+                        "is a chest film")
     if facts.get("age_band") and facts["age_band"] != config.trained_age_band:
-        cautions.append(
-            f"patient age {facts['age_band']}: the model was trained on children aged {config.trained_age_band}"
-        )
+        cautions.append(age_caution(facts["age_band"], config.trained_age_band))
     return refusals, cautions
 
 
 STATISTIC_REASONS = {
-    "saturation": "not a radiograph: it is a colour picture, and radiographs are grey",
-    "std": "not a radiograph: the image is blank or almost uniform",
-    "neighbour_correlation": "not a radiograph: it is full of fine detail or noise, unlike an X-ray's smooth shading",
-    "peak_share": "not a radiograph: it looks like a document, drawing or screenshot (mostly a few flat grey levels)",
+    "saturation": REASONS["colour"],
+    "std": REASONS["blank"],
+    "neighbour_correlation": REASONS["noise"],
+    "peak_share": REASONS["document"],
 }
 
 
@@ -142,21 +142,23 @@ class Gate:
     def judge(self, image: InputImage, statistics: dict[str, float], unusualness: float | None) -> Verdict:
         return self.verdict(*self.precheck(image, statistics), unusualness)
 
-    def verdict(self, refusals: list[str], cautions: list[str], unusualness: float | None) -> Verdict:
+    def refuses_as_unusual(self, unusualness: float) -> bool:
+        return not np.isfinite(unusualness) or unusualness > self.thresholds["unusual_refuse"]
+
+    def verdict(
+        self, refusals: list[str], cautions: list[str], unusualness: float | None, inverted: float | None = None
+    ) -> Verdict:
         """The verdict from the precheck's findings and the model's unusualness (None: not measured), so a
-        batch keeps only these few strings per image, not the image, while it waits for the model."""
+        batch keeps only these few strings per image, not the image, while it waits for the model.
+        `inverted` is the unusualness of the image's negative: when that looks like a training film, the
+        file is most likely a negative (a MONOCHROME1 tag on MONOCHROME2 data), and the reason says so."""
         refusals, cautions = list(refusals), list(cautions)
         if not refusals and unusualness is not None:
-            if not np.isfinite(unusualness) or unusualness > self.thresholds["unusual_refuse"]:
-                refusals.append(
-                    f"does not look like a chest X-ray: its features lie far from every training image "
-                    f"(unusualness {unusualness:.1f}; refused above {self.thresholds['unusual_refuse']:.1f})"
-                )
+            if self.refuses_as_unusual(unusualness):
+                negative = inverted is not None and inverted <= self.thresholds["unusual_caution"]
+                refusals.append(REASONS["negative" if negative else "not_chest"])
             elif unusualness > self.thresholds["unusual_caution"]:
-                cautions.append(
-                    f"unusual image: less like the training X-rays than almost all validation images "
-                    f"(unusualness {unusualness:.1f}; cautioned above {self.thresholds['unusual_caution']:.1f})"
-                )
+                cautions.append(REASONS["unusual"])
         if refusals:
             return Verdict(REFUSED, tuple(refusals))
         return Verdict(CAUTION, tuple(cautions)) if cautions else Verdict(OK)

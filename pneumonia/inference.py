@@ -208,15 +208,21 @@ class Predictor:
 
     def _score_batch(self, pending: list[PendingInput], use_gate: bool) -> list[Screening]:
         batch = np.stack([item.model_input for item in pending])
+        inverted: dict[int, float] = {}
         if use_gate:
-            features, probabilities = self.features_and_probabilities(batch, self.gate.config.feature_layers)
+            layers = self.gate.config.feature_layers
+            features, probabilities = self.features_and_probabilities(batch, layers)
             unusualness = self.gate.unusualness(features)
+            refused = [i for i, value in enumerate(unusualness) if self.gate.refuses_as_unusual(value)]
+            if refused:  # is it a negative? only refused films pay for this second pass
+                negatives, _ = self.features_and_probabilities(255.0 - batch[refused], layers)
+                inverted = dict(zip(refused, self.gate.unusualness(negatives).tolist()))
         else:
             probabilities, unusualness = self.predict_arrays(batch), [None] * len(pending)
         results = []
-        for item, probability, unusual in zip(pending, probabilities, unusualness):
+        for index, (item, probability, unusual) in enumerate(zip(pending, probabilities, unusualness)):
             if use_gate:
-                verdict = self.gate.verdict([], item.cautions, float(unusual))
+                verdict = self.gate.verdict([], item.cautions, float(unusual), inverted.get(index))
                 status, reason = verdict.status, verdict.reason
             else:
                 status = UNCHECKED

@@ -20,12 +20,12 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 
-from pneumonia.decision import cost_rule
 from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
 from pneumonia.gate import REFUSED
 from pneumonia.readout import STABILITY_SEEDS, TOP_K, explanation_readout
 from pneumonia.formatting import format_probability
 from pneumonia.screening import facts_text
+from pneumonia.ui_text import STATUS_WORDS, plain_rule, preset_name, score_honesty
 
 CREATOR = "pneumonia screening demo"
 DISCLAIMER = (
@@ -44,34 +44,35 @@ TEXT_WIDTH = PAGE_WIDTH - 2 * MARGIN
 LEADING = 1.3  # line height as a multiple of the font size
 DARK_RED = "#8b0000"
 GREY = "#444444"
+TECHNICAL_HEADING = "How this is computed"
+"""The report's last section: the statistics' names and numbers, kept apart from the plain words above it."""
 
 
 def threshold_provenance(
     metadata: dict, threshold: float, session_presets: Iterable[dict] = (), by_hand: str = "set by hand in the app"
 ) -> str:
-    """Where a threshold came from: the model's default rule, a named preset, a preset made in the app this
-    session (`session_presets`: site-derived or cost-minimising), or `by_hand`."""
+    """Where a threshold came from, in plain words: the model's default, a named preset, a preset made in the
+    app this session (`session_presets`: site-derived or cost-minimising, with the numbers it came from, since
+    a reader of the PDF cannot see the session), or `by_hand`. The rule as recorded goes under
+    TECHNICAL_HEADING (`recorded_rule`)."""
+    entry = metadata["threshold"]
+    if abs(threshold - entry["default"]) <= 1e-9:
+        return f"the model's default, {plain_rule({'name': 'default', 'rule': entry['rule']})}"
+    for preset in [*entry.get("presets", []), *session_presets]:
+        if abs(threshold - preset["threshold"]) <= 1e-9:
+            return f"preset \u201c{preset_name(preset['name'])}\u201d, {plain_rule(preset)}"
+    return by_hand
+
+
+def recorded_rule(metadata: dict, threshold: float) -> str | None:
+    """The metadata's own rule for this threshold, with the split it was chosen on, if it is the default or a preset."""
     entry = metadata["threshold"]
     if abs(threshold - entry["default"]) <= 1e-9:
         return f"{entry['rule']}, chosen on {entry['chosen_on']}"
     for preset in entry.get("presets", []):
         if abs(threshold - preset["threshold"]) <= 1e-9:
             return f"preset {preset['name']}: {preset['rule']}"
-    for preset in session_presets:
-        if abs(threshold - preset["threshold"]) <= 1e-9:
-            return session_preset_rule(preset)
-    return by_hand
-
-
-def session_preset_rule(preset: dict) -> str:
-    """A preset made in the app, with the numbers it came from: a reader of the PDF cannot see the session."""
-    if preset["name"] == "site":
-        flagged, films = preset["n_flagged"], preset["n_films"]
-        return (
-            f"site-derived preset: flags {flagged} of {films} of the site's own normal films ({flagged / films:.1%}; "
-            f"at most {preset['max_flagged']:.0%} asked)"
-        )
-    return f"cost-minimising preset: {cost_rule(preset['prevalence'], preset['cost_ratio'])}"
+    return None
 
 
 def report_file_names(paths: list[Path]) -> list[str]:
@@ -192,11 +193,13 @@ def _scored(page: _Page, predictor, screening, threshold: float, provenance: str
         raise ValueError(f"{screening.name} has no model input to explain; screen it with keep_images=True")
     _facts(page, screening)
     reason = screening.reason or "nothing unusual found"
-    page.text(f"Input gate: {screening.status.upper()} ({reason})")
-    page.text(f"P(pneumonia): {format_probability(screening.probability)} (calibrated probability)", size=11,
-              weight="bold", after=0.02)
+    page.text(f"Input check: {STATUS_WORDS.get(screening.status, screening.status)} ({reason})")
+    page.text(f"P(pneumonia): {format_probability(screening.probability)}", size=11, weight="bold", after=0.02)
     page.text(f"Label: {screening.label(threshold)} at threshold {threshold:.3f}", size=11, weight="bold", after=0.02)
     page.text(f"Threshold {threshold:.3f}: {provenance}. A score at or above it is labelled PNEUMONIA.")
+    test_report = predictor.metadata["metrics"].get("test")
+    if test_report:
+        page.text(score_honesty(test_report["ece"]), color=GREY)
     readout = explanation_readout(predictor, screening.model_input, settings, screening.probability, threshold,
                                   predictor.metadata["threshold"].get("presets"))
     page.panels(
@@ -205,17 +208,35 @@ def _scored(page: _Page, predictor, screening, threshold: float, provenance: str
             (lime_overlay(screening.model_input, readout.lime, TOP_K),
              f"LIME: the top {TOP_K} regions towards PNEUMONIA in red, towards NORMAL in blue."),
             (heatmap_overlay(screening.model_input, readout.cam),
-             "Grad-CAM: where the last convolutional layer found evidence for PNEUMONIA (red strongest)."),
+             "Grad-CAM: where the model's last layers found evidence for PNEUMONIA (red strongest)."),
         ],
         side=(TEXT_WIDTH - 0.4) / 3,
     )
     page.heading("Explanation readout")
     for sentence in readout.sentences:
         page.text(f"- {sentence}", size=9.5)
+    _technical(page, predictor, threshold, readout, settings)
+
+
+def _technical(page: _Page, predictor, threshold: float, readout, settings: LimeSettings) -> None:
+    """The statistics behind the plain words, by name, for a reader who wants them."""
+    metadata = predictor.metadata
+    page.heading(TECHNICAL_HEADING)
+    lines = []
+    rule = recorded_rule(metadata, threshold)
+    if rule:
+        lines.append(f"Threshold rule as recorded: {rule}.")
+    lines.append(f"Score: {metadata['calibration']['method']}.")
+    test_report = metadata["metrics"].get("test")
+    if test_report:
+        lines.append(f"Expected calibration error (ECE) on the official test split: {test_report['ece']:.3f}.")
+    lines.extend(getattr(readout, "details", []))
     seeds = ", ".join(str(settings.seed + k) for k in range(STABILITY_SEEDS))
-    page.text(f"LIME settings: {settings.num_samples} perturbed samples, {settings.n_segments} superpixels "
-              f"(SLIC), seeds {seeds}; the maps show seed {settings.seed}, drawn on the model's {predictor.image_size}x"
-              f"{predictor.image_size} input (aspect ratio not kept).", size=8, color=GREY)
+    lines.append(f"LIME settings: {settings.num_samples} perturbed samples, {settings.n_segments} superpixels "
+                 f"(SLIC), seeds {seeds}; the maps show seed {settings.seed}, drawn on the model's "
+                 f"{predictor.image_size}x{predictor.image_size} input (aspect ratio not kept).")
+    for line in lines:
+        page.text(line, size=8, color=GREY)
 
 
 def _refused(page: _Page, screening) -> None:

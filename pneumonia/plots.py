@@ -15,6 +15,11 @@ from pneumonia.metrics import threshold_metrics
 
 CLASS_COLOURS = {CLASS_NAMES[0]: "#2b7bba", CLASS_NAMES[1]: "#d1495b"}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
+LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
+"""A legend in a row under the plot area, below the axis title, wrapping onto more rows on a narrow screen: a
+legend inside the plot covered curves and points, and a legend beside it left a phone's plot a sliver."""
+AXIS_PAD = 0.04
+"""Space around a [0, 1] axis, so a point at 0 or 1 is drawn whole (markers also have cliponaxis=False)."""
 
 
 def confusion_heatmap(counts: np.ndarray, normalise: bool = False, title: str | None = None) -> go.Figure:
@@ -66,7 +71,6 @@ def _curve_with_operating_point(
     names: tuple[str, str],
     threshold: float,
     axes: tuple[str, str, str],
-    legend: dict,
 ) -> go.Figure:
     """A curve, its no-skill baseline and the current threshold's point: the shape ROC and PR share."""
     title, x_title, y_title = axes
@@ -80,11 +84,12 @@ def _curve_with_operating_point(
                 mode="markers",
                 name=f"threshold {threshold:.3f}",
                 marker={"size": 14, "color": CLASS_COLOURS[CLASS_NAMES[1]], "symbol": "x"},
+                cliponaxis=False,
             ),
         ]
     )
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title, height=360, margin=_MARGIN, legend=legend
+        title=title, xaxis_title=x_title, yaxis_title=y_title, height=400, margin=_MARGIN, legend=LEGEND_BELOW
     )
     return figure
 
@@ -101,7 +106,6 @@ def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) 
         ("ROC curve", "chance"),
         threshold,
         ("ROC curve", "False-positive rate (1 - specificity)", "Sensitivity"),
-        {"x": 0.55, "y": 0.05},
     )
 
 
@@ -118,7 +122,6 @@ def pr_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -
         ("PR curve", "prevalence"),
         threshold,
         ("Precision-recall curve", "Recall (sensitivity)", "Precision (PPV)"),
-        {"x": 0.02, "y": 0.05},
     )
 
 
@@ -208,7 +211,8 @@ def reliability_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
         title="Reliability",
         xaxis={"title": "Mean predicted P(pneumonia)", "range": [0, 1]},
         yaxis={"title": "Observed share with pneumonia", "range": [0, 1]},
-        height=360,
+        height=400,
         margin=_MARGIN,
+        legend=LEGEND_BELOW,
     )
     return figure

@@ -1,5 +1,6 @@
-"""An explanation readout in plain sentences: how stable LIME is, whether Grad-CAM backs it, and where
-the label would flip. For readers who cannot judge a heat map by eye; shared by the app and the PDF report.
+"""An explanation readout in plain sentences: how stable LIME is, whether Grad-CAM backs it, whether the
+evidence lies outside the chest, and where the label would flip; the statistics' names and values go apart,
+into `details`. For readers who cannot judge a heat map by eye; shared by the app and the PDF report.
 
 The sentence helpers are pure and cheap to import; Keras loads only when an explanation is computed.
 """
@@ -13,9 +14,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pneumonia.chest_region import (
+    OUTSIDE_MAJORITY,
+    ChestRegion,
+    chest_region,
+    mostly_outside,
+    outside_sentence,
+    share_outside,
+)
 from pneumonia.config import CLASS_NAMES
 from pneumonia.inference import label_at
 from pneumonia.formatting import format_probability
+from pneumonia.ui_text import preset_name
 
 if TYPE_CHECKING:
     from pneumonia.explain import LimeExplanation, LimeSettings
@@ -53,28 +63,79 @@ def lime_stability(
     return top_k_jaccard(_explanations(predictor, image, settings, seeds), top_k)
 
 
-def stability_sentence(jaccard: float, top_k: int = TOP_K, seeds: int = STABILITY_SEEDS) -> str:
-    """Banded on the printed value, so the words never contradict the number beside them."""
+def _stability_word(jaccard: float) -> str:
+    """Banded on the value `stability_detail` prints, so the words never contradict the number."""
     shown = round(jaccard, 2)
-    word = "stable" if shown >= 0.8 else "fairly stable" if shown >= 0.5 else "unstable"
-    sentence = f"LIME's top {top_k} regions are {word} across {seeds} seeds (mean Jaccard overlap {shown:.2f})"
-    if word == "unstable":
-        sentence += ": they depend on LIME's random sampling, so read its map with care; more samples steady it"
-    return sentence + "."
+    return "stable" if shown >= 0.8 else "fairly stable" if shown >= 0.5 else "unstable"
+
+
+def stability_sentence(jaccard: float, top_k: int = TOP_K, seeds: int = STABILITY_SEEDS) -> str:
+    """How much LIME's picture depends on chance, in plain words; the number is in `stability_detail`."""
+    word = _stability_word(jaccard)
+    if word == "stable":
+        return f"LIME picks much the same top {top_k} regions each time it is rerun ({seeds} runs): its map is steady."
+    if word == "fairly stable":
+        return (f"LIME picks partly the same top {top_k} regions when it is rerun ({seeds} runs): its map is "
+                "fairly steady.")
+    return (f"LIME picks different top {top_k} regions each time it is rerun ({seeds} runs): its map depends on "
+            "chance, so read it with care; more samples steady it.")
+
+
+def stability_detail(jaccard: float, top_k: int = TOP_K, seeds: int = STABILITY_SEEDS) -> str:
+    """The number behind `stability_sentence`, with its name, for a "How this is computed" section."""
+    return (f"LIME's stability: mean pairwise Jaccard overlap of its top {top_k} regions over {seeds} seeds = "
+            f"{jaccard:.2f} (1 = the same regions every time; read as steady from 0.80, fairly steady from 0.50).")
 
 
 def agreement_sentence(r: float) -> str:
-    """What the Spearman LIME–Grad-CAM agreement means, banded on the printed value."""
+    """Whether LIME and Grad-CAM point to the same areas, in plain words, banded on the printed value."""
     shown = round(r, 2)
     if shown >= 0.5:
-        verdict, meaning = "agree strongly", "both methods rank the same regions as evidence"
-    elif shown >= 0.2:
-        verdict, meaning = "agree somewhat", "they share some of their strongest regions, not all"
-    elif shown > -0.2:
-        verdict, meaning = "agree hardly at all", "their maps are unrelated, so neither corroborates the other"
+        return "LIME and Grad-CAM point to the same areas, so each backs up the other."
+    if shown >= 0.2:
+        return "LIME and Grad-CAM point partly to the same areas, so they back each other up only in part."
+    if shown > -0.2:
+        return "LIME and Grad-CAM point to different areas, so neither backs up the other; read both with care."
+    return ("LIME and Grad-CAM point to opposite areas: what one marks as evidence, the other marks least, so "
+            "neither backs up the other; read both with care.")
+
+
+def agreement_detail(r: float) -> str:
+    """The number behind `agreement_sentence`, with its name."""
+    return (f"Agreement of LIME and Grad-CAM: Spearman rank correlation of the two maps over pixels = {r:.2f} "
+            "(the same areas from 0.50, partly from 0.20, different below that, opposite at -0.20 or less).")
+
+
+def fit_detail(score: float) -> str:
+    """How well LIME's linear surrogate fits the model around this image."""
+    return f"LIME surrogate fit R² = {score:.2f}; low values mean the linear story is a rough one."
+
+
+def region_detail(region: ChestRegion, outside: dict[str, float]) -> str:
+    """How the chest region was found, and the share of each method's positive weight outside it."""
+    how = ("the convex hull of the two lung fields found from the grey levels (mirrored, slightly grown)"
+           if region.found_lungs else "the centre of the film (the lung fields could not be found)")
+    shares = ", ".join(f"{method} {share:.0%}" for method, share in outside.items())
+    return (f"Chest region: {how}, {region.mask.mean():.0%} of the film. Share of the positive weight outside it: "
+            f"{shares}; the readout speaks above {OUTSIDE_MAJORITY:.0%}.")
+
+
+def outside_shares(region: ChestRegion, lime_map: np.ndarray, cam: np.ndarray) -> dict[str, float]:
+    """The share of LIME's push towards PNEUMONIA, and of Grad-CAM's map, that lies outside the chest."""
+    return {"LIME": share_outside(lime_map, region.mask), "Grad-CAM": share_outside(cam, region.mask)}
+
+
+def evidence_sentences(stability: float, agreement: float, cam_found: bool, region: ChestRegion,
+                       outside: dict[str, float]) -> list[str]:
+    """The plain sentences about the two maps: LIME's steadiness, whether they agree, and (only when it
+    applies) that most of a method's evidence lies outside the chest."""
+    if cam_found:
+        compared = agreement_sentence(agreement)
     else:
-        verdict, meaning = "disagree", "what one method ranks as evidence, the other ranks low"
-    return f"LIME and Grad-CAM {verdict} (Spearman {shown:.2f}): {meaning}."
+        compared = "Grad-CAM found no evidence for PNEUMONIA in this image, so it cannot back up LIME."
+    sentences = [stability_sentence(stability), compared]
+    outside_words = outside_sentence([m for m, share in outside.items() if mostly_outside(share)], region.found_lungs)
+    return sentences + ([outside_words] if outside_words else [])
 
 
 def flip_sentence(probability: float, threshold: float, presets: list[dict] | None = None) -> str:
@@ -92,7 +153,8 @@ def flip_sentence(probability: float, threshold: float, presets: list[dict] | No
     if presets:
         by_label: dict[str, list[str]] = {name: [] for name in reversed(CLASS_NAMES)}
         for preset in presets:
-            by_label[label_at(probability, preset["threshold"])].append(f"{preset['name']} ({preset['threshold']:.3f})")
+            by_label[label_at(probability, preset["threshold"])].append(
+                f"{preset_name(preset['name'])} ({preset['threshold']:.3f})")
         sentence += " The presets label it " + "; ".join(
             f"{name} at {', '.join(names)}" for name, names in by_label.items() if names
         ) + "."
@@ -101,14 +163,20 @@ def flip_sentence(probability: float, threshold: float, presets: list[dict] | No
 
 @dataclass(frozen=True, eq=False)
 class Readout:
-    """The numbers behind the sentences, plus the seed-`settings.seed` LIME explanation and the Grad-CAM
-    map they were computed from, so a caller can draw the same maps without recomputing them."""
+    """The numbers behind the sentences, plus the seed-`settings.seed` LIME explanation, the Grad-CAM map and
+    the chest region they were computed from, so a caller can draw the same maps without recomputing them.
+
+    `sentences` are plain words for anyone; `details` name the statistics and give their values, for a
+    "How this is computed" section."""
 
     stability: float
     agreement: float
     sentences: list[str]
     lime: LimeExplanation = field(repr=False)
     cam: np.ndarray = field(repr=False)
+    region: ChestRegion | None = field(default=None, repr=False)
+    outside: dict[str, float] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
 
 
 def explanation_readout(
@@ -126,14 +194,16 @@ def explanation_readout(
     explanations = _explanations(predictor, image, settings, seeds)
     stability = top_k_jaccard(explanations)
     cam = grad_cam(predictor, image)
-    agreement = map_agreement(lime_heatmap(explanations[0]), cam)
-    if cam.max() > 0:
-        compared = agreement_sentence(agreement)
-    else:
-        compared = "Grad-CAM found no evidence for PNEUMONIA in this image, so it cannot corroborate LIME."
-    sentences = [
-        stability_sentence(stability, TOP_K, len(seeds)),
-        compared,
-        flip_sentence(probability, threshold, presets),
+    lime_map = lime_heatmap(explanations[0])
+    agreement = map_agreement(lime_map, cam)
+    region = chest_region(image)
+    outside = outside_shares(region, lime_map, cam)
+    sentences = evidence_sentences(stability, agreement, bool(cam.max() > 0), region, outside)
+    sentences.append(flip_sentence(probability, threshold, presets))
+    details = [
+        stability_detail(stability, TOP_K, len(seeds)),
+        agreement_detail(agreement),
+        fit_detail(explanations[0].score),
+        region_detail(region, outside),
     ]
-    return Readout(stability, agreement, sentences, explanations[0], cam)
+    return Readout(stability, agreement, sentences, explanations[0], cam, region, outside, details)

@@ -83,6 +83,32 @@ def displayed_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+RESULT_COLUMNS = ("file", "status", "label", "probability")
+"""What each row of the results table shows on one line, at any width; the reason wraps on a line of its own."""
+
+
+def results_html(shown: pd.DataFrame) -> str:
+    """The displayed table (`displayed_table`) as a compact HTML table that fits a phone: file, status, label and
+    probability on one row, the gate's reason wrapped in full on the row below it (never cut off), and the
+    threshold once in the header. Every cell is escaped; `data-row` and `data-col` name each cell for tests."""
+    from html import escape
+
+    threshold = escape(str(shown["threshold"].iloc[0])) if len(shown) else ""
+    names = {"label": f"label at {threshold}" if threshold else "label"}
+    head = "".join(f'<th scope="col" class="col-{c}">{escape(names.get(c, c))}</th>' for c in RESULT_COLUMNS)
+    rows = []
+    for number, row in enumerate(shown.to_dict("records")):
+        cells = "".join(
+            f'<td class="col-{c}" data-row="{number}" data-col="{c}">{escape(str(row[c]))}</td>' for c in RESULT_COLUMNS
+        )
+        rows.append(f'<tr class="result">{cells}</tr>')
+        if row["reason"]:
+            rows.append(f'<tr class="reason"><td colspan="{len(RESULT_COLUMNS)}" data-row="{number}" '
+                        f'data-col="reason">{escape(str(row["reason"]))}</td></tr>')
+    return (f'<table class="pneumonia-results"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
 def results_csv(table: pd.DataFrame) -> str:
     """The table as CSV text, built in memory so uploads never touch the disk."""
     return table.to_csv(index=False)

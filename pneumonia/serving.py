@@ -40,8 +40,12 @@ class FairSlots:
         self, on_wait: Callable[[int], None] | None = None, poll_seconds: float = 0.25, priority: int = INTERACTIVE
     ) -> Iterator[None]:
         """Hold a slot for the block. While waiting, `on_wait(ahead)` is called (outside the lock) whenever the
-        number of requests ahead changes, so a page can show "queued: 2 ahead". A running holder is never
-        interrupted: priority only orders the waiters."""
+        number of requests ahead falls, so a page can show "queued: 2 ahead". A running holder is never
+        interrupted: priority only orders the waiters.
+
+        The place told never grows: when a request of higher priority overtakes this one, the waiter keeps the
+        lowest number it has been told (a place that climbs from 1 back to 2 reads as a fault), and is told
+        again once the real count falls below it."""
         with self._condition:
             ticket = (priority, next(self._tickets))
             self._queue.append(ticket)
@@ -56,6 +60,8 @@ class FairSlots:
                         self._condition.notify_all()
                         break
                     ahead = self._running + self._queue.index(ticket)
+                    if shown is not None:
+                        ahead = min(ahead, shown)
                     if ahead == shown or on_wait is None:
                         self._condition.wait(poll_seconds)
                         continue

@@ -3,6 +3,8 @@
 Numbers never appear here: the app fills them in from the model's metadata and prediction files.
 """
 
+import re
+
 SIDEBAR_DISCLAIMER = "Research/teaching demo, **not a medical device**; do not use for diagnosis."
 
 SCREEN_DISCLAIMER = (
@@ -25,6 +27,110 @@ THRESHOLD_HELP = (
     "changing it relabels images without re-running the model."
 )
 
+# ---------------------------------------------------------------- words for results, presets and reasons
+
+STATUS_WORDS = {"ok": "ok", "caution": "caution", "refused": "not scored", "unchecked": "not checked"}
+"""What a card and the results table call each of the gate's verdicts."""
+
+OK_LINE = "ok: nothing unusual found in this file"
+
+PRESET_NAMES = {
+    "default": "Model default",
+    "max_f1": "Balance PPV and sensitivity",
+    "youden": "Balance sensitivity and specificity",
+    "sensitivity_95": "Catch 95 in 100",
+    "sensitivity_99": "Catch 99 in 100",
+    "cost": "Lowest cost",
+    "site": "Your site's normal films",
+}
+"""Button and report names of the threshold presets; their technical rules go under "How this is computed"."""
+
+HELD_OUT_FILMS = "films held out from training, and copies of them altered to look like other X-ray machines' films"
+
+
+def preset_name(name: str) -> str:
+    return PRESET_NAMES.get(name, name.replace("_", " "))
+
+
+def plain_rule(preset: dict) -> str:
+    """What a preset's threshold does, in a clinician's words; the rule as recorded stays for the expander."""
+    name, rule = preset["name"], preset.get("rule", "")
+    target = re.search(r"sensitivity >= (0\.\d+)", rule)
+    if target:
+        return (f"the highest threshold that still catches at least {round(float(target.group(1)) * 100)} in 100 "
+                f"pneumonias, on {HELD_OUT_FILMS}")
+    if name == "max_f1":
+        return f"the best balance of finding pneumonias against flagging children who are well, on {HELD_OUT_FILMS}"
+    if name == "youden":
+        return f"the best balance of sensitivity and specificity, on {HELD_OUT_FILMS}"
+    if name == "cost":
+        return (f"the fewest expected harms when pneumonia affects {preset['prevalence']:.0%} of children and a "
+                f"missed pneumonia counts as {preset['cost_ratio']:g} false alarms")
+    if name == "site":
+        flagged, films = preset["n_flagged"], preset["n_films"]
+        return (f"flags {flagged} of {films} of your site's own normal films ({flagged / films:.1%}; "
+                f"at most {preset['max_flagged']:.0%} asked)")
+    return rule
+
+
+def score_honesty(ece: float) -> str:
+    """The score's trustworthiness as a chance, without the statistic's name (issue 16 item 7)."""
+    return (f"The score is tuned to read as a chance of pneumonia on films like the training ones; on the test "
+            f"hospital's films it was off by about {ece:.2f} on average, so read it as a ranking more than an exact chance.")
+
+
+def about_summary(metadata: dict, counts: dict | None) -> str:
+    """The About page's first lines: what the model is and how it did, in a clinician's words."""
+    training = metadata["training"]
+    lines = [
+        "**What it is.** A small neural network that reads one frontal chest X-ray of a child and gives a score "
+        f"for pneumonia. It learned from {training['n_fit']:,} films of {training['n_fit_patients']:,} children "
+        "aged one to five from one hospital in China. It is a teaching demo, **not a medical device**."
+    ]
+    if counts:
+        lines.append(
+            f"**How it did on {counts['pneumonias'] + counts['normals']} test films it had never seen.** At its "
+            f"default threshold ({counts['threshold']:.3f}) it caught {counts['caught']} of {counts['pneumonias']} "
+            f"pneumonias and cleared {counts['cleared']} of {counts['normals']} healthy children: about "
+            f"{round(10 * (counts['normals'] - counts['cleared']) / counts['normals'])} in 10 healthy children "
+            "were flagged."
+        )
+    lines.append("**Where it fails.** Adults, lateral views, other hospitals' machines and other diseases were never "
+                 "seen; see *Use* at the bottom of this page.")
+    return "\n\n".join(lines)
+
+
+GATE_SUMMARY = (
+    "Before scoring, every file is checked. Files that cannot be read, colour pictures, blank images, documents, "
+    "screenshots, negatives and films that look nothing like the training X-rays are **not scored**, with the "
+    "reason and what to check. Films that are scored but differ from the training films (a small image, another "
+    "view or body part, an adult) carry a **caution**."
+)
+
+
+QUEUE_LINE = "{what}: waiting for the model, {ahead} ahead"
+
+REASONS = {
+    "colour": "a colour picture, not an X-ray film: radiographs are grey; check that the right file was chosen",
+    "blank": "the image is blank or almost uniform: check the file, or the window and level it was exported with",
+    "noise": ("looks like a photograph, a document or a screenshot, not an X-ray film (sharp detail everywhere, "
+              "where a radiograph has smooth shading): check that the right file was chosen"),
+    "document": "looks like a document or a screenshot, not an X-ray film: check that the right file was chosen",
+    "negative": ("looks like a negative image (lungs light, bones dark): the file may be tagged MONOCHROME1 by "
+                 "mistake; check how it was exported, or invert it, and send it again"),
+    "not_chest": ("does not look like the children's chest X-rays the model learned from: check it is a frontal "
+                  "chest film, not a lateral view, another body part, a CT slice or a photo of a screen"),
+    "unusual": ("unusual film: less like the training X-rays than almost every film held out from training; "
+                "check the view, the exposure and any text or devices on the film"),
+}
+"""The gate's reasons: each names the likely cause and the check to make."""
+
+
+def age_caution(band: str, trained: str) -> str:
+    who = "adult patient" if band.startswith("adult") else f"patient aged {band}"
+    return f"{who}: the model was trained on children aged {trained}; check the patient's age before reading the score"
+
+
 EXPLAIN_INTRO = (
     "**LIME** splits the X-ray into superpixels, hides random subsets of them, and fits a linear model to how "
     "the score changes: red regions push the score towards pneumonia, blue ones away. **Grad-CAM** shows where "
@@ -39,13 +145,15 @@ LIME_SETTINGS_HELP = (
 
 AGREEMENT_HELP = (
     "Spearman rank correlation between the LIME weight map and the Grad-CAM map over pixels: 1 means they rank "
-    "the image's regions in the same order, 0 unrelated, -1 reversed."
+    "the image's regions in the same order, 0 unrelated, -1 reversed. The readout says the maps point to the "
+    "same areas from 0.50, partly from 0.20, and to different areas below that."
 )
 
 TEST_VS_VALIDATION = (
     "Everything below is measured on the **official test split**, which played no part in training or in "
-    "choosing a threshold. The presets were computed on the **validation** split (carved out of the training "
-    "images by patient, with stress-shifted copies of it for the model's own presets) or, for a site-derived "
+    "choosing a threshold. The presets were computed on the **validation** split (films held out from training, "
+    "by patient, and for the model's own presets copies of them altered to look like other machines' films) or, "
+    "for a site-derived "
     "one, on your own normal films, so picking one here is fair; tuning the slider until the test numbers look "
     "best is not."
 )
@@ -114,4 +222,14 @@ SITE_CALIBRATION_HELP = (
     "sensitivity on the validation pneumonias. The films are scored in memory and dropped; only the threshold "
     "and how it was derived stay, for this session. The test-set numbers below stay as they are: they are not "
     "your site's."
+)
+
+CHEST_OUTLINE = (
+    "Green line: the chest as found on this film from its grey levels (the two lung fields and what lies "
+    "between them). The readout says so when most of a method's evidence lies outside it."
+)
+
+CHEST_OUTLINE_FALLBACK = (
+    "Green line: the centre of the film, standing in for the chest because the lungs could not be outlined on "
+    "this film. The readout says so when most of a method's evidence lies outside it."
 )

@@ -205,14 +205,14 @@ def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_
     threshold = at.session_state["threshold"]
     shown = format_threshold(threshold)
     assert f"threshold {shown}:" in success.value and float(shown) == threshold  # printed as applied
-    assert at.button(key="preset_site").label == f"Site-derived: {shown}"
+    assert at.button(key="preset_site").label == f"Your site's normal films: {shown}"
     scores = test_table.set_index("file").loc[normals, "probability"].to_numpy()
     if np.min(np.abs(scores - threshold)) > 2e-6:  # adopt_threshold keeps 1e-5 away from scores where it can
         assert np.sum(scores >= threshold) == flagged
     at.run()
     assert "site_normals_0" not in at.session_state  # the films are dropped once they are scored
     assert not at.file_uploader(key="site_normals_1").value
-    assert at.button(key="preset_site").label == f"Site-derived: {shown}"  # only the threshold stays
+    assert at.button(key="preset_site").label == f"Your site's normal films: {shown}"  # only the threshold stays
     assert metric_value(at, "Specificity") == f"{np.mean(test_table[test_table.label == 0].probability < threshold):.3f}"
 
 

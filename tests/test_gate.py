@@ -7,6 +7,7 @@ real radiographs, photographs shipped with scikit-image and DICOMs written here.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from conftest import synthetic_xray
 from inputs import dicom_bytes, encode, radiograph_grey, twelve_bit
 from pneumonia.config import GATE_FILENAME, METADATA_FILENAME, GateConfig
 from pneumonia.errors import ModelError
+from pneumonia.ui_text import REASONS
 from pneumonia.gate import (
     CAUTION,
     OK,
@@ -58,7 +60,8 @@ def test_shape_rules_accept_ordinary_shapes_and_caution_low_resolution():
     assert rule_verdict(grey_image(1000, 2900)) == ([], [])  # 1:2.9 is a plausible radiograph
     refusals, cautions = rule_verdict(grey_image(150, 200))
     assert refusals == [] and cautions == [
-        "low resolution: 200x150 pixels, smaller than the 224-pixel training images"
+        "low resolution: 200x150 pixels, smaller than the 224-pixel training images; send the original file "
+        "rather than a thumbnail if there is one"
     ]
 
 
@@ -72,9 +75,10 @@ def test_dicom_facts_refuse_other_modalities_and_caution_outside_the_training_po
         grey_image(512, 512, {"modality": "DX", "view": "LL", "body_part": "HAND", "age_band": "adult (18 or over)"})
     )
     assert cautions == [
-        "view LL: the model was trained on frontal (AP/PA) views only",
-        "body part HAND: the model was trained on chest X-rays only",
-        "patient age adult (18 or over): the model was trained on children aged 1–5 years",
+        "view LL: the model was trained on frontal (AP/PA) views only; send the frontal film",
+        "body part HAND: the model was trained on chest X-rays only; check that this is a chest film",
+        "adult patient: the model was trained on children aged 1–5 years; check the patient's age before reading "
+        "the score",
     ]
 
 
@@ -142,12 +146,12 @@ def test_judge_refuses_past_a_threshold_and_explains_with_the_numbers():
     typical = gate.judge(image, stats, 1.0)
     assert typical.status == OK and typical.reason == ""
     far = gate.judge(image, stats, 7.25)
-    assert far.status == REFUSED and far.reason == (
-        "does not look like a chest X-ray: its features lie far from every training image "
-        "(unusualness 7.2; refused above 4.0)"
-    )
+    assert far.status == REFUSED and far.reason == REASONS["not_chest"]
+    negative = gate.verdict([], [], 7.25, inverted=1.0)
+    assert negative.status == REFUSED and negative.reason == REASONS["negative"]
+    assert gate.verdict([], [], 7.25, inverted=7.0).reason == REASONS["not_chest"]
     colour = gate.judge(image, {**stats, "saturation": 0.3}, 1.0)
-    assert colour.status == REFUSED and colour.reason == "not a radiograph: it is a colour picture, and radiographs are grey"
+    assert colour.status == REFUSED and colour.reason == REASONS["colour"]
     lateral = gate.judge(grey_image(512, 512, {"view": "LL"}), stats, 1.0)
     assert lateral.status == CAUTION and lateral.reason.startswith("view LL")
 
@@ -179,7 +183,7 @@ def test_screening_scores_radiographs_and_refuses_the_rest_without_a_probability
     for refused in results[1:]:
         assert refused.status == REFUSED and refused.probability is None and refused.model_input is None
         assert refused.reason and "\n" not in refused.reason
-    assert results[1].reason == "not a radiograph: it is a colour picture, and radiographs are grey"
+    assert results[1].reason == REASONS["colour"]
     assert results[1].image is not None and results[2].image is None  # a readable refusal still shows its picture
 
 
@@ -233,7 +237,7 @@ def test_committed_gate_scores_the_samples_and_refuses_photographs_documents_and
     refused = {r.name: r for r in results[len(radiographs):]}
     assert all(r.status == REFUSED and r.probability is None for r in refused.values()), {
         n: r.status for n, r in refused.items()}
-    assert refused["astronaut.jpg"].reason.startswith("not a radiograph: it is a colour picture")
+    assert refused["astronaut.jpg"].reason == REASONS["colour"]
     assert refused["ct.dcm"].reason.startswith("wrong kind of image: DICOM modality CT")
 
 
@@ -266,3 +270,24 @@ def test_committed_gate_refuses_at_most_1_percent_of_validation_radiographs(comm
     assert abs(refused - validation["clean"]["refused"]) <= 2 / len(files)  # borderline images may tip either way
     assert abs(cautioned - validation["clean"]["cautioned"]) <= 2 / len(files)
     assert np.mean([v["refused"] for v in validation.values()]) <= 0.01
+
+
+@pytest.mark.integration
+def test_a_negative_film_is_refused_as_a_negative_and_says_what_to_check(committed_predictor):
+    """MONOCHROME1 written over MONOCHROME2 data: the reader inverts it, the film shows as a negative."""
+    for sample in SAMPLES:
+        values = twelve_bit(radiograph_grey(sample))
+        (negative,) = committed_predictor.screen([("wrongly_tagged.dcm", dicom_bytes(values, photometric="MONOCHROME1"))])
+        assert negative.status == REFUSED
+        assert "negative image" in negative.reason and "MONOCHROME1" in negative.reason
+
+
+@pytest.mark.integration
+def test_a_photograph_is_not_called_a_negative(committed_predictor):
+    from skimage import data
+
+    for name, picture in (("camera", data.camera()), ("moon", data.moon())):
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        (item,) = committed_predictor.screen([(f"{name}.png", buffer.getvalue())])
+        assert item.status == REFUSED and "negative" not in item.reason, (name, item.reason)

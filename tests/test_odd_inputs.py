@@ -33,8 +33,8 @@ def test_every_odd_input_gets_its_status_and_one_plain_line_and_the_batch_goes_o
             assert result.reason and "\n" not in result.reason and "Traceback" not in result.reason, name
     by_name = dict(zip(items, results))
     for age in ("62", "62 Y", "062y"):
-        assert "patient age adult (18 or over)" in by_name[f"dicom PatientAge {age}"].reason
-    assert "patient age under 1 year" in by_name["dicom PatientAge 5 months"].reason
+        assert "adult patient: the model was trained on children aged 1–5" in by_name[f"dicom PatientAge {age}"].reason
+    assert "patient aged under 1 year: the model was trained on children" in by_name["dicom PatientAge 5 months"].reason
     assert "display window is invalid" in by_name["dicom window width 0"].reason
     assert "no valid value" in by_name["tiff float with one +inf"].reason
     twelve = by_name["png 16-bit holding 12-bit, no sBIT"]

@@ -17,7 +17,15 @@ from PIL import Image
 from pneumonia.cli import main
 from pneumonia.config import ASSETS_DIR
 from pneumonia.explain import LimeSettings
-from pneumonia.pdf_report import CREATOR, image_report, report_file_names, threshold_provenance
+from pneumonia.pdf_report import (
+    CREATOR,
+    TECHNICAL_HEADING,
+    image_report,
+    recorded_rule,
+    report_file_names,
+    threshold_provenance,
+)
+from pneumonia.ui_text import HELD_OUT_FILMS, STATUS_WORDS
 from pneumonia.formatting import format_probability
 
 FAST = LimeSettings(num_samples=60, n_segments=12, batch_size=60)
@@ -60,11 +68,13 @@ def test_scored_report_carries_every_field(tiny_predictor, screened):
     pages, text = pdf_text(data)
     assert pages <= 2
     assert "File: xray.png" in text and "ward7_secret" not in text
-    assert f"Input gate: {screening.status.upper()}" in text
+    assert f"Input check: {STATUS_WORDS[screening.status]}" in text
     assert flat(screening.reason) in text
     assert f"P(pneumonia): {format_probability(screening.probability)}" in text
     assert f"Label: {screening.label(threshold)} at threshold {threshold:.3f}" in text
-    assert flat(f"Threshold {threshold:.3f}: {metadata['threshold']['rule']}, chosen on validation") in text
+    assert flat(f"Threshold {threshold:.3f}: {threshold_provenance(metadata, threshold)}") in text
+    technical = text.split(TECHNICAL_HEADING)[1]
+    assert flat(f"Threshold rule as recorded: {metadata['threshold']['rule']}, chosen on validation") in technical
     assert "LIME:" in text and "Grad-CAM:" in text
     assert "LIME's top 5 regions are" in text and "Labelled " in text
     assert "LIME and Grad-CAM" in text or "Grad-CAM found no evidence" in text
@@ -127,9 +137,18 @@ def test_threshold_provenance_names_the_default_a_preset_or_hand():
         }
     }
     assert threshold_provenance(metadata, 0.811070442199707) == (
+        "the model's default, the highest threshold that still catches at least 97 in 100 pneumonias, on "
+        f"{HELD_OUT_FILMS}"
+    )
+    assert threshold_provenance(metadata, 0.3742328882217407 + 5e-10) == (
+        f"preset \u201cBalance PPV and sensitivity\u201d, the best balance of finding pneumonias against flagging "
+        f"children who are well, on {HELD_OUT_FILMS}"
+    )
+    assert recorded_rule(metadata, 0.811070442199707) == (
         "highest threshold with validation sensitivity >= 0.97 (screening: few misses), chosen on validation"
     )
-    assert threshold_provenance(metadata, 0.3742328882217407 + 5e-10) == "preset max_f1: maximises F1 on validation"
+    assert recorded_rule(metadata, 0.3742328882217407) == "preset max_f1: maximises F1 on validation"
+    assert recorded_rule(metadata, 0.5) is None
     assert threshold_provenance(metadata, 0.5) == "set by hand in the app"
     assert threshold_provenance(metadata, 0.5, by_hand="set with --threshold") == "set with --threshold"
 
@@ -143,11 +162,12 @@ COST_PRESET = {"name": "cost", "threshold": 0.42, "rule": "minimises expected co
 def test_threshold_provenance_names_a_session_presets_rule_with_its_numbers(tiny_predictor, screened):
     metadata = tiny_predictor.metadata
     presets = [SITE_PRESET, COST_PRESET]
-    site = "site-derived preset: flags 3 of 30 of the site's own normal films (10.0%; at most 10% asked)"
+    site = ("preset \u201cYour site's normal films\u201d, flags 3 of 30 of your site's own normal films (10.0%; at most "
+            "10% asked)")
     assert threshold_provenance(metadata, 0.97, presets) == site
     assert threshold_provenance(metadata, 0.42 + 5e-10, presets) == (
-        "cost-minimising preset: minimises expected cost on validation at prevalence 5% with a missed pneumonia "
-        "costing 20 false alarms"
+        "preset \u201cLowest cost\u201d, the fewest expected harms when pneumonia affects 5% of children and a missed "
+        "pneumonia counts as 20 false alarms"
     )
     assert threshold_provenance(metadata, 0.5, presets) == "set by hand in the app"
     _, text = pdf_text(image_report(tiny_predictor, screened[0], 0.97, threshold_provenance(metadata, 0.97, presets),
@@ -213,6 +233,7 @@ def test_report_on_a_committed_sample(committed_predictor):
     assert f"P(pneumonia): {format_probability(screening.probability)}" in text
     assert f"Label: PNEUMONIA at threshold {threshold:.3f}" in text
     rule = committed_predictor.metadata["threshold"]["rule"]
-    assert f"Threshold {threshold:.3f}: {rule[:40]}" in text
+    assert f"Threshold {threshold:.3f}: the model's default, the highest threshold that still catches at least 95" in text
+    assert f"Threshold rule as recorded: {rule[:40]}" in text.split(TECHNICAL_HEADING)[1]
     assert committed_predictor.metadata["model_sha256"] in text
     assert "LIME's top 5 regions are" in text and "The presets label it" in text

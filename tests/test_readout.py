@@ -9,17 +9,24 @@ import pytest
 from conftest import synthetic_xray
 
 from pneumonia.explain import LimeExplanation, LimeSettings, explain_lime
+from pneumonia.ui_text import preset_name
+from pneumonia.chest_region import ChestRegion, outside_sentence
 from pneumonia.readout import (
     Readout,
+    agreement_detail,
     agreement_sentence,
+    evidence_sentences,
     explanation_readout,
     flip_sentence,
     lime_stability,
+    stability_detail,
     stability_sentence,
     top_k_jaccard,
 )
 
 FAST = LimeSettings(num_samples=80, n_segments=12, batch_size=80, seed=3)
+STATISTICS = ("Jaccard", "Spearman", "surrogate", "R²", "correlation")
+"""Names that belong in the details, never in the plain sentences."""
 SEGMENTS = np.arange(16).reshape(4, 4)
 
 
@@ -71,34 +78,57 @@ def test_seeds_share_one_segmentation_on_a_real_model(tiny_predictor, tiny_image
 
 
 @pytest.mark.parametrize(
-    "jaccard, word",
-    [(1.0, "stable"), (0.8, "stable"), (0.7999, "stable"), (0.79, "fairly stable"), (0.5, "fairly stable"),
-     (0.49, "unstable"), (0.0, "unstable")],
+    "jaccard, opening",
+    [(1.0, "LIME picks much the same"), (0.8, "LIME picks much the same"), (0.7999, "LIME picks much the same"),
+     (0.79, "LIME picks partly the same"), (0.5, "LIME picks partly the same"), (0.49, "LIME picks different"),
+     (0.0, "LIME picks different")],
 )
-def test_stability_bands(jaccard, word):
+def test_stability_bands(jaccard, opening):
     sentence = stability_sentence(jaccard)
-    assert sentence.startswith(f"LIME's top 5 regions are {word} across 3 seeds (mean Jaccard overlap {jaccard:.2f})")
-    assert ("read its map with care" in sentence) == (word == "unstable")
+    assert sentence.startswith(f"{opening} top 5 regions")
+    assert ("read it with care" in sentence) == (opening == "LIME picks different")
+    assert not any(name in sentence for name in STATISTICS) and f"{jaccard:.2f}" not in sentence
+    assert stability_detail(jaccard).startswith(f"LIME's stability: mean pairwise Jaccard overlap of its top 5 "
+                                                f"regions over 3 seeds = {jaccard:.2f} ")
 
 
 def test_stability_sentence_example():
-    assert stability_sentence(0.87) == "LIME's top 5 regions are stable across 3 seeds (mean Jaccard overlap 0.87)."
+    assert stability_sentence(0.87) == (
+        "LIME picks much the same top 5 regions each time it is rerun (3 runs): its map is steady."
+    )
 
 
 @pytest.mark.parametrize(
-    "r, verdict",
-    [(1.0, "agree strongly"), (0.5, "agree strongly"), (0.49, "agree somewhat"), (0.2, "agree somewhat"),
-     (0.19, "agree hardly at all"), (0.0, "agree hardly at all"), (-0.19, "agree hardly at all"),
-     (-0.2, "disagree"), (-1.0, "disagree")],
+    "r, opening",
+    [(1.0, "point to the same areas"), (0.5, "point to the same areas"), (0.49, "point partly to the same areas"),
+     (0.2, "point partly to the same areas"), (0.19, "point to different areas"), (0.0, "point to different areas"),
+     (-0.19, "point to different areas"), (-0.2, "point to opposite areas"), (-1.0, "point to opposite areas")],
 )
-def test_agreement_bands(r, verdict):
-    assert agreement_sentence(r).startswith(f"LIME and Grad-CAM {verdict} (Spearman {r:.2f}): ")
+def test_agreement_bands(r, opening):
+    sentence = agreement_sentence(r)
+    assert sentence.startswith(f"LIME and Grad-CAM {opening}")
+    assert ("neither backs up the other; read both with care" in sentence) == (r < 0.2)
+    assert not any(name in sentence for name in STATISTICS)
+    assert agreement_detail(r).startswith(f"Agreement of LIME and Grad-CAM: Spearman rank correlation of the two "
+                                          f"maps over pixels = {r:.2f} ")
 
 
-def test_agreement_sentence_example():
-    assert agreement_sentence(0.62) == (
-        "LIME and Grad-CAM agree strongly (Spearman 0.62): both methods rank the same regions as evidence."
+def test_agreement_sentence_says_plainly_when_the_maps_disagree():
+    assert agreement_sentence(0.05) == (
+        "LIME and Grad-CAM point to different areas, so neither backs up the other; read both with care."
     )
+    assert agreement_sentence(0.62) == "LIME and Grad-CAM point to the same areas, so each backs up the other."
+
+
+def test_evidence_sentences_add_the_outside_sentence_only_when_most_evidence_is_outside():
+    region = ChestRegion(np.ones((4, 4), dtype=bool), found_lungs=True)
+    inside = evidence_sentences(0.9, 0.6, True, region, {"LIME": 0.5, "Grad-CAM": 0.1})
+    assert inside == [stability_sentence(0.9), agreement_sentence(0.6)]
+    outside = evidence_sentences(0.9, 0.6, True, region, {"LIME": 0.2, "Grad-CAM": 0.51})
+    assert outside[:2] == inside and outside[2].startswith("Most of Grad-CAM's evidence lies outside the chest")
+    both = evidence_sentences(0.9, 0.6, False, ChestRegion(region.mask, False), {"LIME": 0.9, "Grad-CAM": 0.9})
+    assert both[1] == "Grad-CAM found no evidence for PNEUMONIA in this image, so it cannot back up LIME."
+    assert both[2].startswith("Most of LIME's and Grad-CAM's evidence lies away from the centre of the film")
 
 
 def test_flip_sentence_just_above_and_below_the_threshold():
@@ -118,8 +148,9 @@ def test_flip_sentence_just_above_and_below_the_threshold():
 def test_flip_sentence_names_how_each_preset_labels_the_image():
     presets = [{"name": "default", "threshold": 0.811, "rule": ""}, {"name": "max_f1", "threshold": 0.374, "rule": ""}]
     assert flip_sentence(0.5, 0.811, presets).endswith(
-        "The presets label it PNEUMONIA at max_f1 (0.374); NORMAL at default (0.811)."
+        f"The presets label it PNEUMONIA at {preset_name('max_f1')} (0.374); NORMAL at {preset_name('default')} (0.811)."
     )
+    assert "max_f1" not in flip_sentence(0.5, 0.811, presets)
 
 
 def test_readout_reuses_the_settings_seed_explanation(tiny_predictor, tiny_image):
@@ -127,11 +158,24 @@ def test_readout_reuses_the_settings_seed_explanation(tiny_predictor, tiny_image
     readout = explanation_readout(tiny_predictor, tiny_image, FAST, probability, tiny_predictor.threshold)
     assert isinstance(readout, Readout)
     assert np.array_equal(readout.lime.weights, explain_lime(tiny_predictor, tiny_image, FAST).weights)
-    assert readout.cam.shape == tiny_image.shape
+    assert readout.cam.shape == tiny_image.shape == readout.region.mask.shape
     assert 0.0 <= readout.stability <= 1.0 and -1.0 <= readout.agreement <= 1.0
-    assert readout.sentences[0] == stability_sentence(readout.stability)
-    assert readout.sentences[2] == flip_sentence(probability, tiny_predictor.threshold)
-    if readout.cam.max() > 0:
-        assert readout.sentences[1] == agreement_sentence(readout.agreement)
-    else:
-        assert readout.sentences[1].startswith("Grad-CAM found no evidence for PNEUMONIA")
+    assert readout.sentences[:-1] == evidence_sentences(readout.stability, readout.agreement,
+                                                        bool(readout.cam.max() > 0), readout.region, readout.outside)
+    assert readout.sentences[-1] == flip_sentence(probability, tiny_predictor.threshold)
+    assert not any(name in sentence for sentence in readout.sentences for name in STATISTICS)
+    assert readout.details[:2] == [stability_detail(readout.stability), agreement_detail(readout.agreement)]
+    assert readout.details[2] == (f"LIME surrogate fit R² = {readout.lime.score:.2f}; low values mean the linear "
+                                  "story is a rough one.")
+    assert readout.details[3].startswith("Chest region: ")
+
+
+def test_readout_says_when_grad_cam_rests_on_a_corner(monkeypatch, tiny_predictor, tiny_image):
+    corner = np.zeros_like(tiny_image)
+    corner[:4, :4] = 1.0
+    monkeypatch.setattr("pneumonia.explain.grad_cam", lambda predictor, image: corner)
+    readout = explanation_readout(tiny_predictor, tiny_image, FAST, 0.5, 0.5)
+    assert readout.outside["Grad-CAM"] == 1.0
+    methods = ["LIME", "Grad-CAM"] if readout.outside["LIME"] > 0.5 else ["Grad-CAM"]
+    assert outside_sentence(methods, readout.region.found_lungs) in readout.sentences
+    assert "Grad-CAM 100%" in readout.details[3]

@@ -71,8 +71,19 @@ def test_waiters_are_served_in_arrival_order_and_told_how_many_are_ahead():
 def test_scores_then_explanations_then_background_work_whatever_the_arrival_order():
     order, places = served_behind_a_holder([("stability", BACKGROUND), ("lime", INTERACTIVE), ("score", SCORE)])
     assert order == ["score", "lime", "stability"]
-    assert places["stability"][:3] == [1, 2, 3]  # pushed back as each interactive request arrived
+    assert places["stability"] == [1]  # overtaken twice, but never told a worse place than it was once told
     assert places["score"][0] == 1  # only the holder: a score overtakes the explanations waiting
+
+
+def test_a_waiters_place_never_grows_when_newer_requests_overtake_it():
+    """Issue 19: one user saw "1 ahead", then "2 ahead" for the same request, as scores jumped the queue."""
+    order, places = served_behind_a_holder(
+        [("lime", INTERACTIVE), ("score 1", SCORE), ("score 2", SCORE), ("grad-cam", INTERACTIVE)]
+    )
+    assert order == ["score 1", "score 2", "lime", "grad-cam"]  # priorities still order the work
+    assert places["lime"] == [1]  # the holder only, when it arrived; two scores then overtook it
+    for name, told in places.items():
+        assert told == sorted(set(told), reverse=True), (name, told)  # each new place is strictly better
 
 
 def test_a_waiter_that_gives_up_leaves_the_queue():

@@ -17,11 +17,19 @@ from pneumonia.config import (
     TEST_PREDICTIONS_FILENAME,
     VALIDATION_PREDICTIONS_FILENAME,
 )
-from pneumonia.metrics import reliability_curve
-from pneumonia.report import gate_section, recalibration_text
-from pneumonia.formatting import format_probability
+from pneumonia.metrics import confusion_at, reliability_curve
+from pneumonia.report import METRIC_LABELS, gate_section, recalibration_text
+from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.screening import metrics_table
-from ui.common import file_stamp, load_history, load_predictions, model_dir, predictor_or_stop, split_predictions
+from ui.common import (
+    file_stamp,
+    load_history,
+    load_predictions,
+    model_dir,
+    page_header_ui,
+    predictor_or_stop,
+    split_predictions,
+)
 
 
 def about_page() -> None:
@@ -34,7 +42,8 @@ def about_page() -> None:
     test_report = metadata["metrics"].get("test")
     training = metadata["training"]
 
-    st.title("About this model")
+    page_header_ui("About this model")
+    st.markdown(ui_text.about_summary(metadata, _test_counts(test, metadata["threshold"]["default"])))
     st.header("Data")
     st.markdown(ui_text.DATA)
     counts = {
@@ -47,10 +56,61 @@ def about_page() -> None:
     st.table(pd.DataFrame({"split": list(counts), "size": list(counts.values())}))
 
     st.header("Model")
+    default = {"name": "default", "rule": metadata["threshold"]["rule"]}
+    st.markdown(
+        f"**Input.** One frontal chest film, read as grey levels at {metadata['input']['size']}x"
+        f"{metadata['input']['size']} pixels.\n\n"
+        f"**Default threshold.** {format_threshold(metadata['threshold']['default'])}: {ui_text.plain_rule(default)}."
+    )
+    if test_report:
+        st.markdown(f"**The score.** {ui_text.score_honesty(test_report['ece'])}")
+    with st.expander("How the model is built, trained and calibrated"):
+        model_details_ui(metadata, directory, test, validation)
+
+    st.header("Results on the test split")
+    if test_report:
+        st.caption(
+            f"At the default threshold {format_threshold(test_report['threshold'])}, chosen before the test films "
+            f"were read; each range holds the true value with 95% confidence."
+        )
+        table = metrics_table(test_report)
+        plain = table["metric"] != METRIC_LABELS["ece"]
+        st.dataframe(
+            table[plain],
+            hide_index=True,
+            column_config={"value": st.column_config.NumberColumn(format="%.3f")},
+        )
+        with st.expander("How this is computed"):
+            st.caption(f"95% intervals from {test_report['bootstrap']}.")
+            st.dataframe(table[~plain], hide_index=True,
+                         column_config={"value": st.column_config.NumberColumn(format="%.3f")})
+        hardest_cases_ui(test_report.get("hardest_cases", []), directory)
+    else:
+        st.info(f"No test metrics yet. Command: `{EVALUATE_COMMAND}`.")
+
+    st.header("Input check")
+    st.markdown(ui_text.GATE_SUMMARY)
+    with st.expander("How the input check works"):
+        st.markdown(gate_section(metadata))
+    st.header("Use")
+    st.markdown(ui_text.INTENDED_USE)
+
+
+def _test_counts(test, threshold: float) -> dict | None:
+    """Caught and cleared films on the test split at `threshold`, for the page's first sentence."""
+    if test is None:
+        return None
+    (tn, fp), (fn, tp) = confusion_at(test.labels, test.probabilities, threshold)
+    return {"threshold": threshold, "caught": int(tp), "pneumonias": int(tp + fn), "cleared": int(tn),
+            "normals": int(tn + fp)}
+
+
+def model_details_ui(metadata: dict, directory: Path, test, validation) -> None:
+    """Architecture, training, the threshold's rule and calibration, with their statistics' names."""
+    training = metadata["training"]
     st.markdown(
         f"**Architecture.** {metadata['architecture']}.\n\n"
-        f"**Input.** {metadata['input']['size']}x{metadata['input']['size']} grey levels; "
-        f"{metadata['input']['preprocessing']}.\n\n"
+        f"**Input.** {metadata['input']['preprocessing']}.\n\n"
         f"**Training.** {training['epochs_run']} epochs run, best epoch {training['best_epoch']} "
         f"({training['checkpoint_rule']}), {training['seconds'] / 60:.1f} minutes on {training['backend']}.\n\n"
         f"**Default threshold.** {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']} "
@@ -62,13 +122,15 @@ def about_page() -> None:
         st.plotly_chart(plots.training_curves(history, training["best_epoch"]), width="stretch", key="history")
     calibration = metadata["calibration"]
     validation_metrics = metadata["metrics"]["validation"]
+    test_report = metadata["metrics"].get("test")
     ece_line = (
         f"validation ECE {validation_metrics['ece_before_calibration']:.3f} before and "
         f"{validation_metrics['ece']:.3f} after"
     )
     if test_report:
         ece_line += f"; test ECE {test_report['ece']:.3f}"
-    st.markdown(f"**Calibration.** {calibration['method']}; temperature {calibration['temperature']:.2f}, bias {calibration.get('bias', 0.0):+.2f}; {ece_line}.")
+    st.markdown(f"**Calibration.** {calibration['method']}; temperature {calibration['temperature']:.2f}, "
+                f"bias {calibration.get('bias', 0.0):+.2f}; {ece_line}.")
     curves = {
         name: reliability_curve(split.labels, split.probabilities)
         for name, split in (("validation", validation), ("test", test))
@@ -76,25 +138,6 @@ def about_page() -> None:
     }
     if curves:
         st.plotly_chart(plots.reliability_figure(curves), width="stretch", key="reliability")
-
-    st.header("Results on the test split")
-    if test_report:
-        st.caption(
-            f"At the default threshold {test_report['threshold']:.3f} ({test_report['threshold_source']}); "
-            f"95% intervals from {test_report['bootstrap']}."
-        )
-        st.dataframe(
-            metrics_table(test_report),
-            hide_index=True,
-            column_config={"value": st.column_config.NumberColumn(format="%.3f")},
-        )
-        hardest_cases_ui(test_report.get("hardest_cases", []), directory)
-    else:
-        st.info(f"No test metrics yet. Command: `{EVALUATE_COMMAND}`.")
-
-    st.markdown(gate_section(metadata))
-    st.header("Use")
-    st.markdown(ui_text.INTENDED_USE)
 
 
 def hardest_cases_ui(cases: list[dict], directory: Path) -> None:

@@ -29,15 +29,6 @@ EXPLANATION_TTL_S = 3600
 """Cached LIME and Grad-CAM maps are dropped an hour after they were made (64 at most), so what was derived
 from an upload does not stay in the server long after its session has ended."""
 THRESHOLD = "threshold"  # the one session-state key holding the decision threshold that every page applies
-PRESET_NAMES = {
-    "default": "Model default",
-    "max_f1": "Max F1",
-    "youden": "Youden's J",
-    "sensitivity_95": "Sensitivity ≥ 0.95",
-    "sensitivity_99": "Sensitivity ≥ 0.99",
-    "cost": "Cost-minimising",
-    "site": "Site-derived",
-}
 
 
 def model_dir() -> Path:
@@ -85,7 +76,7 @@ def queued(what: str, priority: int = INTERACTIVE):
     """Hold the model slot for the block; while waiting, tell the user their place in the queue."""
     notice = st.empty()
     with model_slots().slot(
-        on_wait=lambda ahead: notice.info(f"{what} queued: {ahead} ahead", icon=":material/hourglass_top:"),
+        on_wait=lambda ahead: notice.info(ui_text.QUEUE_LINE.format(what=what, ahead=ahead), icon=":material/hourglass_top:"),
         priority=priority,
     ):
         notice.empty()
@@ -95,7 +86,10 @@ def queued(what: str, priority: int = INTERACTIVE):
 # ---------------------------------------------------------------- cached work (never re-run by a widget move)
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server start)…", max_entries=2)
+LOADING_MODEL = "Loading the model (once per server start)…"
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
 def load_model(directory: str, stamp: int) -> Predictor:
     """Once per process and model version, warmed up so the first upload is answered quickly.
 
@@ -123,8 +117,23 @@ def load_history(path: str, stamp: int) -> pd.DataFrame:
 
 
 def current_predictor() -> Predictor:
+    """The loaded model. In a page, behind a spinner while it loads; on the server's preload thread, which has
+    no page to draw on, without one (a spinner there logs "missing ScriptRunContext!")."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
     directory = model_dir()
-    return load_model(str(directory), file_stamp(directory / METADATA_FILENAME))
+    arguments = (str(directory), file_stamp(directory / METADATA_FILENAME))
+    if arguments in _LOADED or get_script_run_ctx(suppress_warning=True) is None:
+        predictor = load_model(*arguments)
+    else:
+        with st.spinner(LOADING_MODEL):
+            predictor = load_model(*arguments)
+    _LOADED.add(arguments)
+    return predictor
+
+
+_LOADED: set[tuple[str, int]] = set()
+"""Model versions loaded once: no spinner (which sends the browser a message on every run) once it is there."""
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
@@ -173,6 +182,47 @@ def split_predictions(split_filename: str) -> Predictions | None:
     except PneumoniaError as exc:
         st.info(f"{exc} Command: `{EVALUATE_COMMAND}`.", icon=":material/info:")
         return None
+
+
+# ---------------------------------------------------------------- layout every page shares
+
+
+NON_BREAKING_HYPHEN = "\u2011"
+APP_CSS = """<style>
+.st-key-disclaimer {background: rgba(255, 189, 69, 0.15); border-left: 0.25rem solid rgb(255, 189, 69);
+  border-radius: 0.25rem; padding: 0.5rem 0.75rem;}
+.st-key-disclaimer p {margin: 0;}
+table.pneumonia-results {width: 100%; border-collapse: collapse; font-size: 0.875rem; margin: 0 0 1rem 0;
+  table-layout: auto;}
+table.pneumonia-results th {text-align: left; font-weight: 600; opacity: 0.7; padding: 0.25rem 0.4rem;
+  border-bottom: 1px solid rgba(128, 128, 128, 0.45); vertical-align: bottom;}
+table.pneumonia-results td {padding: 0.3rem 0.4rem; vertical-align: top; overflow-wrap: anywhere;}
+table.pneumonia-results tr.result td {border-top: 1px solid rgba(128, 128, 128, 0.25);}
+table.pneumonia-results td.col-label, table.pneumonia-results td.col-probability {white-space: nowrap;
+  overflow-wrap: normal;}
+table.pneumonia-results tr.reason td {padding-top: 0; font-size: 0.8125rem; opacity: 0.75;}
+</style>"""
+"""The few styles the app's own HTML needs (the disclaimer banner, the results table), injected by page_header_ui."""
+
+
+def unbroken(title: str) -> str:
+    """A hyphen inside a word made non-breaking, so a title never ends a line at "X-" on a phone."""
+    import re
+
+    return re.sub(r"(?<=\w)-(?=\w)", NON_BREAKING_HYPHEN, title)
+
+
+def disclaimer_ui(text: str = ui_text.SIDEBAR_DISCLAIMER) -> None:
+    """The disclaimer in the page itself: on a phone the sidebar, which also carries it, starts collapsed."""
+    with st.container(key="disclaimer"):
+        st.markdown(f":material/warning: {text}")
+
+
+def page_header_ui(title: str, disclaimer: str = ui_text.SIDEBAR_DISCLAIMER) -> None:
+    """What every page starts with: its title (never broken inside a word) and the disclaimer."""
+    st.html(APP_CSS)
+    st.title(unbroken(title))
+    disclaimer_ui(disclaimer)
 
 
 # ---------------------------------------------------------------- small widgets that return values
@@ -235,11 +285,13 @@ def presets_ui(presets: list[dict]) -> None:
     with st.container(horizontal=True, gap="small"):
         for preset in presets:
             st.button(
-                f"{PRESET_NAMES.get(preset['name'], preset['name'])}: {format_threshold(preset['threshold'])}",
+                f"{ui_text.preset_name(preset['name'])}: {format_threshold(preset['threshold'])}",
                 key=f"preset_{preset['name']}",
-                help=f"Rule: {preset['rule']}",
+                help=ui_text.plain_rule(preset),
                 on_click=_set_shared,
                 args=(float(preset["threshold"]),),
                 width="content",
             )
-    st.caption("  \n".join(f"**{PRESET_NAMES.get(p['name'], p['name'])}**: {p['rule']}" for p in presets))
+    st.caption("  \n".join(f"**{ui_text.preset_name(p['name'])}**: {ui_text.plain_rule(p)}" for p in presets))
+    with st.expander("How the presets are computed"):
+        st.caption("  \n".join(f"**{ui_text.preset_name(p['name'])}**: {p['rule']}" for p in presets))

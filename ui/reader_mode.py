@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from pneumonia import ui_text
@@ -22,6 +23,7 @@ from ui.common import (
     THRESHOLD,
     grad_cam_map,
     lime_explanation,
+    page_header_ui,
     predictor_or_stop,
     split_predictions,
     thumbnail_path,
@@ -132,17 +134,7 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
         st.caption("Commit a reading to start the tally.")
         return
     numbers = tally(readings)
-    rows = []
-    for who in ("reader", "model"):
-        values = numbers[who]
-        rows.append({
-            "": "You" if who == "reader" else f"Model {model_thresholds_text(readings)}",
-            "sensitivity": _rate(values["sensitivity"]),
-            "specificity": _rate(values["specificity"]),
-            "accuracy": _rate(values["accuracy"]),
-            "TP": values["tp"], "FP": values["fp"], "FN": values["fn"], "TN": values["tn"],
-        })
-    st.dataframe(rows, hide_index=True, width="stretch", key="reader_tally")
+    st.table(tally_table(numbers, readings), hide_index=True)
     if any(r.threshold != threshold for r in readings):
         st.caption(f"The model's calls use the threshold each case was read at; the current threshold, "
                    f"{format_threshold(threshold)}, applies to the cases you read from now on.")
@@ -162,13 +154,31 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
                        mime="text/csv", on_click="ignore", key="reader_csv")
 
 
+TALLY_MEASURES = {"sensitivity": "sensitivity", "specificity": "specificity", "accuracy": "accuracy",
+                  "TP": "tp", "FP": "fp", "FN": "fn", "TN": "tn"}
+
+
+def tally_table(numbers: dict, readings: list[Reading]) -> pd.DataFrame:
+    """One row per measure, one column for the reader and one for the model: three columns fit a phone, where
+    a row per reader with seven counts was cut off after TP."""
+    def column(values: dict) -> list[str]:
+        return [_rate(values[key]) if key in ("sensitivity", "specificity", "accuracy") else str(values[key])
+                for key in TALLY_MEASURES.values()]
+
+    return pd.DataFrame({
+        "": list(TALLY_MEASURES),
+        "You": column(numbers["reader"]),
+        f"Model {model_thresholds_text(readings)}": column(numbers["model"]),
+    })
+
+
 def _rate(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
 def reader_page() -> None:
     predictor = predictor_or_stop()
-    st.title("Reader mode")
+    page_header_ui("Reader mode")
     st.caption(ui_text.READER_INTRO)
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:

@@ -44,6 +44,7 @@ from ui.common import (
     grad_cam_map,
     lime_explanation,
     model_files_or_stop,
+    page_header_ui,
     predictor_or_stop,
     split_predictions,
     thumbnail_path,
@@ -443,7 +444,7 @@ def teacher_ui(store: StudyStore) -> None:
 
 
 def reader_study_page() -> None:
-    st.title("Reader study")
+    page_header_ui("Reader study")
     st.caption(INTRO)
     store = store_or_stop()
     FIRST_PAGE_DRAWN.set()  # nothing here waits for the model, so the server may load it now

@@ -10,10 +10,18 @@ import streamlit as st
 from pneumonia import plots, ui_text
 from pneumonia.artifacts import Predictions
 from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.gate import CAUTION, REFUSED
+from pneumonia.gate import CAUTION, OK, REFUSED
 from pneumonia.inference import Predictor, Screening, label_at
 from pneumonia.formatting import format_probability, margin_text
-from pneumonia.readout import agreement_sentence, flip_sentence, stability_sentence
+from pneumonia.readout import (
+    agreement_detail,
+    evidence_sentences,
+    fit_detail,
+    flip_sentence,
+    outside_shares,
+    region_detail,
+    stability_detail,
+)
 from pneumonia.serving import BACKGROUND, SCORE
 from pneumonia.screening import (
     Upload,
@@ -22,6 +30,7 @@ from pneumonia.screening import (
     facts_text,
     percentile_text,
     results_csv,
+    results_html,
     results_table,
     sample_files,
 )
@@ -32,6 +41,7 @@ from ui.common import (
     kept,
     lime_explanation,
     model_files_or_stop,
+    page_header_ui,
     predictor_or_stop,
     queued,
     split_predictions,
@@ -127,7 +137,7 @@ def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settin
     from pneumonia.readout import lime_stability
 
     seeds = (settings.seed, settings.seed + 1, settings.seed + 2)
-    with queued("Stability check", priority=BACKGROUND):
+    with queued("LIME's rerun", priority=BACKGROUND):
         return lime_stability(_predictor, _image, settings, seeds=seeds)
 
 
@@ -210,6 +220,8 @@ def result_card_ui(
             st.error(f"Not scored: {item.reason}", icon=":material/block:")
         elif item.status == CAUTION:
             st.warning(f"Caution: {item.reason}. The score is shown, but means less.", icon=":material/warning:")
+        elif item.status == OK:
+            st.success(ui_text.OK_LINE, icon=":material/check_circle:")
         picture, numbers = st.columns([1, 2])
         if item.image is not None:
             picture.image(item.image, caption=item.name, width="stretch")
@@ -224,7 +236,7 @@ def result_card_ui(
             p = item.probability
             st.metric("P(pneumonia)", format_probability(p))
             if ece is not None:
-                st.caption(f"Calibration on the test set: expected calibration error {ece:.3f}.")
+                st.caption(ui_text.score_honesty(ece))
             st.metric(
                 f"Label at {threshold:.3f}", label_at(p, threshold), delta=margin_text(p, threshold), delta_color="off"
             )
@@ -236,6 +248,10 @@ def result_card_ui(
             # showed the first score (about 2 s on 2 cores), for a figure most readers never open.
             where = st.expander("Where this score falls in the test set", key=f"where_{position}", on_change="rerun")
             with where:
+                if ece is not None:
+                    st.caption(f"How this is computed: the test set's expected calibration error (ECE) is {ece:.3f}, "
+                               "the gap between the mean score and the share of films with pneumonia in 15 equal "
+                               "bins of score, averaged with each bin weighted by its films.")
                 if where.open:
                     st.plotly_chart(
                         plots.score_histogram(test.labels, test.probabilities, p, threshold),
@@ -251,7 +267,7 @@ def results_ui(
     """Everything on the Screen page that depends on the threshold; a slider move reruns only this."""
     threshold = threshold_ui("screen_threshold")
     table = results_table(results, threshold)
-    st.dataframe(displayed_table(table), hide_index=True, width="stretch")
+    st.html(results_html(displayed_table(table)))  # a grid cut off all but the file name on a phone
     st.download_button(
         "Download results as CSV",
         data=results_csv(table),
@@ -266,7 +282,9 @@ def results_ui(
 
 
 def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
-    """LIME and Grad-CAM for one chosen image, both cached, so threshold moves never recompute them."""
+    """LIME and Grad-CAM for one chosen image, both cached, so threshold moves never recompute them. The readout
+    is in plain words; the statistics behind it sit in an expander for those who want them."""
+    from pneumonia.chest_region import chest_region, outlined
     from pneumonia.explain import heatmap_overlay, lime_heatmap, lime_overlay, map_agreement
 
     st.subheader("Why this score? LIME and Grad-CAM")
@@ -281,28 +299,33 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
     settings, top_k = lime_settings_ui()
     image = item.model_input
     sha = predictor.metadata["model_sha256"]
+    region = chest_region(image)
     lime_column, cam_column = st.columns(2)
     with lime_column:
         explanation = lime_explanation(predictor, sha, upload.digest, settings, image)
         st.image(
-            lime_overlay(image, explanation, top_k=top_k),
+            outlined(lime_overlay(image, explanation, top_k=top_k), region.mask),
             caption=f"LIME ({settings.n_segments} superpixels, {settings.num_samples} samples): "
             "red pushes towards pneumonia, blue away",
             width="stretch",
         )
     with cam_column:
         cam = grad_cam_map(predictor, sha, upload.digest, image)
-        st.image(heatmap_overlay(image, cam), caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
-    agreement = map_agreement(lime_heatmap(explanation), cam)
-    st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{agreement:.2f}", help=ui_text.AGREEMENT_HELP)
-    st.caption(f"LIME surrogate fit R² = {explanation.score:.2f}; low values mean the linear story is a rough one.")
-    with st.spinner("Checking how stable LIME is across 3 seeds…"):
+        st.image(outlined(heatmap_overlay(image, cam), region.mask),
+                 caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
+    st.caption(ui_text.CHEST_OUTLINE if region.found_lungs else ui_text.CHEST_OUTLINE_FALLBACK)
+    lime_map = lime_heatmap(explanation)
+    agreement = map_agreement(lime_map, cam)
+    outside = outside_shares(region, lime_map, cam)
+    with st.spinner("Rerunning LIME twice to see how steady its map is…"):
         stability = lime_stability_of(predictor, sha, upload.digest, settings, image)
-    st.markdown(
-        "**Explanation readout**\n"
-        f"- {stability_sentence(stability)}\n"
-        f"- {agreement_sentence(agreement)}"
-    )
+    sentences = evidence_sentences(stability, agreement, bool(cam.max() > 0), region, outside)
+    st.markdown("**Explanation readout**\n" + "\n".join(f"- {sentence}" for sentence in sentences))
+    with st.expander("How this is computed"):
+        st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{agreement:.2f}", help=ui_text.AGREEMENT_HELP)
+        for detail in (stability_detail(stability), agreement_detail(agreement), fit_detail(explanation.score),
+                       region_detail(region, outside)):
+            st.caption(detail)
 
 
 # ---------------------------------------------------------------- pages
@@ -310,8 +333,7 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
 
 def screen_page() -> None:
     model_files_or_stop()
-    st.title("Screen chest X-rays")
-    st.warning(ui_text.SCREEN_DISCLAIMER, icon=":material/warning:")
+    page_header_ui("Screen chest X-rays", ui_text.SCREEN_DISCLAIMER)
     uploads = uploads_ui()
     predictor = predictor_or_stop()  # after the uploader: on a cold start the page is usable while the model loads
     if not uploads:

@@ -44,8 +44,21 @@ def preload_model() -> None:
         pass
 
 
+def quiet_start() -> None:
+    """Keep the server's output to Streamlit's own lines: TensorFlow's start-up chatter (oneDNN, cudart, absl,
+    "failed call to cuInit" on a machine without a GPU) goes, as on the command line (pneumonia.quiet). The
+    first `import tensorflow`, on whichever thread, runs with file descriptor 2 silenced; Python's own
+    errors after it are untouched. PNEUMONIA_VERBOSE=1 keeps every line."""
+    import os
+
+    from pneumonia.quiet import quiet_logs
+
+    quiet_logs(verbose=os.environ.get("PNEUMONIA_VERBOSE") == "1")
+
+
 @asynccontextmanager
 async def lifespan(_app):
+    quiet_start()
     keep_uploads_in_memory()
     threading.Thread(target=preload_model, name="model-preload", daemon=True).start()
     yield

@@ -10,18 +10,27 @@ from pneumonia import plots, ui_text
 from pneumonia.artifacts import Predictions
 from pneumonia.config import TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
 from pneumonia.decision import cost_minimising_threshold, cost_rule, expected_cost, natural_frequencies, rounded_counts
-from pneumonia.decision_plots import natural_frequency_figure
+from pneumonia.decision_plots import natural_frequency_html
 from pneumonia.metrics import cell_indices, confusion_at, threshold_metrics
 from pneumonia.formatting import format_probability
 from pneumonia.site import SiteCalibrationError, calibrate_site_from_sources
-from ui.common import THRESHOLD, predictor_or_stop, presets_ui, queued, split_predictions, thumbnail_path, threshold_ui
+from ui.common import (
+    THRESHOLD,
+    page_header_ui,
+    predictor_or_stop,
+    presets_ui,
+    queued,
+    split_predictions,
+    thumbnail_path,
+    threshold_ui,
+)
 
 GALLERY_LIMIT = 48
 
 
 def threshold_page() -> None:
     predictor = predictor_or_stop()
-    st.title("Threshold explorer")
+    page_header_ui("Threshold explorer")
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:
         return
@@ -70,10 +79,10 @@ def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, pr
     ppv, npv = frequencies["ppv"], frequencies["npv"]
     st.caption(
         f"Of the children flagged, {_share(ppv)} have pneumonia (PPV); of those cleared, {_share(npv)} are truly "
-        f"clear (NPV). Expected cost per child: {expected_cost(test.labels, test.probabilities, threshold, prevalence, ratio):.3f} "
-        f"false-alarm units."
+        f"clear (NPV). Expected harm per child, counting a missed pneumonia as {ratio:g} false alarms: "
+        f"{expected_cost(test.labels, test.probabilities, threshold, prevalence, ratio):.3f} false alarms."
     )
-    st.plotly_chart(natural_frequency_figure(counts), width="stretch", key="natural_frequencies")
+    st.html(natural_frequency_html(counts))  # reflows to fewer columns on a phone; plotly ran icons together
 
 
 def _share(value: float) -> str:
