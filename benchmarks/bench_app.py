@@ -57,7 +57,7 @@ def browser_start() -> dict[str, float]:
             visit = time.perf_counter()
             page.goto(server.url, wait_until="commit")
             for locator in (
-                page.get_by_role("heading", name="Screen chest X-rays"),
+                page.get_by_role("heading", name="Screen chest X\u2011rays"),
                 page.get_by_text("Not a medical device", exact=False).first,
                 page.get_by_text("try bundled sample X-rays", exact=False),
             ):

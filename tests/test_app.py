@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,12 @@ from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
 from inputs import PHI, PHI_UIDS, PRIVATE_VALUE, dicom_bytes, encode, radiograph_grey, twelve_bit
 from pneumonia.inference import Predictor, Screening, label_at
 from pneumonia.formatting import format_probability, margin_text
+from pneumonia.ui_text import plain_rule, preset_name
 from pneumonia.screening import (
     class_percentiles,
     results_csv,
     displayed_table,
+    results_html,
     results_table,
 )
 
@@ -89,6 +92,19 @@ def counts_by_hand(table: pd.DataFrame, threshold: float) -> list[list[int]]:
         [int(np.sum(~truth & ~called)), int(np.sum(~truth & called))],
         [int(np.sum(truth & ~called)), int(np.sum(truth & called))],
     ]
+
+
+def shown_results(at: AppTest) -> pd.DataFrame:
+    """The Screen page's results table as drawn (HTML, so it fits a phone), one row per file, read back from
+    the cells' data-row and data-col names."""
+    import html
+    import re
+
+    (body,) = [e.proto.body for e in at.get("html") if "pneumonia-results" in e.proto.body and "<table" in e.proto.body]
+    cells: dict[int, dict[str, str]] = {}
+    for row, column, text in re.findall(r'<td[^>]*data-row="(\d+)" data-col="(\w+)"[^>]*>(.*?)</td>', body):
+        cells.setdefault(int(row), {"reason": ""})[column] = html.unescape(text)
+    return pd.DataFrame([cells[row] for row in sorted(cells)], columns=["file", "status", "label", "probability", "reason"])
 
 
 def page_text(at: AppTest) -> str:
@@ -157,7 +173,7 @@ def test_sample_picker_scores_bundled_images(app, committed_predictor):
     assert_no_exception(app)
     shown = [m.value for m in app.metric if m.label == "P(pneumonia)"]
     assert shown == [format_probability(committed_predictor.predict_bytes(p.read_bytes())) for p in SAMPLES]
-    table = app.dataframe[0].value
+    table = shown_results(app)
     assert list(table["file"]) == [p.name for p in SAMPLES]
     assert list(table["label"]) == [
         label_at(committed_predictor.predict_bytes(p.read_bytes()), committed_predictor.threshold) for p in SAMPLES
@@ -196,7 +212,7 @@ def test_bad_uploads_get_one_line_reasons_while_the_good_one_is_shown(app, commi
     assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == [
         format_probability(committed_predictor.predict_bytes(good))
     ]
-    table = app.dataframe[0].value
+    table = shown_results(app)
     assert list(table["file"]) == ["truncated.jpeg", "good.jpeg", "notes.jpg", "empty.png"]
     assert list(table["status"]) == ["refused", "ok", "refused", "refused"]
     assert table["probability"].tolist() == ["", format_probability(committed_predictor.predict_bytes(good)), "", ""]
@@ -217,7 +233,7 @@ def test_a_16_bit_png_a_dicom_and_a_photo_in_one_batch(app, committed_predictor)
     assert_no_exception(app)
     expected = committed_predictor.screen([("sixteen.png", sixteen), ("scan", dicom), ("cat.jpg", photo)])
     assert [r.status for r in expected] == ["ok", "caution", "refused"]
-    table = app.dataframe[0].value
+    table = shown_results(app)
     assert list(table["file"]) == ["sixteen.png", "scan", "cat.jpg"]
     assert list(table["status"]) == ["ok", "caution", "refused"]
     assert list(table["reason"]) == [r.reason for r in expected]
@@ -230,7 +246,7 @@ def test_a_16_bit_png_a_dicom_and_a_photo_in_one_batch(app, committed_predictor)
     assert [w.value for w in app.warning if w.value.startswith("Caution:")] == [
         f"Caution: {expected[1].reason}. The score is shown, but means less."
     ]
-    assert "adult (18 or over)" in expected[1].reason
+    assert "adult patient" in expected[1].reason
     assert [e.value for e in app.error] == [f"Not scored: {expected[2].reason}"]
     assert "DICOM: modality DX, view PA, body part CHEST, age adult (18 or over)" in [c.value for c in app.caption]
     # Every card shows the decoded grey image the model saw, the refused photo included.
@@ -250,7 +266,7 @@ def test_a_dicom_full_of_identifying_data_leaves_no_trace_on_the_page_or_in_the_
     assert [m.value for m in app.metric if m.label == "P(pneumonia)"]  # it was scored
     page = page_text(app)
     assert "DICOM: modality DX, view PA, body part CHEST, age 1–5 years" in page  # the walk does reach the cards
-    table_csv = results_csv(app.dataframe[0].value)
+    table_csv = results_csv(shown_results(app))
     for secret in [*PHI.values(), *PHI_UIDS, PRIVATE_VALUE, "20210314", "004Y"]:
         assert secret not in page and secret not in table_csv and secret not in caplog.text
 
@@ -367,7 +383,9 @@ def test_presets_set_the_slider(app, committed_predictor, test_table):
     assert {p["name"] for p in presets} >= {"default", "max_f1", "youden"}
     for preset in reversed(presets):  # end on the default so every click is a change
         button = app.button(key=f"preset_{preset['name']}")
-        assert preset["rule"] in button.help
+        assert button.help == plain_rule(preset)  # plain words on the button; the rule as recorded in the expander
+        assert f"{preset_name(preset['name'])}**: {preset['rule']}" in " ".join(
+            c.value for c in next(e for e in app.expander if e.label == "How the presets are computed").caption)
         button.click().run()
         assert_no_exception(app)
         assert app.slider(key="explorer_threshold").value == pytest.approx(preset["threshold"])
@@ -378,7 +396,7 @@ def test_presets_set_the_slider(app, committed_predictor, test_table):
 def test_threshold_is_shared_between_pages(app, committed_predictor):
     open_page(app, "threshold", "Threshold explorer")
     app.slider(key="explorer_threshold").set_value(0.123).run()
-    open_page(app, "screen", "Screen chest X-rays")
+    open_page(app, "screen", "Screen chest X\u2011rays")
     data = SAMPLES[0].read_bytes()
     upload(app, ("xray.jpeg", data))
     assert app.slider(key="screen_threshold").value == pytest.approx(0.123)
@@ -473,6 +491,21 @@ def test_results_table_has_status_and_reason_and_no_score_for_refusals():
         "> 0.999", "0.999", "0.500", "0.001", "< 0.001"
     ]
     assert margin_text(0.4999, 0.5) == "less than 0.001 (below threshold 0.500)"
+
+
+def test_results_html_shows_four_columns_per_row_and_the_reason_in_full_below():
+    rows = [
+        Screening("a<b>.png", "ok", "", 0.9995),
+        Screening("c.png", "refused", "a colour picture, not an X-ray film: radiographs are grey & <odd>"),
+    ]
+    html = results_html(displayed_table(results_table(rows, 0.5)))
+    header = re.findall(r"<th [^>]*>(.*?)</th>", html)
+    assert header == ["file", "status", "label at 0.500", "probability"]  # the threshold once, not per row
+    assert re.findall(r'<tr class="(\w+)">', html) == ["result", "result", "reason"]  # no empty reason row
+    assert '<td class="col-file" data-row="0" data-col="file">a&lt;b&gt;.png</td>' in html  # escaped
+    assert '<td class="col-probability" data-row="0" data-col="probability">&gt; 0.999</td>' in html
+    assert ('data-row="1" data-col="reason">a colour picture, not an X-ray film: radiographs are grey &amp; '
+            "&lt;odd&gt;</td>") in html  # whole: it wraps, never cut
     assert margin_text(0.75, 0.5) == "+0.250 (above threshold 0.500)"
 
 
@@ -486,10 +519,10 @@ def test_uploads_samples_choice_and_lime_settings_survive_a_visit_to_another_pag
     assert len(before) == 3
 
     open_page(app, "threshold", "Threshold explorer")
-    open_page(app, "screen", "Screen chest X-rays")
+    open_page(app, "screen", "Screen chest X\u2011rays")
     assert_no_exception(app)
     assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == before
-    assert list(app.dataframe[0].value["file"]) == ["first.jpeg", "second.jpeg", SAMPLES[2].name]
+    assert list(shown_results(app)["file"]) == ["first.jpeg", "second.jpeg", SAMPLES[2].name]
     assert "Still here from earlier in this session (in memory only): first.jpeg, second.jpeg" in [
         c.value for c in app.caption]
     assert app.multiselect(key="samples").value == [SAMPLES[2].name]
@@ -498,7 +531,7 @@ def test_uploads_samples_choice_and_lime_settings_survive_a_visit_to_another_pag
     assert any(c.startswith("LIME (25 superpixels") for image in app.image for c in image.captions)
 
     app.button(key="forget_uploads").click().run()
-    assert list(app.dataframe[0].value["file"]) == [SAMPLES[2].name]
+    assert list(shown_results(app)["file"]) == [SAMPLES[2].name]
 
 
 def test_all_reports_come_in_one_zip_built_in_memory_reusing_prepared_ones(app, monkeypatch):

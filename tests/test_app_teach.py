@@ -45,6 +45,14 @@ def open_page(url_path: str, title: str, monkeypatch) -> AppTest:
     return at
 
 
+def tally_rows(at: AppTest) -> list[dict]:
+    """The reader tally (one row per measure, a column each for the reader and the model, so it fits a phone)
+    read back as one record per column: {"": its name, "sensitivity": "0.500", ..., "TP": 2, ...}."""
+    table = at.table[0].value.set_index("")
+    return [{"": name, **{measure: (int(value) if measure in ("TP", "FP", "FN", "TN") else value)
+                          for measure, value in table[name].items()}} for name in table.columns]
+
+
 def metric_value(at: AppTest, label: str) -> str:
     (found,) = [m.value for m in at.metric if m.label == label]
     return found
@@ -81,8 +89,7 @@ def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatc
     truth = cases["label"].to_numpy() == 1
     reader = np.array([c == "PNEUMONIA" for c, _ in calls])
     model = cases["probability"].to_numpy() >= threshold
-    table = at.dataframe[0].value
-    for row, called in zip(table.to_dict("records"), (reader, model)):
+    for row, called in zip(tally_rows(at), (reader, model)):
         assert (row["TP"], row["FP"], row["FN"], row["TN"]) == (
             int(np.sum(truth & called)), int(np.sum(~truth & called)),
             int(np.sum(truth & ~called)), int(np.sum(~truth & ~called)),
@@ -108,7 +115,7 @@ def test_reader_tally_counts_each_case_at_the_threshold_it_was_read_at(monkeypat
     at.run()
     read(at, "NORMAL", None)
     low, high = sorted([first, 0.25])
-    (reader_row, model_row) = at.dataframe[0].value.to_dict("records")
+    (reader_row, model_row) = tally_rows(at)
     assert model_row[""] == f"Model at each case's own threshold ({format_threshold(low)} to {format_threshold(high)})"
     cases = test_table.iloc[order[:2]]
     called = cases["probability"].to_numpy() >= np.array([first, 0.25])
@@ -174,13 +181,15 @@ def test_cost_minimising_preset_is_the_brute_force_optimum_on_validation(monkeyp
     at.slider(key="cost_ratio").set_value(20).run()
     expected = brute_force_cost_threshold(validation_table, 0.05, 20.0)
     button = at.button(key="preset_cost")
-    adopted = float(button.label.removeprefix("Cost-minimising: "))
+    adopted = float(button.label.removeprefix("Lowest cost: "))
     scores = validation_table.probability.to_numpy()
     assert np.array_equal(scores >= adopted, scores >= expected)  # the optimum's calls, as a short decimal
     button.click().run()
     assert at.session_state["threshold"] == adopted  # the number on the button is the number applied
+    assert "the fewest expected harms when pneumonia affects 5% of children and a missed pneumonia counts as 20 " \
+        "false alarms" in " ".join(c.value for c in at.caption)
     assert "minimises expected cost on validation at prevalence 5% with a missed pneumonia costing 20 false alarms" in \
-        " ".join(c.value for c in at.caption)
+        " ".join(c.value for c in next(e for e in at.expander if e.label == "How the presets are computed").caption)
 
 
 # ---------------------------------------------------------------- site calibration
@@ -246,8 +255,8 @@ def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validat
     at.button(key="preset_cost").click().run()
     assert brute_force_cost_threshold(validation_table, 0.05, 1.0) != at.session_state["threshold"]
     at.slider(key="cost_ratio").set_value(1).run()  # the ratio moves on; the threshold keeps its rule
-    assert screen_report(at) == ("cost-minimising preset: minimises expected cost on validation at prevalence 5% "
-                                 "with a missed pneumonia costing 20 false alarms")
+    assert screen_report(at) == ("preset \u201cLowest cost\u201d, the fewest expected harms when pneumonia affects 5% "
+                                 "of children and a missed pneumonia counts as 20 false alarms")
 
     at._page_hash = calc_hash("threshold")
     at.run()
@@ -256,7 +265,7 @@ def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validat
     [derive] = [b for b in at.button if b.label == "Derive site threshold"]
     derive.click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert screen_report(at) == ("site-derived preset: flags 0 of 20 of the site's own normal films (0.0%; at most "
-                                 "10% asked)")
+    assert screen_report(at) == ("preset \u201cYour site's normal films\u201d, flags 0 of 20 of your site's own normal "
+                                 "films (0.0%; at most 10% asked)")
     at.slider(key="screen_threshold").set_value(0.5).run()
     assert given[-1] == "set by hand in the app"

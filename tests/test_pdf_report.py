@@ -76,7 +76,7 @@ def test_scored_report_carries_every_field(tiny_predictor, screened):
     technical = text.split(TECHNICAL_HEADING)[1]
     assert flat(f"Threshold rule as recorded: {metadata['threshold']['rule']}, chosen on validation") in technical
     assert "LIME:" in text and "Grad-CAM:" in text
-    assert "LIME's top 5 regions are" in text and "Labelled " in text
+    assert "LIME picks" in text and "Labelled " in text
     assert "LIME and Grad-CAM" in text or "Grad-CAM found no evidence" in text
     assert f"package version {metadata['package_version']}, created {metadata['created']}" in text
     assert metadata["model_sha256"] in text
@@ -236,4 +236,4 @@ def test_report_on_a_committed_sample(committed_predictor):
     assert f"Threshold {threshold:.3f}: the model's default, the highest threshold that still catches at least 95" in text
     assert f"Threshold rule as recorded: {rule[:40]}" in text.split(TECHNICAL_HEADING)[1]
     assert committed_predictor.metadata["model_sha256"] in text
-    assert "LIME's top 5 regions are" in text and "The presets label it" in text
+    assert "LIME picks" in text and "The presets label it" in text

@@ -115,3 +115,13 @@ def test_reliability_figure_plots_each_curve(scores):
     assert list(diagonal.x) == [0, 1]
     assert list(test.x) == curve["predicted"] and list(test.y) == curve["observed"]
     assert list(test.customdata) == curve["count"]
+
+
+@pytest.mark.parametrize("draw", [plots.roc_figure, plots.pr_figure])
+def test_curve_legends_sit_under_the_plot_and_the_threshold_point_is_never_clipped(draw):
+    """Issue 19: a legend inside the plot area covered the curve and points, worst on a phone."""
+    labels, probabilities = np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.6, 0.4, 0.8, 0.95])
+    figure = draw(labels, probabilities, 0.5)
+    assert figure.layout.legend.orientation == "h" and figure.layout.legend.y < 0
+    point = next(trace for trace in figure.data if trace.name.startswith("threshold"))
+    assert point.cliponaxis is False

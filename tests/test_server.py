@@ -121,7 +121,7 @@ def test_a_page_that_has_drawn_its_first_part_lets_the_model_load():
 
     ui.common.FIRST_PAGE_DRAWN.clear()
     page = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    assert page.title[0].value == "Screen chest X-rays" and page.get("file_uploader")
+    assert page.title[0].value == "Screen chest X\u2011rays" and page.get("file_uploader")  # a non-breaking hyphen
     assert ui.common.FIRST_PAGE_DRAWN.is_set()
 
 

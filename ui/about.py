@@ -33,6 +33,7 @@ from ui.common import (
 
 
 def about_page() -> None:
+    page_header_ui("About this model")  # before the model: on a cold start, title and disclaimer show at once
     predictor = predictor_or_stop()
     metadata = predictor.metadata
     directory = model_dir()
@@ -42,7 +43,6 @@ def about_page() -> None:
     test_report = metadata["metrics"].get("test")
     training = metadata["training"]
 
-    page_header_ui("About this model")
     st.markdown(ui_text.about_summary(metadata, _test_counts(test, metadata["threshold"]["default"])))
     st.header("Data")
     st.markdown(ui_text.DATA)

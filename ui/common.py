@@ -191,6 +191,7 @@ NON_BREAKING_HYPHEN = "\u2011"
 APP_CSS = """<style>
 .st-key-disclaimer {background: rgba(255, 189, 69, 0.15); border-left: 0.25rem solid rgb(255, 189, 69);
   border-radius: 0.25rem; padding: 0.5rem 0.75rem;}
+.st-key-disclaimer [data-testid=stMarkdownContainer] {margin-bottom: 0;}
 .st-key-disclaimer p {margin: 0;}
 table.pneumonia-results {width: 100%; border-collapse: collapse; font-size: 0.875rem; margin: 0 0 1rem 0;
   table-layout: auto;}
@@ -198,6 +199,7 @@ table.pneumonia-results th {text-align: left; font-weight: 600; opacity: 0.7; pa
   border-bottom: 1px solid rgba(128, 128, 128, 0.45); vertical-align: bottom;}
 table.pneumonia-results td {padding: 0.3rem 0.4rem; vertical-align: top; overflow-wrap: anywhere;}
 table.pneumonia-results tr.result td {border-top: 1px solid rgba(128, 128, 128, 0.25);}
+table.pneumonia-results td.col-status {overflow-wrap: normal;}
 table.pneumonia-results td.col-label, table.pneumonia-results td.col-probability {white-space: nowrap;
   overflow-wrap: normal;}
 table.pneumonia-results tr.reason td {padding-top: 0; font-size: 0.8125rem; opacity: 0.75;}

@@ -134,7 +134,7 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
         st.caption("Commit a reading to start the tally.")
         return
     numbers = tally(readings)
-    st.table(tally_table(numbers, readings), hide_index=True)
+    st.table(tally_table(numbers, readings), hide_index=True, width="content")
     if any(r.threshold != threshold for r in readings):
         st.caption(f"The model's calls use the threshold each case was read at; the current threshold, "
                    f"{format_threshold(threshold)}, applies to the cases you read from now on.")
@@ -177,8 +177,8 @@ def _rate(value: float) -> str:
 
 
 def reader_page() -> None:
+    page_header_ui("Reader mode")  # before the model: on a cold start, title and disclaimer show at once
     predictor = predictor_or_stop()
-    page_header_ui("Reader mode")
     st.caption(ui_text.READER_INTRO)
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:

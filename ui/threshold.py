@@ -29,8 +29,8 @@ GALLERY_LIMIT = 48
 
 
 def threshold_page() -> None:
+    page_header_ui("Threshold explorer")  # before the model: on a cold start, title and disclaimer show at once
     predictor = predictor_or_stop()
-    page_header_ui("Threshold explorer")
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:
         return
