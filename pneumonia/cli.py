@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from pneumonia.config import MODELS_DIR, TrainConfig
@@ -212,6 +215,45 @@ def _inputs_model_and_threshold(args):
     return files, predictor, predictor.threshold if args.threshold is None else args.threshold
 
 
+@contextlib.contextmanager
+def _first_ctrl_c_finishes_the_chunk():
+    """The first Ctrl-C sets an event, and the run stops once the chunk in hand is written; a second one
+    interrupts at once. Raised inside the model's native code, a KeyboardInterrupt could come back as another
+    error and refuse a chunk of films that were fine, so the first press never raises."""
+    stop = threading.Event()
+
+    def first_press(*_) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_press)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _write_chunk(chunk, threshold: float, writers, counts: dict, bar, quiet: bool) -> None:
+    from pneumonia.formatting import format_probability
+    from pneumonia.gate import CAUTION
+    from pneumonia.screening import results_table
+
+    table = results_table(chunk, threshold)
+    for writer in writers:
+        writer.write(table)
+    for r in chunk:
+        counts[r.status] += 1
+        if quiet:
+            continue
+        if r.probability is None:
+            bar.write(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
+        else:
+            note = f"  [{r.status}: {r.reason}]" if r.status == CAUTION else ""
+            bar.write(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}",
+                      file=sys.stdout)
+    bar.update(len(chunk))
+
+
 def _predict(args) -> int:
     import os
     import time
@@ -219,10 +261,9 @@ def _predict(args) -> int:
     from tqdm import tqdm
 
     from pneumonia.archive.writers import CsvRows, ParquetParts
-    from pneumonia.formatting import format_probability, format_threshold
+    from pneumonia.formatting import format_threshold
     from pneumonia.gate import CAUTION, OK, REFUSED
     from pneumonia.inference import UNCHECKED
-    from pneumonia.screening import results_table
 
     if args.resume and not (args.csv or args.parquet):
         raise PneumoniaError("--resume needs --csv or --parquet: the rows already written say which files are done.")
@@ -255,21 +296,11 @@ def _predict(args) -> int:
                smoothing=0.1, dynamic_ncols=True)
     started = time.perf_counter()
     try:
-        for chunk in chunks:
-            table = results_table(chunk, threshold)
-            for writer in writers:
-                writer.write(table)
-            for r in chunk:
-                counts[r.status] += 1
-                if args.quiet:
-                    continue
-                if r.probability is None:
-                    bar.write(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
-                else:
-                    note = f"  [{r.status}: {r.reason}]" if r.status == CAUTION else ""
-                    bar.write(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}",
-                              file=sys.stdout)
-            bar.update(len(chunk))
+        with _first_ctrl_c_finishes_the_chunk() as stop:
+            for chunk in chunks:
+                _write_chunk(chunk, threshold, writers, counts, bar, args.quiet)
+                if stop.is_set():
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
         written = sum(counts.values())

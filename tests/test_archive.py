@@ -113,13 +113,8 @@ def test_ctrl_c_leaves_a_valid_csv_and_says_how_to_finish(tiny_model_dir, tmp_pa
     deadline = time.monotonic() + 120
     while (not out.exists() or out.stat().st_size < 2000) and time.monotonic() < deadline:
         time.sleep(0.01)
-    for _ in range(5):  # a signal that lands inside the model's native code can be lost; a user presses again
-        process.send_signal(signal.SIGINT)
-        try:
-            _, err = process.communicate(timeout=5)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+    process.send_signal(signal.SIGINT)  # once: the run finishes the chunk in hand, then stops
+    _, err = process.communicate(timeout=60)
     assert process.returncode == 130, "the run finished before it could be interrupted; make it longer"
     assert "run the same command with --resume to finish" in err
     assert pd.read_csv(out).file.is_unique  # parses: no half row

@@ -26,6 +26,7 @@ from ui.common import (
 )
 
 GALLERY_LIMIT = 48
+GALLERY_TILE_PX = 108
 
 
 def threshold_page() -> None:
@@ -106,16 +107,17 @@ def case_gallery_ui(test: Predictions, threshold: float) -> None:
     indices = cell_indices(test.labels, test.probabilities, threshold, cell)
     st.caption(f"{len(indices)} {CELLS[cell]} at threshold {threshold:.3f}, highest score first.")
     shown = indices[:GALLERY_LIMIT]
-    per_row = 6
-    for start in range(0, len(shown), per_row):
-        for column, index in zip(st.columns(per_row), shown[start : start + per_row]):
+    # Tiles of a fixed width in a wrapping row: six or more abreast on a desktop, three on a phone, where
+    # st.columns would stack them one per screen.
+    with st.container(horizontal=True, gap="small"):
+        for index in shown:
             path = thumbnail_path(test.files[index])
-            subtype = test.subtypes[index]
-            caption = f"{format_probability(float(test.probabilities[index]))} · {subtype}"
-            if path.is_file():
-                column.image(path.read_bytes(), caption=caption, width="stretch")
-            else:
-                column.caption(caption)
+            caption = f"{format_probability(float(test.probabilities[index]))} · {test.subtypes[index]}"
+            with st.container(width=GALLERY_TILE_PX):
+                if path.is_file():
+                    st.image(path.read_bytes(), caption=caption, width="stretch")
+                else:
+                    st.caption(caption)
     if len(indices) > GALLERY_LIMIT:
         st.caption(f"Showing the first {GALLERY_LIMIT} of {len(indices)}.")
 
