@@ -132,10 +132,10 @@ def age_caution(band: str, trained: str) -> str:
 
 
 EXPLAIN_INTRO = (
-    "**LIME** splits the X-ray into superpixels, hides random subsets of them, and fits a linear model to how "
-    "the score changes: red regions push the score towards pneumonia, blue ones away. **Grad-CAM** shows where "
-    "the last convolutional layer found evidence *for* pneumonia. Two methods that agree are more convincing "
-    "than one; neither proves the model looked at the right thing for the right reason."
+    "**LIME** cuts the X-ray into patches, hides random sets of them and watches how the score changes: red "
+    "patches push the score towards pneumonia, blue ones away. **Grad-CAM** shows where the network's last "
+    "layers found evidence *for* pneumonia. Two methods that point to the same areas are more convincing than "
+    "one; neither proves the model looked at the right thing for the right reason."
 )
 
 LIME_SETTINGS_HELP = (

@@ -71,7 +71,8 @@ def about_page() -> None:
     if test_report:
         st.caption(
             f"At the default threshold {format_threshold(test_report['threshold'])}, chosen before the test films "
-            f"were read; each range holds the true value with 95% confidence."
+            f"were read. The range beside each number shows how far it could move with another set of test films of "
+            f"the same size (a 95% interval)."
         )
         table = metrics_table(test_report)
         plain = table["metric"] != METRIC_LABELS["ece"]
