@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 
 PAGE_MODULES = ("ui.screen", "ui.threshold", "ui.reader_mode", "ui.reader_study", "ui.about")
 PRELOAD_AFTER_S = 3.0
-TRIM_EVERY_S = 30.0
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 def keep_uploads_in_memory() -> None:
@@ -57,27 +58,26 @@ def quiet_start() -> None:
     quiet_logs(verbose=os.environ.get("PNEUMONIA_VERBOSE") == "1")
 
 
-def return_freed_memory(every_s: float = TRIM_EVERY_S, stop: threading.Event | None = None) -> None:
-    """Hand memory that sessions have freed back to the system, every `every_s` seconds. Each session's script
-    runs on a thread of its own, and glibc keeps what those threads freed (LIME's batches, reports) in its
-    heaps, so the server's resident memory crept up by about 0.7 MB per session over 200 sessions
-    (docs/reliability.md); malloc_trim(0) returns the free pages. Not glibc (macOS, musl): nothing to do."""
+def keep_large_blocks_out_of_the_heap() -> bool:
+    """Pin glibc's mmap threshold at its 128 KiB default. glibc raises the threshold each time a large mmapped
+    block is freed, so LIME's 20 MB batches and the reports' buffers came from the heap after the first few,
+    and the heap fragmented: the server grew by about 0.7 MB a session (docs/reliability.md). A pinned
+    threshold gives each large block its own mapping, returned to the system when freed. False where malloc
+    is not glibc's (macOS, musl), which has nothing to pin."""
     import ctypes
     import ctypes.util
 
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
-        return
-    stop = stop or threading.Event()
-    while not stop.wait(every_s):
-        trim(0)
+        return False
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
 
 
 @asynccontextmanager
 async def lifespan(_app):
     quiet_start()
+    keep_large_blocks_out_of_the_heap()
     keep_uploads_in_memory()
     threading.Thread(target=preload_model, name="model-preload", daemon=True).start()
-    threading.Thread(target=return_freed_memory, name="return-freed-memory", daemon=True).start()
     yield
