@@ -67,9 +67,12 @@ def text_of(at: AppTest) -> str:
 
 
 def table(at: AppTest, column: str) -> list[dict]:
-    """The rows of the one table with this column (tables drawn in a fragment carry no key in AppTest)."""
-    (found,) = [d.value for d in at.dataframe if column in d.value.columns]
-    return found.to_dict("records")
+    """The rows of the one table or grid with this column (tables drawn in a fragment carry no key in AppTest);
+    a table's index (the progress table's readers) comes back as its first column."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    found += [t.value.reset_index() for t in at.table if column in t.value.columns]
+    (rows,) = found
+    return rows.to_dict("records")
 
 
 def button(at: AppTest, label: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 
+import pandas as pd
 import streamlit as st
 
 from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME, study_database
@@ -324,7 +325,8 @@ def live_ui(study_id: int) -> None:
     if not snap.readers:
         st.caption("No reader has joined yet.")
     else:
-        st.dataframe(progress_rows(snap, time.time()), hide_index=True, key="study_progress")
+        # A plain table, not a grid: its cells wrap, so all five columns fit a phone without sideways scrolling.
+        st.table(pd.DataFrame(progress_rows(snap, time.time())).set_index("reader"))
     points = operating_points(snap)
     means = class_mean(points)
     fpr, tpr, model_auc, model_point = model_roc(snap)

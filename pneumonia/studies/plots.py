@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from pneumonia.decision_plots import READER_COLOUR
-from pneumonia.plots import CLASS_COLOURS
+from pneumonia.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW
 from pneumonia.studies.results import OperatingPoint
 from pneumonia.studies.store import AIDED, UNAIDED
 
@@ -61,10 +61,13 @@ def study_roc_figure(
                 marker={"size": 18, "color": colour, "symbol": "diamond", "line": {"width": 1.5, "color": "#111"}},
             ))
     figure = go.Figure(traces)
-    figure.update_xaxes(title="False-positive rate (1 - specificity)", range=[-0.02, 1.02], automargin=True)
-    figure.update_yaxes(title="Sensitivity", range=[-0.02, 1.02], automargin=True)
+    # As on the Reader page: padded axes and unclipped markers (a reader at x = 1 was cut in half), and the
+    # legend under the plot, where it can cover no point at any width.
+    figure.update_traces(cliponaxis=False)
+    figure.update_xaxes(title="False-positive rate (1 - specificity)", range=[-AXIS_PAD, 1 + AXIS_PAD], automargin=True)
+    figure.update_yaxes(title="Sensitivity", range=[-AXIS_PAD, 1 + AXIS_PAD], automargin=True)
     figure.update_layout(
-        title="Readers and the model on the study's cases", height=440, margin=_MARGIN,
-        legend={"x": 0.98, "xanchor": "right", "y": 0.03, "bgcolor": "rgba(255,255,255,0.75)", "font": {"size": 11}},
+        title="Readers and the model on the study's cases", height=520, margin=_MARGIN,
+        legend={**LEGEND_BELOW, "font": {"size": 11}},
     )
     return figure
