@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pneumonia.ui_text import OUTSIDE_CHEST, OUTSIDE_WHERE
+
 BORDER_SHARE = 0.06
 """Width of the film's outer band, as a share of its side: where the markers and burnt-in text sit."""
 FALLBACK_ROWS, FALLBACK_COLS = (0.15, 0.85), (0.12, 0.88)
@@ -208,9 +210,7 @@ def outside_sentence(methods: list[str], found_lungs: bool = True) -> str | None
     if not methods:
         return None
     who = " and ".join(f"{method}'s" for method in methods)
-    where = "outside the chest" if found_lungs else "away from the centre of the film (the lungs could not be outlined)"
-    return (f"Most of {who} evidence lies {where}, near the edge of the film where markers and text sit, or in the "
-            "neck or belly: the score may rest on something other than the lungs.")
+    return OUTSIDE_CHEST.format(who=who, where=OUTSIDE_WHERE[found_lungs])
 
 
 def mostly_outside(share: float) -> bool:

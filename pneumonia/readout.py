@@ -25,7 +25,7 @@ from pneumonia.chest_region import (
 from pneumonia.config import CLASS_NAMES
 from pneumonia.inference import label_at
 from pneumonia.formatting import format_probability
-from pneumonia.ui_text import preset_name
+from pneumonia.ui_text import AGREEMENT_SENTENCES, NO_GRAD_CAM_EVIDENCE, STABILITY_SENTENCES, preset_name
 
 if TYPE_CHECKING:
     from pneumonia.explain import LimeExplanation, LimeSettings
@@ -71,14 +71,7 @@ def _stability_word(jaccard: float) -> str:
 
 def stability_sentence(jaccard: float, top_k: int = TOP_K, seeds: int = STABILITY_SEEDS) -> str:
     """How much LIME's picture depends on chance, in plain words; the number is in `stability_detail`."""
-    word = _stability_word(jaccard)
-    if word == "stable":
-        return f"LIME picks much the same top {top_k} regions each time it is rerun ({seeds} runs): its map is steady."
-    if word == "fairly stable":
-        return (f"LIME picks partly the same top {top_k} regions when it is rerun ({seeds} runs): its map is "
-                "fairly steady.")
-    return (f"LIME picks different top {top_k} regions each time it is rerun ({seeds} runs): its map depends on "
-            "chance, so read it with care; more samples steady it.")
+    return STABILITY_SENTENCES[_stability_word(jaccard)].format(top_k=top_k, seeds=seeds)
 
 
 def stability_detail(jaccard: float, top_k: int = TOP_K, seeds: int = STABILITY_SEEDS) -> str:
@@ -90,14 +83,8 @@ def stability_detail(jaccard: float, top_k: int = TOP_K, seeds: int = STABILITY_
 def agreement_sentence(r: float) -> str:
     """Whether LIME and Grad-CAM point to the same areas, in plain words, banded on the printed value."""
     shown = round(r, 2)
-    if shown >= 0.5:
-        return "LIME and Grad-CAM point to the same areas, so each backs up the other."
-    if shown >= 0.2:
-        return "LIME and Grad-CAM point partly to the same areas, so they back each other up only in part."
-    if shown > -0.2:
-        return "LIME and Grad-CAM point to different areas, so neither backs up the other; read both with care."
-    return ("LIME and Grad-CAM point to opposite areas: what one marks as evidence, the other marks least, so "
-            "neither backs up the other; read both with care.")
+    band = "same" if shown >= 0.5 else "partly" if shown >= 0.2 else "different" if shown > -0.2 else "opposite"
+    return AGREEMENT_SENTENCES[band]
 
 
 def agreement_detail(r: float) -> str:
@@ -132,7 +119,7 @@ def evidence_sentences(stability: float, agreement: float, cam_found: bool, regi
     if cam_found:
         compared = agreement_sentence(agreement)
     else:
-        compared = "Grad-CAM found no evidence for PNEUMONIA in this image, so it cannot back up LIME."
+        compared = NO_GRAD_CAM_EVIDENCE
     sentences = [stability_sentence(stability), compared]
     outside_words = outside_sentence([m for m, share in outside.items() if mostly_outside(share)], region.found_lungs)
     return sentences + ([outside_words] if outside_words else [])

@@ -1,4 +1,7 @@
-"""The app's longer prose, kept apart from its layout so wording can be reviewed in one place.
+"""The words a clinician reads, in one place: page prose, the gate's reasons, status words, preset names and
+rules, the queue line, the score's honesty line, the About summary and the explanation readout's sentences.
+The app, the PDF and the gate take their wording from here, so a word changes once. Statistics and their
+names stay out of these texts; they go in "How this is computed" expanders (tests/test_plain_words.py).
 
 Numbers never appear here: the app fills them in from the model's metadata and prediction files.
 """
@@ -233,3 +236,31 @@ CHEST_OUTLINE_FALLBACK = (
     "Green line: the centre of the film, standing in for the chest because the lungs could not be outlined on "
     "this film. The readout says so when most of a method's evidence lies outside it."
 )
+
+# ---------------------------------------------------------------- the explanation readout
+
+STABILITY_SENTENCES = {
+    "stable": "LIME picks much the same top {top_k} regions each time it is rerun ({seeds} runs): its map is steady.",
+    "fairly stable": ("LIME picks partly the same top {top_k} regions when it is rerun ({seeds} runs): its map is "
+                      "fairly steady."),
+    "unstable": ("LIME picks different top {top_k} regions each time it is rerun ({seeds} runs): its map depends on "
+                 "chance, so read it with care; more samples steady it."),
+}
+"""How much LIME's picture depends on chance, by band (pneumonia.readout picks the band)."""
+
+AGREEMENT_SENTENCES = {
+    "same": "LIME and Grad-CAM point to the same areas, so each backs up the other.",
+    "partly": "LIME and Grad-CAM point partly to the same areas, so they back each other up only in part.",
+    "different": "LIME and Grad-CAM point to different areas, so neither backs up the other; read both with care.",
+    "opposite": ("LIME and Grad-CAM point to opposite areas: what one marks as evidence, the other marks least, so "
+                 "neither backs up the other; read both with care."),
+}
+"""Whether the two maps point to the same areas, by band (pneumonia.readout picks the band)."""
+
+NO_GRAD_CAM_EVIDENCE = "Grad-CAM found no evidence for PNEUMONIA in this image, so it cannot back up LIME."
+
+OUTSIDE_CHEST = ("Most of {who} evidence lies {where}, near the edge of the film where markers and text sit, or in "
+                 "the neck or belly: the score may rest on something other than the lungs.")
+OUTSIDE_WHERE = {True: "outside the chest",
+                 False: "away from the centre of the film (the lungs could not be outlined)"}
+"""Where the evidence lies, by whether the lung fields were found (pneumonia.chest_region)."""
