@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,36 +66,43 @@ def sync_playwright():
     return sync_playwright
 
 
-@pytest.fixture(scope="module")
-def server_url(sync_playwright, tmp_path_factory):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PNEUMONIA_MODEL_DIR"}
-    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
+@contextmanager
+def running_app(env: dict, stdout, stderr=subprocess.STDOUT, options: tuple[str, ...] = ()):
+    """`streamlit run app.py` on a free port, headless, with these extra options; yields its URL once
+    /_stcore/health answers ok, and stops it afterwards. One way to start the app for every browser test."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port := _free_port()),
+         "--server.headless", "true", *options],
+        cwd=REPO, env=env, stdout=stdout, stderr=stderr,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start; see {log.name}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start; see {getattr(stderr, 'name', stdout.name)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def server_url(sync_playwright, tmp_path_factory):
+    env = {k: v for k, v in os.environ.items() if k != "PNEUMONIA_MODEL_DIR"}
+    with (tmp_path_factory.mktemp("streamlit") / "server.log").open("w") as log, \
+            running_app(env, log, options=("--browser.gatherUsageStats", "false")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,14 +21,12 @@ import pytest
 from test_e2e import (  # noqa: F401  (sync_playwright is a fixture)
     CHROMIUM,
     CHROMIUM_ARGS,
-    REPO,
     SAMPLES,
-    START_TIMEOUT_S,
     UI_TIMEOUT_MS,
     _awkward_files,
-    _free_port,
     _screenshot,
     _wait_idle,
+    running_app,
     sync_playwright,
 )
 
@@ -55,36 +50,12 @@ NOISE = (
 @pytest.fixture(scope="module")
 def server(sync_playwright, tmp_path_factory):
     """The app on a free port, its stdout and stderr in two files, as `make app` starts it (minus the port)."""
-    port = _free_port()
     folder = tmp_path_factory.mktemp("phone_server")
-    out, err = (folder / "stdout.log").open("w"), (folder / "stderr.log").open("w")
     env = {k: v for k, v in os.environ.items() if k not in ("PNEUMONIA_MODEL_DIR", "PNEUMONIA_VERBOSE")}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as on a fresh shell
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=out, stderr=err,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start; see {err.name}")
-        time.sleep(0.5)
-    yield {"url": url, "stdout": Path(out.name), "stderr": Path(err.name)}
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    out.close()
-    err.close()
+    with (folder / "stdout.log").open("w") as out, (folder / "stderr.log").open("w") as err, \
+            running_app(env, out, err) as url:
+        yield {"url": url, "stdout": Path(out.name), "stderr": Path(err.name)}
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,6 @@ import csv
 import io
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,17 +22,15 @@ from test_e2e import (  # the other end-to-end test's helpers: one way to start 
     CHROMIUM_ARGS,
     SCREENSHOT_MODEL_FILE,
     SCREENSHOTS,
-    START_TIMEOUT_S,
     UI_TIMEOUT_MS,
     _committed_model_sha256,
     _cut_off,
-    _free_port,
     _readme_screenshots,
     _screenshot,
     _wait_idle,
+    running_app,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 CASES = 6
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 1}
 DESKTOP = {"viewport": {"width": 1400, "height": 1000}}
@@ -58,35 +52,11 @@ def playwright_api():
 @pytest.fixture(scope="module")
 def study_server(playwright_api, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study_server")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PNEUMONIA_MODEL_DIR"}
     env["PNEUMONIA_DB"] = str(folder / "studies.db")
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start; see {log.name}")
-        time.sleep(0.5)
-    yield url, env["PNEUMONIA_DB"], folder / "server.log"
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with (folder / "server.log").open("w") as log, \
+            running_app(env, log, options=("--browser.gatherUsageStats", "false")) as url:
+        yield url, env["PNEUMONIA_DB"], folder / "server.log"
 
 
 def _process_started() -> float:
