@@ -48,6 +48,18 @@ TECHNICAL_HEADING = "How this is computed"
 """The report's last section: the statistics' names and numbers, kept apart from the plain words above it."""
 
 
+def _threshold_source(metadata: dict, threshold: float, session_presets: Iterable[dict] = ()) -> dict | None:
+    """The metadata's threshold entry if `threshold` is the model's default, else the preset that set it (the
+    metadata's or one made in the app this session), else None: set by hand."""
+    entry = metadata["threshold"]
+    if abs(threshold - entry["default"]) <= 1e-9:
+        return entry
+    for preset in [*entry.get("presets", []), *session_presets]:
+        if abs(threshold - preset["threshold"]) <= 1e-9:
+            return preset
+    return None
+
+
 def threshold_provenance(
     metadata: dict, threshold: float, session_presets: Iterable[dict] = (), by_hand: str = "set by hand in the app"
 ) -> str:
@@ -55,24 +67,22 @@ def threshold_provenance(
     app this session (`session_presets`: site-derived or cost-minimising, with the numbers it came from, since
     a reader of the PDF cannot see the session), or `by_hand`. The rule as recorded goes under
     TECHNICAL_HEADING (`recorded_rule`)."""
-    entry = metadata["threshold"]
-    if abs(threshold - entry["default"]) <= 1e-9:
-        return f"the model's default, {plain_rule({'name': 'default', 'rule': entry['rule']})}"
-    for preset in [*entry.get("presets", []), *session_presets]:
-        if abs(threshold - preset["threshold"]) <= 1e-9:
-            return f"preset \u201c{preset_name(preset['name'])}\u201d, {plain_rule(preset)}"
-    return by_hand
+    source = _threshold_source(metadata, threshold, session_presets)
+    if source is None:
+        return by_hand
+    if source is metadata["threshold"]:
+        return f"the model's default, {plain_rule({'name': 'default', 'rule': source['rule']})}"
+    return f"preset \u201c{preset_name(source['name'])}\u201d, {plain_rule(source)}"
 
 
 def recorded_rule(metadata: dict, threshold: float) -> str | None:
     """The metadata's own rule for this threshold, with the split it was chosen on, if it is the default or a preset."""
-    entry = metadata["threshold"]
-    if abs(threshold - entry["default"]) <= 1e-9:
-        return f"{entry['rule']}, chosen on {entry['chosen_on']}"
-    for preset in entry.get("presets", []):
-        if abs(threshold - preset["threshold"]) <= 1e-9:
-            return f"preset {preset['name']}: {preset['rule']}"
-    return None
+    source = _threshold_source(metadata, threshold)
+    if source is None:
+        return None
+    if source is metadata["threshold"]:
+        return f"{source['rule']}, chosen on {source['chosen_on']}"
+    return f"preset {source['name']}: {source['rule']}"
 
 
 def report_file_names(paths: list[Path]) -> list[str]:

@@ -19,7 +19,6 @@ fails unless every tensor is used exactly once with matching shapes, saves the K
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 from importlib import metadata
@@ -130,17 +129,10 @@ def assign(model, state: dict) -> dict[str, int]:
     }
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert(out: Path = DEFAULT_OUT) -> dict:
     """Write the Keras weights to `out` and their provenance to `out` + '.json'; return the provenance."""
     from pneumonia.backbones.efficientnet_lite import efficientnet_lite0
+    from pneumonia.data import sha256_file
 
     source = checkpoint_path()
     version = metadata.version(SOURCE_PACKAGE)
@@ -161,9 +153,9 @@ def convert(out: Path = DEFAULT_OUT) -> dict:
         "source_upstream": SOURCE_UPSTREAM,
         "source_license": SOURCE_LICENSE,
         "source_file": source.name,
-        "source_sha256": sha256(source),
+        "source_sha256": sha256_file(source),
         "output_file": out.name,
-        "output_sha256": sha256(out),
+        "output_sha256": sha256_file(out),
         **counts,
     }
     Path(f"{out}.json").write_text(json.dumps(record, indent=2) + "\n")
