@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=MODELS_DIR, help="where to write the model (default: models/)")
     train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     train.add_argument("--image-size", type=int, default=TrainConfig.image_size)
+    train.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted run from OUT/checkpoints (weights, optimizer and epoch are kept there each epoch)",
+    )
     train.add_argument("--seed", type=int, default=TrainConfig.seed)
     train.add_argument(
         "--set",
@@ -185,7 +189,7 @@ def _train(args) -> int:
     config = config_from_overrides(config, args.set)
     if config.epochs < 1 or config.image_size < 32:
         raise PneumoniaError("epochs must be at least 1 and the image size at least 32.")
-    train(args.data, args.out, config)
+    train(args.data, args.out, config, resume=args.resume)
     return 0
 
 

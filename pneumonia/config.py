@@ -51,6 +51,12 @@ def study_database() -> str:
     return str(base / "pneumonia" / "studies.db")
 
 
+BACKBONE_WEIGHTS = REPO_DIR / "build" / "backbones" / "efficientnet_lite0_imagenet.weights.h5"
+"""The converted ImageNet weights a backbone run starts from (git-ignored; docs/backbone.md makes them)."""
+CONVERT_COMMAND = "python -m pneumonia.backbones.convert --out build/backbones/efficientnet_lite0_imagenet.weights.h5"
+CHECKPOINTS_DIRNAME = "checkpoints"
+"""Inside a training run's output folder: the state `train --resume` continues from; removed when the run ends."""
+
 TRAIN_COMMAND = "python -m pneumonia train --data DATA/chest_xray --out models/"
 GATE_COMMAND = "python -m pneumonia fit-gate --data DATA/chest_xray --model-dir models/"
 EVALUATE_COMMAND = "python -m pneumonia evaluate --data DATA/chest_xray --model-dir models/"
@@ -72,6 +78,9 @@ class TrainConfig:
     validation_fraction: float = 0.15
     target_sensitivity: float = 0.95
     normalization: str = "standardize"  # or "equalize": per-image histogram equalisation inside the model
+    backbone: str = "none"  # or "efficientnet_lite0": ImageNet-pretrained, fine-tuned (its own normalisation)
+    frozen_epochs: int = 0  # with a backbone: epochs training the new head alone, backbone frozen, first
+    head_learning_rate: float = 1e-3  # the learning rate of those head-only epochs
     ema: bool = True  # evaluate and keep an exponential moving average of the weights: steadier checkpoints
     mixup_alpha: float = 0.0  # > 0: blend pairs of images and their labels with Beta(alpha, alpha) weights
     calibration_pool: str = "validation+stress"  # or "validation": the images Platt scaling and thresholds use

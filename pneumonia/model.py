@@ -183,8 +183,27 @@ def build_augmenter(config: TrainConfig) -> keras.Sequential:
     )
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GreyToRGB(layers.Layer):
+    """One grey channel repeated to three, for a backbone pretrained on colour photographs."""
+
+    def call(self, inputs):
+        return ops.repeat(inputs, 3, axis=-1)
+
+
+BACKBONES = ("none", "efficientnet_lite0")
+GRADCAM_LAYERS = {"efficientnet_lite0": "block10_add"}
+"""Grad-CAM's layer in a backbone: the last one at 1/16 of the input (8 x 8 at 128 px, as the small CNN's last block);
+the head's 1/32 map is 4 x 4 at 128 px, too coarse to point at a lobe."""
+
+
 def build_logits_model(config: TrainConfig) -> keras.Model:
-    """Grey levels in, one pneumonia logit out: conv-BN-ReLU-pool blocks, global pooling, dropout."""
+    """Grey levels in, one pneumonia logit out: conv-BN-ReLU-pool blocks, global pooling, dropout;
+    or, with `config.backbone`, the ImageNet-pretrained backbone under the same pooling, dropout and logit."""
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {config.backbone!r}; known: {', '.join(BACKBONES)}")
+    if config.backbone != "none":
+        return _pretrained_logits_model(config)
     size = config.image_size
     inputs = keras.Input((size, size, 1), name="grey_levels")
     normalize = {"standardize": PerImageStandardization, "equalize": HistogramEqualization}[config.normalization]
@@ -201,8 +220,37 @@ def build_logits_model(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, logits, name="pneumonia_cnn_logits")
 
 
+def _pretrained_logits_model(config: TrainConfig) -> keras.Model:
+    """EfficientNet-Lite0 on the grey film repeated to RGB, its ImageNet weights loaded (docs/backbone.md)."""
+    from pneumonia.backbones.efficientnet_lite import copy_backbone_weights, efficientnet_lite0, lite0_features
+    from pneumonia.config import BACKBONE_WEIGHTS, CONVERT_COMMAND
+    from pneumonia.errors import ModelError
+
+    if not BACKBONE_WEIGHTS.is_file():
+        raise ModelError(f"the ImageNet weights {BACKBONE_WEIGHTS} are missing; convert them once with `{CONVERT_COMMAND}`.")
+    size = config.image_size
+    inputs = keras.Input((size, size, 1), name="grey_levels")
+    features = lite0_features(GreyToRGB(name="grey_to_rgb")(inputs), (size, size))
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    model = keras.Model(inputs, layers.Dense(1, name="logit")(x), name="pneumonia_cnn_logits")
+    copy_backbone_weights(efficientnet_lite0(weights=str(BACKBONE_WEIGHTS)), model)
+    return model
+
+
+def backbone_layers(model: keras.Model) -> list:
+    """The pretrained layers of a logits model (everything but the input adapter and the new head)."""
+    own = {"grey_levels", "grey_to_rgb", "pool", "dropout", "logit"}
+    return [layer for layer in model.layers if layer.name not in own]
+
+
 def last_conv_layer_name(model: keras.Model) -> str:
-    """The activation Grad-CAM differentiates against: the last ReLU of the conv stack."""
+    """The activation Grad-CAM differentiates against: the last ReLU of the conv stack, or a backbone's own
+    choice (GRADCAM_LAYERS)."""
+    names = {layer.name for layer in model.layers}
+    for layer_name in GRADCAM_LAYERS.values():
+        if layer_name in names:
+            return layer_name
     names = [layer.name for layer in model.layers if layer.name.endswith("_relu")]
     if not names:
         raise ValueError(f"model {model.name} has no conv block activations")

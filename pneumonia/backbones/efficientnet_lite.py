@@ -123,6 +123,33 @@ def _mbconv(x, size, spec: Stage, drop_rate: float, name: str):
     return x, size
 
 
+def lite0_features(x, size: tuple[int, int], include_preprocessing: bool = True, drop_connect_rate: float = DROP_CONNECT_RATE):
+    """The backbone applied to an RGB tensor `x` of spatial `size`: the (H/32, W/32, 1280) map after the
+    head's ReLU6. Layer names match the converted weights, so a model built around it takes them by name."""
+    from keras import layers
+
+    if include_preprocessing:
+        x = layers.Rescaling(1.0 / STDDEV_RGB, offset=-MEAN_RGB / STDDEV_RGB, name="normalize")(x)
+    x, size = _conv_bn_relu(x, size, STEM_FILTERS, 3, 2, "stem")
+    blocks = block_specs()
+    for index, spec in enumerate(blocks):
+        x, size = _mbconv(x, size, spec, drop_connect_rate * index / len(blocks), f"block{index}")
+    features, _ = _conv_bn_relu(x, size, HEAD_FILTERS, 1, 1, "head")
+    return features
+
+
+def copy_backbone_weights(source, target) -> int:
+    """Copy every weighted layer of `source` (an `efficientnet_lite0` model) into the layer of the same name in
+    `target`; the classifier, which `target` need not have, is skipped. Returns the number of layers copied."""
+    copied = 0
+    for layer in source.layers:
+        if not layer.weights or layer.name == "predictions":
+            continue
+        target.get_layer(layer.name).set_weights(layer.get_weights())
+        copied += 1
+    return copied
+
+
 def efficientnet_lite0(
     *,
     include_top: bool = True,
@@ -153,16 +180,7 @@ def efficientnet_lite0(
         raise ValueError(f"pooling must be None or 'avg', not {pooling!r}")
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if include_preprocessing:
-        x = layers.Rescaling(1.0 / STDDEV_RGB, offset=-MEAN_RGB / STDDEV_RGB, name="normalize")(x)
-    size = (height, width)
-    x, size = _conv_bn_relu(x, size, STEM_FILTERS, 3, 2, "stem")
-    blocks = block_specs()
-    for index, spec in enumerate(blocks):
-        x, size = _mbconv(x, size, spec, drop_connect_rate * index / len(blocks), f"block{index}")
-    features, size = _conv_bn_relu(x, size, HEAD_FILTERS, 1, 1, "head")
-
+    features = lite0_features(inputs, (height, width), include_preprocessing, drop_connect_rate)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(features)
     x = layers.Dropout(DROPOUT_RATE, name="top_dropout")(x)
     logits = layers.Dense(NUM_CLASSES, name="predictions")(x)
