@@ -81,6 +81,10 @@ class TrainConfig:
     backbone: str = "none"  # or "efficientnet_lite0": ImageNet-pretrained, fine-tuned (its own normalisation)
     frozen_epochs: int = 0  # with a backbone: epochs training the new head alone, backbone frozen, first
     head_learning_rate: float = 1e-3  # the learning rate of those head-only epochs
+    freeze_batch_norm: bool = True  # with a backbone: keep ImageNet's batch-norm statistics while fine-tuning
+    teacher: str = ""  # a saved model's folder: distil it (its logits on each augmented batch) into this model
+    distill_weight: float = 0.5  # share of the loss that follows the teacher; the rest follows the labels
+    distill_temperature: float = 2.0  # both logits are divided by this before they are compared (Hinton et al.)
     ema: bool = True  # evaluate and keep an exponential moving average of the weights: steadier checkpoints
     mixup_alpha: float = 0.0  # > 0: blend pairs of images and their labels with Beta(alpha, alpha) weights
     calibration_pool: str = "validation+stress"  # or "validation": the images Platt scaling and thresholds use

@@ -117,7 +117,7 @@ class Predictor:
             return np.empty(0, dtype=np.float32)
         scores = [
             self._perturbed(images[start : start + batch_size],
-                            np.asarray(self.model(images[start : start + batch_size], training=False)).reshape(-1))
+                            _to_numpy(self.model(images[start : start + batch_size], training=False)).reshape(-1))
             for start in range(0, images.shape[0], batch_size)
         ]
         return np.concatenate(scores)
@@ -133,9 +133,9 @@ class Predictor:
         images = _as_batch(images)
         model = self._features_model(layers)
         parts = [model(images[start : start + batch_size], training=False) for start in range(0, len(images), batch_size)]
-        features = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(layers))]
+        features = [np.concatenate([_to_numpy(p[i]) for p in parts]) for i in range(len(layers))]
         probabilities = [
-            self._perturbed(images[start : start + batch_size], np.asarray(p[-1]).reshape(-1))
+            self._perturbed(images[start : start + batch_size], _to_numpy(p[-1]).reshape(-1))
             for start, p in zip(range(0, len(images), batch_size), parts)
         ]
         return features, np.concatenate(probabilities)
@@ -240,6 +240,13 @@ class Predictor:
         self.predict_arrays(blank)
         if self.gate is not None:
             self.features_and_probabilities(blank, self.gate.config.feature_layers)
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    """A model output as NumPy under any Keras backend (torch's tensors carry gradients np.asarray refuses)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)
 
 
 def _as_batch(images: np.ndarray) -> np.ndarray:

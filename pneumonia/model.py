@@ -266,6 +266,40 @@ def with_calibration(logits_model: keras.Model, temperature: float, bias: float 
     return keras.Model(logits_model.input, probability, name="pneumonia_cnn")
 
 
-def logits_of(model: keras.Model) -> keras.Model:
-    """The uncalibrated logits model inside a shipped model (for recalibration)."""
-    return keras.Model(model.input, model.get_layer(CALIBRATION_LAYER).input, name="pneumonia_cnn_logits")
+def logits_of(model: keras.Model, name: str = "pneumonia_cnn_logits") -> keras.Model:
+    """The uncalibrated logits model inside a shipped model (for recalibration, or to teach a student)."""
+    return keras.Model(model.input, model.get_layer(CALIBRATION_LAYER).input, name=name)
+
+
+def distillation_model(student: keras.Model, teacher: keras.Model, augmenter: keras.Model) -> keras.Model:
+    """For training only: one augmented batch goes through the student and the frozen teacher; the output is
+    (student logit, teacher logit) side by side, for `DistillationLoss` and `StudentAUC`."""
+    teacher.trainable = False
+    inputs = keras.Input(student.input_shape[1:])
+    augmented = augmenter(inputs)
+    both = layers.Concatenate(name="student_teacher")([student(augmented), teacher(augmented, training=False)])
+    return keras.Model(inputs, both, name="distillation")
+
+
+class DistillationLoss(keras.losses.Loss):
+    """(1 - w) x cross-entropy with the labels + w x T^2 x cross-entropy between the teacher's and the student's
+    probabilities, both logits divided by T (Hinton et al. 2015, for one sigmoid output)."""
+
+    def __init__(self, weight: float, temperature: float, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(name="distillation", **kwargs)
+        self.weight, self.temperature, self.label_smoothing = weight, temperature, label_smoothing
+
+    def call(self, y_true, y_pred):
+        student, teacher = y_pred[:, :1], y_pred[:, 1:]
+        labels = keras.losses.binary_crossentropy(
+            ops.reshape(ops.cast(y_true, student.dtype), (-1, 1)), student, from_logits=True, label_smoothing=self.label_smoothing)
+        soft = ops.sigmoid(teacher / self.temperature)
+        follows = keras.losses.binary_crossentropy(soft, student / self.temperature, from_logits=True)
+        return (1.0 - self.weight) * labels + self.weight * self.temperature**2 * follows
+
+
+class StudentAUC(keras.metrics.AUC):
+    """AUC of the student's logit alone, from the (student, teacher) output of `distillation_model`."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true, y_pred[:, :1], sample_weight)

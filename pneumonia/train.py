@@ -117,7 +117,7 @@ def train(
     from sklearn.utils.class_weight import compute_class_weight
 
     from pneumonia.device import describe_device
-    from pneumonia.model import backbone_layers, build_augmenter, build_logits_model
+    from pneumonia.model import backbone_layers, build_augmenter, build_logits_model, distillation_model
 
     started = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -147,8 +147,12 @@ def train(
 
     keras.utils.set_random_seed(config.seed)
     logits_model = build_logits_model(config)
-    inputs = keras.Input(logits_model.input_shape[1:])
-    train_model = keras.Model(inputs, logits_model(build_augmenter(config)(inputs)), name="train_model")
+    if config.teacher:
+        teacher = _teacher_logits(Path(config.teacher), config.image_size)
+        train_model = distillation_model(logits_model, teacher, build_augmenter(config))
+    else:
+        inputs = keras.Input(logits_model.input_shape[1:])
+        train_model = keras.Model(inputs, logits_model(build_augmenter(config)(inputs)), name="train_model")
     if config.mixup_alpha > 0:
         sample_weight = np.where(y_fit == 1, class_weight[1], class_weight[0]).astype(np.float32)
         data = {"x": mixup_batches(x_fit, y_fit, sample_weight, config)}
@@ -175,7 +179,7 @@ def train(
     for layer in pretrained:
         # Stage 2 fine-tunes every weight; batch norm keeps ImageNet's statistics (inference mode), as keras-io's
         # fine-tuning guide advises for small data sets.
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = not (config.freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization))
     history = _fit_stage(train_model, "all", config.epochs, config.learning_rate, config.ema, config, **fit)
     val_aucs = [float(row["val_auc"]) for row in history]
     shutil.copyfile(checkpoints / "all_history.csv", out_dir / HISTORY_FILENAME)
@@ -193,8 +197,10 @@ def train(
         "epochs_run": len(val_aucs),
         "best_epoch": int(np.argmax(val_aucs)) + 1,
         "checkpoint_rule": "highest validation AUC (first such epoch)",
-        **({"head_stage": head_stage, "batch_norm": "ImageNet statistics, frozen"} if pretrained else {}),
+        **({"head_stage": head_stage, "batch_norm": "ImageNet statistics, frozen" if config.freeze_batch_norm
+            else "statistics and scales re-estimated while fine-tuning"} if pretrained else {}),
         **({"backbone_weights_sha256": sha256_file(BACKBONE_WEIGHTS)} if pretrained else {}),
+        **({"teacher": _describe_teacher(Path(config.teacher))} if config.teacher else {}),
         "resumed": resume,
         "seconds": round(time.perf_counter() - started, 1),
         "backend": keras.backend.backend(),
@@ -229,11 +235,15 @@ def _fit_stage(model, stage: str, epochs: int, learning_rate: float, ema: bool, 
         ema_momentum=0.99,
         ema_overwrite_frequency=steps_per_epoch if ema else None,  # validate the averaged weights
     )
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.AUC(from_logits=True, name="auc")],
-    )
+    if config.teacher:
+        from pneumonia.model import DistillationLoss, StudentAUC
+
+        loss = DistillationLoss(config.distill_weight, config.distill_temperature, config.label_smoothing)
+        auc = StudentAUC(from_logits=True, name="auc")
+    else:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+        auc = keras.metrics.AUC(from_logits=True, name="auc")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[auc])
     earlier = _read_history(history_path)
     best = max((float(row["val_auc"]) for row in earlier), default=None)
     model.fit(
@@ -253,6 +263,24 @@ def _fit_stage(model, stage: str, epochs: int, learning_rate: float, ema: bool, 
     )
     done.touch()
     return _read_history(history_path)
+
+
+def _teacher_logits(model_dir: Path, size: int):
+    """The uncalibrated logits model of a saved model, checked against its metadata, to teach a student."""
+    from pneumonia.inference import load_predictor
+    from pneumonia.model import logits_of
+
+    predictor = load_predictor(model_dir, with_gate=False)
+    if predictor.metadata["input"]["size"] != size:
+        raise DataError(f"the teacher in {model_dir} reads {predictor.metadata['input']['size']} px, the student {size} px.")
+    return logits_of(predictor.model, name="teacher")
+
+
+def _describe_teacher(model_dir: Path) -> dict:
+    from pneumonia.artifacts import read_metadata
+
+    metadata = read_metadata(model_dir)
+    return {"folder": model_dir.name, "model_sha256": metadata["model_sha256"], "architecture": metadata["architecture"]}
 
 
 def _keep_best(path: Path, best: float | None):
