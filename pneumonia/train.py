@@ -194,8 +194,9 @@ def train(
         "n_fit_patients": len({s.patient for s in fit_samples}),
         "n_validation_patients": len({s.patient for s in val_samples}),
         "class_weight": class_weight,
-        "epochs_run": len(val_aucs),
-        "best_epoch": int(np.argmax(val_aucs)) + 1,
+        # Epoch numbers from the history itself: an interruption can cost a row, never renumber one.
+        "epochs_run": int(history[-1]["epoch"]) + 1,
+        "best_epoch": int(history[int(np.argmax(val_aucs))]["epoch"]) + 1,
         "checkpoint_rule": "highest validation AUC (first such epoch)",
         **({"head_stage": head_stage, "batch_norm": "ImageNet statistics, frozen" if config.freeze_batch_norm
             else "statistics and scales re-estimated while fine-tuning"} if pretrained else {}),
