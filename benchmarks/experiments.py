@@ -18,10 +18,17 @@ from pneumonia.artifacts import read_metadata  # noqa: E402
 from pneumonia.config import TrainConfig  # noqa: E402
 
 
+# Options whose absence means what their default means (no backbone, no teacher; the fine-tuning knobs only act
+# with a backbone, and f1, the first backbone run, kept batch norm frozen as the default does).
+SAME_AS_DEFAULT_WHEN_ABSENT = {"backbone", "frozen_epochs", "head_learning_rate", "freeze_batch_norm", "teacher",
+                               "distill_weight", "distill_temperature"}
+
+
 def changed_settings(config: dict) -> str:
     """The config fields that differ from today's defaults, so each row says what it changed."""
     defaults = TrainConfig().__dict__
-    changes = [f"{key}: predates option" for key in defaults if key not in config]
+    changes = [f"{key}: predates option" for key in defaults
+               if key not in config and key not in SAME_AS_DEFAULT_WHEN_ABSENT]
     for key, value in config.items():
         default = defaults.get(key)
         if key == "augment":
