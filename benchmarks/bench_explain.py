@@ -303,21 +303,22 @@ def segmentation_rows(images, n_segments: int) -> list[str]:
     return rows
 
 
-def run_curve(predictor, images: list[np.ndarray], n_segments: int) -> list[str]:
+def run_curve(predictor, images: list[np.ndarray], n_segments: int, counts=CURVE_SAMPLES) -> list[str]:
     """Table rows: stability, faithfulness and time of explain_lime against its sample count."""
     from pneumonia.explain import LimeSettings, explain_lime, hide_image
 
-    jaccards, drops, seconds = ({count: [] for count in CURVE_SAMPLES} for _ in range(3))
+    jaccards, drops, seconds = ({count: [] for count in counts} for _ in range(3))
     rng = np.random.default_rng(0)
     for index, image in enumerate(images):
         by_seed = [
-            explanations_by_count(predictor, image, LimeSettings(n_segments=n_segments, seed=seed), CURVE_SAMPLES)
+            explanations_by_count(predictor, image, LimeSettings(n_segments=n_segments, seed=seed), counts)
             for seed in SEEDS
         ]
-        check = explain_lime(predictor, image, LimeSettings(num_samples=CURVE_SAMPLES[1], n_segments=n_segments))
-        assert np.array_equal(check.weights, by_seed[0][CURVE_SAMPLES[1]].weights), "prefix fit != explain_lime"
+        checked = counts[min(1, len(counts) - 1)]
+        check = explain_lime(predictor, image, LimeSettings(num_samples=checked, n_segments=n_segments))
+        assert np.array_equal(check.weights, by_seed[0][checked].weights), "prefix fit != explain_lime"
         hidden = hide_image(image, check.segments)
-        for count in CURVE_SAMPLES:
+        for count in counts:
             jaccards[count].append(mean_pairwise_jaccard([fits[count].top_segments(TOP_K) for fits in by_seed]))
             drops[count].append(np.subtract(*removal_drops(predictor, image, by_seed[0][count], hidden, rng)))
             if index < CURVE_TIMING_IMAGES:
@@ -327,10 +328,10 @@ def run_curve(predictor, images: list[np.ndarray], n_segments: int) -> list[str]
     rows = [
         f"| {count} | {np.mean(jaccards[count]):.2f} | {np.min(jaccards[count]):.2f} | "
         f"{np.mean(drops[count]):.3f} | {statistics.median(seconds[count]):.2f} |"
-        for count in CURVE_SAMPLES
+        for count in counts
     ]
     needed = STABILITY_TARGET + STABILITY_MARGIN
-    chosen = next((count for count in CURVE_SAMPLES if np.mean(jaccards[count]) >= needed), None)
+    chosen = next((count for count in counts if np.mean(jaccards[count]) >= needed), None)
     default = LimeSettings().num_samples
     verdict = "none of the counts" if chosen is None else f"{chosen} samples"
     return rows + [
@@ -341,7 +342,7 @@ def run_curve(predictor, images: list[np.ndarray], n_segments: int) -> list[str]
     ]
 
 
-def curve_report(predictor, paths: list[Path], segment_counts: list[int]) -> str:
+def curve_report(predictor, paths: list[Path], segment_counts: list[int], counts=CURVE_SAMPLES) -> str:
     images = [predictor.decode(path) for path in paths]
     predictor.warm_up()
     parts = []
@@ -353,7 +354,7 @@ def curve_report(predictor, paths: list[Path], segment_counts: list[int]) -> str
             f"| Samples | Mean Jaccard of top-{TOP_K} over {len(SEEDS)} seeds | Worst image | "
             f"P drop, top-{TOP_K} minus random | s/image (median of {CURVE_TIMING_IMAGES}) |",
             "|---|---|---|---|---|",
-            *run_curve(predictor, images, n_segments),
+            *run_curve(predictor, images, n_segments, counts),
             "",
         ]
     parts += [
@@ -438,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--n-segments", type=int, nargs="+", default=[LimeSettings().n_segments], help="superpixel targets for --curve"
     )
+    parser.add_argument("--counts", type=int, nargs="+", default=list(CURVE_SAMPLES),
+                        help="LIME sample counts for --curve (default: %(default)s)")
     parser.add_argument("--lime-seed-images", type=int, default=None,
                         help="images on which lime's defaults run all seeds (default: all of them, about 45 s each)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
@@ -452,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         f"({predictor.image_size} px), with `{command.strip()}`."
     )
     if args.curve:
-        text, out, title = curve_report(predictor, paths, args.n_segments), DOCS_DIR / "lime_samples.md", "LIME samples"
+        text, out, title = curve_report(predictor, paths, args.n_segments, sorted(args.counts)), DOCS_DIR / "lime_samples.md", "LIME samples"
     else:
         measured, rows = run_benchmark(predictor, paths, args.lime_seed_images or len(paths))
         text = f"{markdown_table(rows)}\n\n## Targets\n\n{targets_table(measured)}\n\n{NOTES}"

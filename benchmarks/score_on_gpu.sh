@@ -6,7 +6,7 @@
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:. KERAS_BACKEND=torch PYTHONUNBUFFERED=1
-mkdir -p /tmp/data && python3 -m zipfile -e .device/chest_xray_128_test.zip /tmp/data || exit 1
+mkdir -p /tmp/data && python3 -m zipfile -e .device/chest_xray_128_test.zip /tmp/data/chest_xray_128 || exit 1
 nvidia-smi --query-gpu=name --format=csv,noheader
 for model in "$@"; do
   python3 -m pneumonia predict /tmp/data/chest_xray_128/test --model-dir "$model" --workers 0 \

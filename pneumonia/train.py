@@ -442,7 +442,16 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
     _, val_samples = patient_split(samples, config.validation_fraction, config.seed)
     x_val = load_images([s.path for s in val_samples], config.image_size)
     logits_model = logits_of(load_predictor(model_dir, with_gate=False).model)
+    model_path = model_dir / metadata["model_file"]
+    before = {"bytes": model_path.read_bytes(), "sha256": metadata["model_sha256"],
+              "calibration": metadata["calibration"], "gate": metadata.get("gate")}
     metadata = finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, metadata["training"])
+    same_model = all(before["calibration"].get(key) == metadata["calibration"][key] for key in ("temperature", "bias"))
+    if same_model:
+        # Same weights and calibration: keep the file byte for byte, so its hash, and everything measured on it,
+        # still names it; its gate (fitted on the same features) stays too.
+        model_path.write_bytes(before["bytes"])
+        metadata["model_sha256"] = before["sha256"]
     # training.config keeps the rules the model was trained with; this block says which ones made today's bundle.
     metadata["recalibration"] = {
         "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else None,
@@ -452,5 +461,9 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
                      "calibration_pool": saved.get("calibration_pool", "validation")},
         "date": metadata["created"],
     }
+    if same_model and before["gate"]:
+        metadata["gate"] = before["gate"]
+        write_metadata(model_dir, metadata)
+        return metadata
     write_metadata(model_dir, metadata)
     return _with_gate(data_dir, model_dir, metadata)

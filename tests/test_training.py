@@ -168,3 +168,27 @@ def test_the_backbone_model_starts_from_the_imagenet_weights_and_explains_at_8x8
     layer = last_conv_layer_name(model)
     assert layer == "block10_add" and model.get_layer(layer).output.shape[1:3] == (8, 8)
     assert model.output.shape == (None, 1)
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_recalibration_keeps_the_model_file_unless_the_calibration_changed(
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, changed
+):
+    import shutil
+
+    import pneumonia.train as training
+    from pneumonia.artifacts import read_metadata
+    from pneumonia.data import sha256_file
+
+    copy = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, copy)
+    before = read_metadata(copy)
+    model_bytes = (copy / before["model_file"]).read_bytes()
+    calibration = (before["calibration"]["temperature"] * (2.0 if changed else 1.0), before["calibration"]["bias"])
+    monkeypatch.setattr(training, "fit_calibration", lambda logits, labels: calibration)
+    after = training.recalibrate(tiny_data_dir, copy)
+
+    assert after["model_sha256"] == sha256_file(copy / before["model_file"]) == read_metadata(copy)["model_sha256"]
+    assert ((copy / before["model_file"]).read_bytes() == model_bytes) is not changed
+    assert (after["model_sha256"] == before["model_sha256"]) is not changed
+    assert after["calibration"]["temperature"] == calibration[0]
