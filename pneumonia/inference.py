@@ -132,10 +132,15 @@ class Predictor:
         """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities."""
         images = _as_batch(images)
         model = self._features_model(layers)
-        parts = [model(images[start : start + batch_size], training=False) for start in range(0, len(images), batch_size)]
-        features = [np.concatenate([_to_numpy(p[i]) for p in parts]) for i in range(len(layers))]
+        # Each batch's outputs become numpy at once: a backend tensor held on to (torch) would keep its whole
+        # forward graph alive, about 5 MB an image for the small CNN.
+        parts = [
+            [_to_numpy(output) for output in model(images[start : start + batch_size], training=False)]
+            for start in range(0, len(images), batch_size)
+        ]
+        features = [np.concatenate([p[i] for p in parts]) for i in range(len(layers))]
         probabilities = [
-            self._perturbed(images[start : start + batch_size], _to_numpy(p[-1]).reshape(-1))
+            self._perturbed(images[start : start + batch_size], p[-1].reshape(-1))
             for start, p in zip(range(0, len(images), batch_size), parts)
         ]
         return features, np.concatenate(probabilities)
