@@ -265,10 +265,13 @@ def _model_parts(model) -> _ModelParts:
         else:
             logit, temperature, bias = calibration.input, float(calibration.temperature), float(calibration.bias)
             logit_model = keras.Model(model.input, logit)
-            # A compiled forward pass for LIME's large batches: graph mode fuses batch norm and ReLU into the
-            # convolutions, and XLA (TensorFlow, JAX) fuses further; 2-3x faster than eager calls on this CPU
-            # (docs/explain_benchmark.md). torch stays eager: torch.compile would add minutes of start-up.
-            logit_model.compile(jit_compile=keras.backend.backend() != "torch")
+            # A compiled forward pass for LIME's large batches: a TensorFlow graph (jax.jit under JAX) rather
+            # than eager calls. Not XLA under TensorFlow: Streamlit clears Keras' session after every script run,
+            # which empties TensorFlow's kernel cache, and each re-instantiated XLA function then cost ~30 ms and
+            # kept ~0.25 MB for good, the app's memory creep (docs/reliability.md); a plain graph costs neither
+            # and is faster after such a clear (350 against 430 ms for 300 samples). torch stays eager:
+            # torch.compile would add minutes of start-up.
+            logit_model.compile(jit_compile=keras.backend.backend() == "jax")
         _MODEL_PARTS[model] = _ModelParts(
             logit_model, temperature, bias, keras.Model(model.input, activation), keras.Model(activation, logit)
         )

@@ -286,3 +286,24 @@ def test_lime_on_a_real_radiograph_finds_what_matters(committed_predictor, real_
     weakest = np.argsort(np.abs(explanation.weights))[:5]
     assert len(top) == 5
     assert explanation.probability - without(top) > explanation.probability - without(weakest) + 0.01
+
+
+def test_lime_forward_pass_keeps_no_memory_across_keras_session_clears(committed_predictor):
+    """Streamlit calls keras.backend.clear_session() after every script run. LIME's compiled forward pass is
+    rebuilt after each clear; as an XLA function each rebuild kept about 0.25 MB for good (the app's memory
+    creep, docs/reliability.md), as a plain graph it keeps next to nothing."""
+    import keras
+
+    def resident_mb() -> float:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+    images = np.full((4, committed_predictor.image_size, committed_predictor.image_size), 128.0, np.float32)
+    for _ in range(10):  # past the first rebuilds' one-off allocations
+        keras.backend.clear_session(free_memory=False)
+        log_odds(committed_predictor, images, batch_size=4)
+    before = resident_mb()
+    for _ in range(60):
+        keras.backend.clear_session(free_memory=False)
+        log_odds(committed_predictor, images, batch_size=4)
+    assert resident_mb() - before < 6.0
