@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pneumonia.data import load_images  # noqa: E402
 from pneumonia.inference import load_predictor  # noqa: E402
-from pneumonia.metrics import expected_calibration_error, roc_auc, threshold_metrics  # noqa: E402
+from pneumonia.metrics import full_report  # noqa: E402
 
 COPIES = Path(__file__).resolve().parents[1] / ".device" / "chest_xray_128"
 
@@ -33,10 +33,12 @@ def gpu_scores(path: Path) -> dict[str, float]:
     return {"/".join(Path(r["file"]).parts[-3:]): float(r["probability"]) for r in rows if r["status"] != "refused"}
 
 
+MEASURES = {"AUC": "auc", "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", "ECE": "ece"}
+
+
 def metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    at = threshold_metrics(labels, scores, threshold)
-    return {"AUC": roc_auc(labels, scores), "accuracy": at["accuracy"], "sensitivity": at["sensitivity"],
-            "specificity": at["specificity"], "ECE": expected_calibration_error(labels, scores)}
+    report = full_report(labels, scores, threshold)
+    return {shown: report[key] for shown, key in MEASURES.items()}
 
 
 def main() -> None:
