@@ -89,6 +89,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0  # > 0: blend pairs of images and their labels with Beta(alpha, alpha) weights
     calibration_pool: str = "validation+stress"  # or "validation": the images Platt scaling and thresholds use
     seed: int = 42
+    split_seed: int | None = None  # the patient split's seed; None: `seed` (seed runs that share one validation set)
     augment: dict = field(
         default_factory=lambda: {
             "rotation": 0.03,  # fraction of a full turn, about +-11 degrees

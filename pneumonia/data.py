@@ -86,6 +86,13 @@ def find_split(data_dir: Path, split: str) -> Path:
     raise DataError(f"{data_dir} has no {split}/ folder; pass the folder that holds train/ and test/.")
 
 
+def split_seed(config) -> int:
+    """The patient split's seed: its own setting, else the run's seed (as every run before split_seed)."""
+    if isinstance(config, dict):
+        return config.get("split_seed") if config.get("split_seed") is not None else config["seed"]
+    return config.split_seed if config.split_seed is not None else config.seed
+
+
 def patient_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """A seeded (train, validation) split, stratified by class and grouped by patient."""
     from sklearn.model_selection import StratifiedGroupKFold

@@ -15,7 +15,7 @@ import numpy as np
 
 from pneumonia.artifacts import read_metadata, write_metadata
 from pneumonia.config import GATE_FILENAME, GateConfig
-from pneumonia.data import discover_split, find_split, load_images, patient_split, sha256_file
+from pneumonia.data import discover_split, find_split, load_images, patient_split, sha256_file, split_seed
 from pneumonia.gate import CAUTION, REFUSED, STATISTICS, Gate, image_statistics
 from pneumonia.inference import load_predictor
 from pneumonia.reader import read_input, to_model_input
@@ -78,7 +78,7 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
         config = dataclasses.replace(config, feature_layers=(blocks[len(blocks) // 2], blocks[-1]))
     saved = predictor.metadata["training"]["config"]
     samples = discover_split(find_split(data_dir, "train"))
-    fit_samples, val_samples = patient_split(samples, saved["validation_fraction"], saved["seed"])
+    fit_samples, val_samples = patient_split(samples, saved["validation_fraction"], split_seed(saved))
     layers = config.feature_layers
     fit_features, _ = predictor.features_and_probabilities(
         load_images([s.path for s in fit_samples], predictor.image_size), layers

@@ -30,7 +30,7 @@ from pneumonia.config import (
     TrainConfig,
 )
 from pneumonia.errors import DataError
-from pneumonia.data import discover_split, find_split, load_images, manifest_hash, patient_split, sha256_file
+from pneumonia.data import discover_split, find_split, load_images, manifest_hash, patient_split, sha256_file, split_seed
 from pneumonia.metrics import expected_calibration_error, full_report, operating_points
 from pneumonia.stress import stress_shifts, stress_summary
 
@@ -132,10 +132,10 @@ def train(
         print(f"resuming the run in {checkpoints} with its own settings", flush=True)
     train_dir = find_split(data_dir, "train")
     samples = discover_split(train_dir)
-    fit_samples, val_samples = patient_split(samples, config.validation_fraction, config.seed)
+    fit_samples, val_samples = patient_split(samples, config.validation_fraction, split_seed(config))
     print(
         f"train/: {len(samples)} images, {len({s.patient for s in samples})} patients -> "
-        f"fit {len(fit_samples)} / validation {len(val_samples)} (grouped by patient, seed {config.seed})",
+        f"fit {len(fit_samples)} / validation {len(val_samples)} (grouped by patient, seed {split_seed(config)})",
         flush=True,
     )
     x_fit = load_images([s.path for s in fit_samples], config.image_size)
@@ -148,7 +148,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     logits_model = build_logits_model(config)
     if config.teacher:
-        teacher, teacher_record = _teacher(Path(config.teacher), config.image_size)
+        teacher, teacher_record = _teacher(config.teacher, config.image_size)
         train_model = distillation_model(logits_model, teacher, build_augmenter(config))
     else:
         inputs = keras.Input(logits_model.input_shape[1:])
@@ -266,19 +266,32 @@ def _fit_stage(model, stage: str, epochs: int, learning_rate: float, ema: bool, 
     return _read_history(history_path)
 
 
-def _teacher(model_dir: Path, size: int):
-    """The uncalibrated logits model of a saved model, checked against its metadata, to teach a student; and the
-    record the student's metadata keeps of it."""
+def _teacher(folders: str, size: int):
+    """The uncalibrated logits model that teaches a student, checked against its metadata, and the record the
+    student's metadata keeps of it. Several folders, comma-separated, teach as one: the mean of their logits
+    (an ensemble teacher)."""
+    import keras
+
     from pneumonia.inference import load_predictor
     from pneumonia.model import logits_of
 
-    predictor = load_predictor(model_dir, with_gate=False)
-    metadata = predictor.metadata
-    if metadata["input"]["size"] != size:
-        raise DataError(f"the teacher in {model_dir} reads {metadata['input']['size']} px, the student {size} px.")
-    record = {"folder": model_dir.name, "model_sha256": metadata["model_sha256"], "architecture": metadata["architecture"],
-              "backbone": metadata["training"]["config"].get("backbone", "none")}
-    return logits_of(predictor.model, name="teacher"), record
+    members, records = [], []
+    for index, folder in enumerate(Path(f.strip()) for f in folders.split(",") if f.strip()):
+        predictor = load_predictor(folder, with_gate=False)
+        metadata = predictor.metadata
+        if metadata["input"]["size"] != size:
+            raise DataError(f"the teacher in {folder} reads {metadata['input']['size']} px, the student {size} px.")
+        records.append({"folder": folder.name, "model_sha256": metadata["model_sha256"],
+                        "architecture": metadata["architecture"],
+                        "backbone": metadata["training"]["config"].get("backbone", "none")})
+        members.append(logits_of(predictor.model, name="teacher" if index == 0 else f"teacher_{index}"))
+    if not members:
+        raise DataError("--set teacher= names no model folder.")
+    if len(members) == 1:
+        return members[0], records[0]
+    inputs = keras.Input(members[0].input_shape[1:])
+    mean = keras.layers.Average(name="ensemble_mean")([member(inputs) for member in members])
+    return keras.Model(inputs, mean, name="teacher"), {"ensemble": records}
 
 
 def _keep_best(path: Path, best: float | None):
@@ -436,7 +449,7 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
     samples = discover_split(find_split(data_dir, "train"))
     if manifest_hash(samples, data_dir) != metadata["training"]["train_manifest_sha256"]:
         raise DataError(f"{data_dir}/train is not the data this model was trained on (manifest hash differs).")
-    _, val_samples = patient_split(samples, config.validation_fraction, config.seed)
+    _, val_samples = patient_split(samples, config.validation_fraction, split_seed(config))
     x_val = load_images([s.path for s in val_samples], config.image_size)
     logits_model = logits_of(load_predictor(model_dir, with_gate=False).model)
     model_path = model_dir / metadata["model_file"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pneumonia.artifacts import read_test_predictions, read_validation_predictions
-from pneumonia.data import discover_split, find_split, load_images, patient_split
+from pneumonia.data import discover_split, find_split, load_images, patient_split, split_seed
 from pneumonia.metrics import full_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.score_sensitive]
@@ -33,7 +33,7 @@ def test_committed_validation_split_is_the_seeded_patient_split_and_disjoint_fro
 ):
     config = committed_predictor.metadata["training"]["config"]
     samples = discover_split(find_split(real_data_dir, "train"))
-    fit, val = patient_split(samples, config["validation_fraction"], config["seed"])
+    fit, val = patient_split(samples, config["validation_fraction"], split_seed(config))
     assert not {s.patient for s in fit} & {s.patient for s in val}
     committed = read_validation_predictions(committed_predictor.model_dir)
     assert sorted(committed.files) == sorted(s.path.relative_to(real_data_dir).as_posix() for s in val)
