@@ -16,6 +16,7 @@ app: $(RUNTIME)
 # The second run moves every model score by a deterministic +-1e-6 (as scores move between CPUs and batch
 # sizes), so a test that only passes with this machine's exact scores fails here, not on someone else's.
 test: $(VENV)/.test chromium postgres
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	PNEUMONIA_PERTURB_SCORES=1e-6 $(BIN)/python -m pytest -m score_sensitive -q
 

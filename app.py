@@ -15,10 +15,10 @@ import streamlit as st
 
 def sidebar_ui() -> st.delta_generator.DeltaGenerator:
     """The disclaimer on every page at once, and a slot for the device and model, filled once the model is loaded."""
-    from pneumonia import ui_text
+    from pneumonia import wording
 
     with st.sidebar:
-        st.warning(ui_text.SIDEBAR_DISCLAIMER)
+        st.warning(wording.SIDEBAR_DISCLAIMER)
         return st.empty()
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from live_app import CHROMIUM, CHROMIUM_ARGS, PROBABILITY, ProtocolSession, running_server  # noqa: E402
+
 from pneumonia.config import ASSETS_DIR, MODELS_DIR  # noqa: E402
 
 REPEATS = 7
@@ -31,7 +32,7 @@ SAMPLES = sorted((ASSETS_DIR / "samples").glob("*.jpeg"))
 COLD_START = """
 import json, sys, time
 t0 = time.perf_counter()
-from pneumonia.inference import load_predictor
+from pneumonia.screening.predictor import load_predictor
 predictor = load_predictor(sys.argv[1])
 t1 = time.perf_counter()
 predictor.warm_up()
@@ -141,9 +142,9 @@ def threshold_reruns() -> dict[str, float]:
 
 def fragment_work() -> float:
     """What the threshold fragment computes on a slider move: metrics, confusion matrix, four figures as JSON."""
-    from pneumonia import plots
-    from pneumonia.artifacts import read_test_predictions
-    from pneumonia.metrics import confusion_at, threshold_metrics
+    from pneumonia.decision.metrics import confusion_at, threshold_metrics
+    from pneumonia.io.bundle import read_test_predictions
+    from pneumonia.reports import plots
 
     test = read_test_predictions(MODELS_DIR)
     thresholds = iter([0.2, 0.8] * 20)
@@ -165,8 +166,8 @@ def fragment_work() -> float:
 
 
 def explanation_times() -> dict[str, float]:
-    from pneumonia.explain import LimeSettings, explain_lime, grad_cam
-    from pneumonia.inference import load_predictor
+    from pneumonia.explain.maps import LimeSettings, explain_lime, grad_cam
+    from pneumonia.screening.predictor import load_predictor
 
     predictor = load_predictor(MODELS_DIR)
     predictor.warm_up()

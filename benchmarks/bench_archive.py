@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from inputs import dicom_bytes  # noqa: E402
+
 from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
-from pneumonia.data import discover_split, find_split  # noqa: E402
+from pneumonia.io.dataset import discover_split, find_split  # noqa: E402
 
 COMMAND = "python benchmarks/bench_archive.py"
 FORMATS = ("224-px JPEG", "2048-px PNG", "2048-px DICOM")

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from pneumonia.config import CLASS_NAMES, MODELS_DIR, REPO_DIR  # noqa: E402
-from pneumonia.data import discover_split, find_split  # noqa: E402
+from pneumonia.io.dataset import discover_split, find_split  # noqa: E402
 
 DOC = REPO_DIR / "docs" / "chest_region.md"
 SHEET_DIR = REPO_DIR / "docs" / "chest_region"
@@ -55,8 +55,8 @@ def contact_sheet(films: list[tuple[Path, int]], size: int, out: Path) -> int:
     """One PNG of the films with the chest region outlined; returns how many fell back to the centre."""
     from PIL import Image, ImageDraw
 
-    from pneumonia.chest_region import chest_region, outlined
-    from pneumonia.reader import decode_grayscale
+    from pneumonia.explain.chest_region import chest_region, outlined
+    from pneumonia.io.images import decode_grayscale
 
     rows = -(-len(films) // SHEET_COLUMNS)
     sheet = Image.new("RGB", (SHEET_COLUMNS * THUMB, rows * THUMB))
@@ -78,9 +78,9 @@ def contact_sheet(films: list[tuple[Path, int]], size: int, out: Path) -> int:
 
 def measure(predictor, films: list[tuple[Path, int]]) -> list[dict]:
     """Per film: its class, whether the lungs were found, each method's share outside, the agreement."""
-    from pneumonia.chest_region import chest_region
-    from pneumonia.explain import LimeSettings, explain_lime, grad_cam, lime_heatmap, map_agreement
-    from pneumonia.readout import outside_shares
+    from pneumonia.explain.chest_region import chest_region
+    from pneumonia.explain.maps import LimeSettings, explain_lime, grad_cam, lime_heatmap, map_agreement
+    from pneumonia.explain.readout import outside_shares
 
     rows = []
     start = time.perf_counter()
@@ -102,7 +102,7 @@ def count(rows: list[dict], test) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    from pneumonia.chest_region import mostly_outside
+    from pneumonia.explain.chest_region import mostly_outside
 
     by_class = [[row for row in rows if row["label"] == label] for label in range(len(CLASS_NAMES))]
     measures = [
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args(argv)
 
-    from pneumonia.inference import load_predictor
+    from pneumonia.screening.predictor import load_predictor
 
     predictor = load_predictor(args.model_dir)
     films = test_films(args.data)

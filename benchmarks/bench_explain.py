@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from pneumonia.config import MODELS_DIR, REPO_DIR  # noqa: E402
-from pneumonia.artifacts import read_validation_predictions  # noqa: E402
-from pneumonia.data import discover_split, find_split  # noqa: E402
+from pneumonia.io.bundle import read_validation_predictions  # noqa: E402
+from pneumonia.io.dataset import discover_split, find_split  # noqa: E402
 
 DOCS_DIR = REPO_DIR / "docs"
 SEEDS = (0, 1, 2, 3, 4)
@@ -79,7 +79,7 @@ def spread(values) -> str:
 
 def removal_drops(predictor, image, explanation, hidden, rng) -> tuple[float, float]:
     """P drop when the top-k positive superpixels are hidden, and the mean drop for k random ones."""
-    from pneumonia.explain import perturbed_images
+    from pneumonia.explain.maps import perturbed_images
 
     n = explanation.weights.size
     top = explanation.top_segments(TOP_K)
@@ -122,7 +122,7 @@ def top_pixels_covering(explanation, share: float) -> np.ndarray:
 
 def model_only_seconds(predictor, image, explanation, hidden, settings) -> float:
     """Time of the model calls alone on the same perturbed images in the same batches."""
-    from pneumonia.explain import log_odds, perturbation_masks, perturbed_images
+    from pneumonia.explain.maps import log_odds, perturbation_masks, perturbed_images
 
     masks = perturbation_masks(np.random.RandomState(settings.seed), settings.num_samples, explanation.weights.size)
     batches = [
@@ -136,7 +136,7 @@ def model_only_seconds(predictor, image, explanation, hidden, settings) -> float
 
 
 def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> tuple[dict, list[tuple[str, str]]]:
-    from pneumonia.explain import LimeSettings, explain_lime, grad_cam, hide_image
+    from pneumonia.explain.maps import LimeSettings, explain_lime, grad_cam, hide_image
 
     settings = LimeSettings()
     images = [predictor.decode(path) for path in paths]
@@ -250,7 +250,7 @@ def explanations_by_count(predictor, image, settings, counts) -> dict:
     """
     from lime.lime_image import LimeImageExplainer
 
-    from pneumonia.explain import (
+    from pneumonia.explain.maps import (
         LimeExplanation,
         fit_surrogate,
         hide_image,
@@ -283,7 +283,7 @@ def segmentation_rows(images, n_segments: int) -> list[str]:
     """How well superpixels follow the grey levels (variance explained) vs how regular they are."""
     from skimage.measure import regionprops
 
-    from pneumonia.explain import segment_image
+    from pneumonia.explain.maps import segment_image
 
     def quality(image, segments):
         means = np.bincount(segments.ravel(), image.ravel()) / np.bincount(segments.ravel())
@@ -305,7 +305,7 @@ def segmentation_rows(images, n_segments: int) -> list[str]:
 
 def run_curve(predictor, images: list[np.ndarray], n_segments: int, counts=CURVE_SAMPLES) -> list[str]:
     """Table rows: stability, faithfulness and time of explain_lime against its sample count."""
-    from pneumonia.explain import LimeSettings, explain_lime, hide_image
+    from pneumonia.explain.maps import LimeSettings, explain_lime, hide_image
 
     jaccards, drops, seconds = ({count: [] for count in counts} for _ in range(3))
     rng = np.random.default_rng(0)
@@ -428,8 +428,8 @@ def markdown_table(rows: list[tuple[str, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from pneumonia.config import default_data_dir
-    from pneumonia.explain import LimeSettings
-    from pneumonia.inference import load_predictor
+    from pneumonia.explain.maps import LimeSettings
+    from pneumonia.screening.predictor import load_predictor
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=20, help="images to explain (default 20): test images, or validation images with --curve")

@@ -24,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nonradiographs  # noqa: E402
+
 from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
-from pneumonia.data import discover_split, find_split  # noqa: E402
-from pneumonia.gate import CAUTION, OK, REFUSED  # noqa: E402
-from pneumonia.inference import load_predictor  # noqa: E402
-from pneumonia.ui_text import REASONS  # noqa: E402
+from pneumonia.io.dataset import discover_split, find_split  # noqa: E402
+from pneumonia.screening.gate import CAUTION, OK, REFUSED  # noqa: E402
+from pneumonia.screening.predictor import load_predictor  # noqa: E402
+from pneumonia.wording import REASONS  # noqa: E402
 
 COMMAND = "python benchmarks/bench_gate.py"
 TIMING_IMAGES = 200

@@ -39,10 +39,10 @@ def main() -> None:
         from ui.server import keep_large_blocks_out_of_the_heap
 
         keep_large_blocks_out_of_the_heap()
-    from pneumonia.explain import LimeSettings, explain_lime, grad_cam
-    from pneumonia.inference import load_predictor
-    from pneumonia.pdf_report import image_report, threshold_provenance
-    from pneumonia.readout import lime_stability
+    from pneumonia.explain.maps import LimeSettings, explain_lime, grad_cam
+    from pneumonia.explain.readout import lime_stability
+    from pneumonia.reports.pdf import image_report, threshold_provenance
+    from pneumonia.screening.predictor import load_predictor
 
     predictor = load_predictor(MODELS_DIR)
     predictor.warm_up()

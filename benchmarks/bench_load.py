@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from live_app import PeakMemory, ProtocolSession, running_server  # noqa: E402
-from pneumonia.artifacts import read_test_predictions  # noqa: E402
+
 from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
 from pneumonia.formatting import format_probability  # noqa: E402
+from pneumonia.io.bundle import read_test_predictions  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/bench_load.py --sessions N"
 TIMEOUT_S = 600.0

@@ -26,14 +26,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from fuzz_inputs import SAMPLE, damaged_copies, random_bytes, random_dicom_headers, seed_files  # noqa: E402
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+from inputs import dicom_bytes, encode, odd_inputs, radiograph_grey  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fuzz_inputs import SAMPLE, damaged_copies, random_bytes, random_dicom_headers, seed_files  # noqa: E402
-from inputs import dicom_bytes, encode, odd_inputs, radiograph_grey  # noqa: E402
 from pneumonia.config import MAX_MEGAPIXELS, MODELS_DIR  # noqa: E402
-from pneumonia.gate import CAUTION, OK, REFUSED  # noqa: E402
-from pneumonia.inference import PendingInput, load_predictor  # noqa: E402
+from pneumonia.screening.gate import CAUTION, OK, REFUSED  # noqa: E402
+from pneumonia.screening.predictor import PendingInput, load_predictor  # noqa: E402
 
 COMMAND = "python benchmarks/bench_reliability.py"
 SECONDS_ALLOWED = 2.0

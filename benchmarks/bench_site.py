@@ -20,11 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumonia.artifacts import read_metadata, read_test_predictions  # noqa: E402
 from pneumonia.config import MODELS_DIR  # noqa: E402
-from pneumonia.data import patient_from_name  # noqa: E402
-from pneumonia.metrics import threshold_metrics  # noqa: E402
-from pneumonia.site import cross_fit  # noqa: E402
+from pneumonia.decision.metrics import threshold_metrics  # noqa: E402
+from pneumonia.decision.site import cross_fit  # noqa: E402
+from pneumonia.io.bundle import read_metadata, read_test_predictions  # noqa: E402
+from pneumonia.io.dataset import patient_from_name  # noqa: E402
 
 COMMAND = "python benchmarks/bench_site.py"
 SHARES = (0.05, 0.10, 0.20)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_load import DONE, SCORE_LABEL, TIMEOUT_S, chosen_images  # noqa: E402
 from live_app import ProtocolSession, running_server  # noqa: E402
+
 from pneumonia.config import DATA_ENV_VAR  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/bench_soak.py --sessions {sessions} --every {every}"

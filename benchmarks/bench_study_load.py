@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from live_app import REPO, ProtocolSession, Server  # noqa: E402
+
 from pneumonia.studies.design import next_step, reader_positions  # noqa: E402
 from pneumonia.studies.store import AIDED, UNAIDED, StudyStore  # noqa: E402
 

@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumonia.data import load_images  # noqa: E402
-from pneumonia.inference import load_predictor  # noqa: E402
-from pneumonia.metrics import full_report  # noqa: E402
+from pneumonia.decision.metrics import full_report  # noqa: E402
+from pneumonia.io.dataset import load_images  # noqa: E402
+from pneumonia.screening.predictor import load_predictor  # noqa: E402
 
 COPIES = Path(__file__).resolve().parents[1] / ".device" / "chest_xray_128"
 

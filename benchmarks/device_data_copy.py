@@ -3,7 +3,7 @@ ImageNet weights (19 MB), so the 224-px originals (37 MB) do not fit beside them
 
     .venv/bin/python benchmarks/device_data_copy.py ../shared/data/chest_xray .device/chest_xray_128
 
-Each film is decoded as the model reads it (`pneumonia.data.decode_grayscale` at 128 px), rounded to 8 bits and
+Each film is decoded as the model reads it (`pneumonia.io.dataset.decode_grayscale` at 128 px), rounded to 8 bits and
 saved as JPEG quality 90 (23 MB for all 5,840). Data licence: CC BY 4.0 (Kermany et al. 2018); the copies stay out
 of git (.git/info/exclude).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pneumonia.data import decode_grayscale
+from pneumonia.io.dataset import decode_grayscale
 
 
 def main() -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumonia.artifacts import read_metadata  # noqa: E402
 from pneumonia.config import TrainConfig  # noqa: E402
-
+from pneumonia.io.bundle import read_metadata  # noqa: E402
 
 # Options whose absence means what their default means (no backbone, no teacher; the fine-tuning knobs only act
 # with a backbone, and f1, the first backbone run, kept batch norm frozen as the default does).

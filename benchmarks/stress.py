@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumonia.artifacts import read_validation_predictions, write_metadata  # noqa: E402
-from pneumonia.data import load_images  # noqa: E402
-from pneumonia.inference import load_predictor  # noqa: E402
-from pneumonia.metrics import OperatingPoint, operating_points, threshold_metrics  # noqa: E402
-from pneumonia.stress import stress_report, stress_shifts  # noqa: E402
+from pneumonia.decision.metrics import OperatingPoint, operating_points, threshold_metrics  # noqa: E402
+from pneumonia.io.bundle import read_validation_predictions, write_metadata  # noqa: E402
+from pneumonia.io.dataset import load_images  # noqa: E402
+from pneumonia.screening.predictor import load_predictor  # noqa: E402
+from pneumonia.training.stress import stress_report, stress_shifts  # noqa: E402
 
 
 def threshold_rules_under_stress(predictor, images, labels, clean_probabilities) -> list[str]:

@@ -1,7 +1,7 @@
 """Prove the Keras EfficientNet-Lite0 port against the PyTorch original before anyone builds on it.
 
 Run in the convert environment (it needs torch and `efficientnet-lite-pytorch`, the model definition
-the checkpoint was made for), after `python -m pneumonia.backbones.convert`:
+the checkpoint was made for), after `python -m tools.convert_backbone`:
 
     /work/convert-venv/bin/python benchmarks/verify_backbone.py
     KERAS_BACKEND=torch /work/convert-venv/bin/python benchmarks/verify_backbone.py   # same port, no TensorFlow
@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pneumonia.backbones.convert import DEFAULT_OUT, checkpoint_path  # noqa: E402
-from pneumonia.backbones.efficientnet_lite import INPUT_SIZE, MEAN_RGB, STDDEV_RGB  # noqa: E402
+from pneumonia.model.efficientnet_lite import INPUT_SIZE, MEAN_RGB, STDDEV_RGB  # noqa: E402
+from tools.convert_backbone import DEFAULT_OUT, checkpoint_path  # noqa: E402
 
 TOLERANCE = 1e-4
 CROP_FRACTION = 224 / 256  # TensorFlow's EfficientNet eval: centre crop with crop_padding 32, then resize
@@ -102,7 +102,7 @@ def top5(logits: np.ndarray) -> list[dict]:
 def verify(weights: Path) -> dict:
     import keras
 
-    from pneumonia.backbones import efficientnet_lite0
+    from pneumonia.model.efficientnet_lite import efficientnet_lite0
 
     named = inputs()
     images = np.stack(list(named.values()))
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=None, help="JSON to write (default beside the weights)")
     args = parser.parse_args(argv)
     if not args.weights.exists():
-        print(f"{args.weights} not found: run python -m pneumonia.backbones.convert first", file=sys.stderr)
+        print(f"{args.weights} not found: run python -m tools.convert_backbone first", file=sys.stderr)
         return 2
     report = verify(args.weights)
     print_report(report)

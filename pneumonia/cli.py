@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import json
 import signal
@@ -183,7 +182,7 @@ def config_from_overrides(base: TrainConfig, overrides: list[str]) -> TrainConfi
 
 
 def _train(args) -> int:
-    from pneumonia.train import train
+    from pneumonia.training.train import train
 
     config = TrainConfig(epochs=args.epochs, image_size=args.image_size, seed=args.seed)
     config = config_from_overrides(config, args.set)
@@ -194,8 +193,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from pneumonia.evaluate import evaluate
     from pneumonia.formatting import format_threshold
+    from pneumonia.training.evaluate import evaluate
 
     report = evaluate(args.data, args.model_dir)
     intervals = report["intervals_95"]
@@ -210,7 +209,7 @@ def _evaluate(args) -> int:
 
 def _inputs_model_and_threshold(args):
     """What predict and report share: the input files, the loaded model, and the threshold to apply."""
-    from pneumonia.inference import expand_inputs, load_predictor
+    from pneumonia.screening.predictor import expand_inputs, load_predictor
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
@@ -239,8 +238,8 @@ def _first_ctrl_c_finishes_the_chunk():
 
 def _write_chunk(chunk, threshold: float, writers, counts: dict, bar, quiet: bool) -> None:
     from pneumonia.formatting import format_probability
-    from pneumonia.gate import CAUTION
-    from pneumonia.screening import results_table
+    from pneumonia.reports.tables import results_table
+    from pneumonia.screening.gate import CAUTION
 
     table = results_table(chunk, threshold)
     for writer in writers:
@@ -266,8 +265,8 @@ def _predict(args) -> int:
 
     from pneumonia.archive.writers import CsvRows, ParquetParts
     from pneumonia.formatting import format_threshold
-    from pneumonia.gate import CAUTION, OK, REFUSED
-    from pneumonia.inference import UNCHECKED
+    from pneumonia.screening.gate import CAUTION, OK, REFUSED
+    from pneumonia.screening.predictor import UNCHECKED
 
     if args.resume and not (args.csv or args.parquet):
         raise PneumoniaError("--resume needs --csv or --parquet: the rows already written say which files are done.")
@@ -327,8 +326,8 @@ def _predict(args) -> int:
 
 def _report(args) -> int:
     from pneumonia.formatting import format_threshold
-    from pneumonia.gate import REFUSED
-    from pneumonia.pdf_report import image_report, report_file_names, threshold_provenance
+    from pneumonia.reports.pdf import image_report, report_file_names, threshold_provenance
+    from pneumonia.screening.gate import REFUSED
 
     files, predictor, threshold = _inputs_model_and_threshold(args)
     provenance = threshold_provenance(predictor.metadata, threshold, by_hand="set with --threshold")
@@ -346,16 +345,16 @@ def _report(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from pneumonia.train import recalibrate
+    from pneumonia.training.train import recalibrate
 
     recalibrate(args.data, args.model_dir)
     return 0
 
 
 def _calibrate_site(args) -> int:
+    from pneumonia.decision.site import calibrate_site_from_sources
     from pneumonia.formatting import format_threshold
-    from pneumonia.inference import expand_inputs, load_predictor
-    from pneumonia.site import calibrate_site_from_sources
+    from pneumonia.screening.predictor import expand_inputs, load_predictor
 
     files = expand_inputs(args.inputs)
     predictor = load_predictor(args.model_dir)
@@ -366,7 +365,7 @@ def _calibrate_site(args) -> int:
 
 
 def _fit_gate(args) -> int:
-    from pneumonia.gate_fit import fit_gate
+    from pneumonia.training.gate_fit import fit_gate
 
     entry = fit_gate(args.data, args.model_dir)
     print(f"input gate saved to {args.model_dir / entry['file']}; thresholds chosen on {entry['thresholds_chosen_on']}")
@@ -376,8 +375,8 @@ def _fit_gate(args) -> int:
 
 
 def _card(args) -> int:
-    from pneumonia.artifacts import read_metadata
-    from pneumonia.report import model_card, replace_results
+    from pneumonia.io.bundle import read_metadata
+    from pneumonia.reports.model_card import model_card, replace_results
 
     metadata = read_metadata(args.model_dir)
     if "test" not in metadata["metrics"]:
@@ -430,7 +429,7 @@ def _study_analyse(args) -> int:
 
 def _quiet_logs(verbose: bool) -> None:
     """Keep TensorFlow's start-up log lines off stderr unless --verbose; our warning:/error: lines stay."""
-    from pneumonia.quiet import quiet_logs
+    from pneumonia.tensorflow_logs import quiet_logs
 
     quiet_logs(verbose)
 

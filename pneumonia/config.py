@@ -53,7 +53,7 @@ def study_database() -> str:
 
 BACKBONE_WEIGHTS = REPO_DIR / "build" / "backbones" / "efficientnet_lite0_imagenet.weights.h5"
 """The converted ImageNet weights a backbone run starts from (git-ignored; docs/backbone.md makes them)."""
-CONVERT_COMMAND = "python -m pneumonia.backbones.convert --out build/backbones/efficientnet_lite0_imagenet.weights.h5"
+CONVERT_COMMAND = "python -m tools.convert_backbone --out build/backbones/efficientnet_lite0_imagenet.weights.h5"
 CHECKPOINTS_DIRNAME = "checkpoints"
 """Inside a training run's output folder: the state `train --resume` continues from; removed when the run ends."""
 

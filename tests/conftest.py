@@ -55,8 +55,8 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_data_dir, tmp_path_factory) -> Path:
     """A model trained and evaluated end to end by the package itself, in seconds."""
-    from pneumonia.evaluate import evaluate
-    from pneumonia.train import train
+    from pneumonia.training.evaluate import evaluate
+    from pneumonia.training.train import train
 
     out = tmp_path_factory.mktemp("models")
     config = TrainConfig(image_size=TINY_SIZE, filters=(4, 8), epochs=2, batch_size=8, patience=2)
@@ -67,7 +67,7 @@ def tiny_model_dir(tiny_data_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_model_dir):
-    from pneumonia.inference import load_predictor
+    from pneumonia.screening.predictor import load_predictor
 
     return load_predictor(tiny_model_dir)
 
@@ -84,6 +84,21 @@ def real_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def committed_predictor():
-    from pneumonia.inference import load_predictor
+    from pneumonia.screening.predictor import load_predictor
 
     return load_predictor(MODELS_DIR)
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    """Playwright's sync API for the browser tests, driving Debian's Chromium; skipped, with the reason, where
+    either is missing (this suite never downloads a browser)."""
+    import shutil
+
+    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
+        pytest.skip("Chromium is not installed (`apt-get install chromium`); this test never downloads a browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -r requirements-test.txt)")
+    return sync_playwright

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
-from PIL import Image
-
 from inputs import _dicom_dataset, _saved, dicom_bytes, encode, radiograph_grey, twelve_bit
+from PIL import Image
 
 SAMPLE = sorted((Path(__file__).resolve().parents[1] / "assets" / "samples").glob("*.jpeg"))[0]
 

@@ -14,23 +14,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from inputs import PHI, PHI_UIDS, PRIVATE_VALUE, dicom_bytes, encode, radiograph_grey, twelve_bit
 from PIL import Image
 from scipy.stats import percentileofscore
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
-from inputs import PHI, PHI_UIDS, PRIVATE_VALUE, dicom_bytes, encode, radiograph_grey, twelve_bit
-from pneumonia.inference import Predictor, Screening, label_at
 from pneumonia.formatting import format_probability, margin_text
-from pneumonia.ui_text import plain_rule, preset_name
-from pneumonia.screening import (
+from pneumonia.reports.tables import (
     class_percentiles,
-    results_csv,
     displayed_table,
+    results_csv,
     results_html,
     results_table,
 )
+from pneumonia.screening.predictor import Predictor, Screening
+from pneumonia.threshold import label_at
+from pneumonia.wording import plain_rule, preset_name
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 SAMPLES = sorted((APP.parent / "assets" / "samples").glob("*.jpeg"))
@@ -130,7 +131,7 @@ def assert_no_exception(at: AppTest) -> None:
 
 
 def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, committed_predictor):
-    from pneumonia.explain import LimeSettings, explain_lime, grad_cam, lime_heatmap, map_agreement
+    from pneumonia.explain.maps import LimeSettings, explain_lime, grad_cam, lime_heatmap, map_agreement
 
     data = SAMPLES[0].read_bytes()
     upload(app, ("xray.jpeg", data))
@@ -152,7 +153,7 @@ def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, c
         committed_predictor, image))
     assert metric(app, "Agreement").value == f"{expected:.2f}"
     # The readout: LIME's stability over three seeds and what the agreement means, in sentences.
-    from pneumonia.readout import agreement_sentence, flip_sentence, lime_stability, stability_sentence
+    from pneumonia.explain.readout import agreement_sentence, flip_sentence, lime_stability, stability_sentence
 
     settings = LimeSettings()
     stability = lime_stability(committed_predictor, image, settings, seeds=(settings.seed, settings.seed + 1,
@@ -297,10 +298,10 @@ def report_downloads(at: AppTest) -> list[str]:
 def test_a_report_is_built_once_per_threshold_when_asked_and_served_as_bytes(app, committed_predictor, monkeypatch):
     """Seconds of LIME and Grad-CAM: built on request only, kept for the session, and offered as bytes, whose
     file outlives the rerun a threshold move starts (a deferred download's file id did not)."""
-    import pneumonia.pdf_report
+    import pneumonia.reports.pdf
 
     built = []
-    monkeypatch.setattr(pneumonia.pdf_report, "image_report",
+    monkeypatch.setattr(pneumonia.reports.pdf, "image_report",
                         lambda predictor, item, threshold, *rest, **kw: built.append(threshold) or b"%PDF-1.4 fake")
     upload(app, ("xray.jpeg", SAMPLES[0].read_bytes()))
     default = committed_predictor.threshold
@@ -320,10 +321,10 @@ def test_a_report_is_built_once_per_threshold_when_asked_and_served_as_bytes(app
 
 
 def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monkeypatch):
-    import pneumonia.explain
+    import pneumonia.explain.maps
 
     calls = []
-    original = pneumonia.explain.explain_lime
+    original = pneumonia.explain.maps.explain_lime
 
     def recording(predictor, image, settings, progress=None):
         if progress is None:  # the readout's stability runs, not the displayed explanation
@@ -332,7 +333,7 @@ def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monk
         calls.append((settings, fractions))
         return original(predictor, image, settings, progress=lambda f: (fractions.append(f), progress(f)))
 
-    monkeypatch.setattr(pneumonia.explain, "explain_lime", recording)
+    monkeypatch.setattr(pneumonia.explain.maps, "explain_lime", recording)
     upload(app, ("xray.jpeg", SAMPLES[1].read_bytes()))
     app.slider(key="lime_samples").set_value(300).run()
     app.slider(key="lime_segments").set_value(25).run()
@@ -538,10 +539,10 @@ def test_all_reports_come_in_one_zip_built_in_memory_reusing_prepared_ones(app, 
     import io
     import zipfile
 
-    import pneumonia.pdf_report
+    import pneumonia.reports.pdf
 
     built = []
-    monkeypatch.setattr(pneumonia.pdf_report, "image_report",
+    monkeypatch.setattr(pneumonia.reports.pdf, "image_report",
                         lambda predictor, item, threshold, *rest, **kw: built.append(item.name) or b"%PDF " + item.name.encode())
     upload(app, ("a.jpeg", SAMPLES[0].read_bytes()), ("a.png", SAMPLES[1].read_bytes()), ("broken.png", b"\x89PNG no"))
     app.button(key="prepare_0").click().run()  # one card's report, prepared first

@@ -16,13 +16,13 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from pneumonia.artifacts import read_test_predictions, read_metadata
 from pneumonia.config import CLASS_NAMES, MODELS_DIR
-from pneumonia.evaluate import THUMBNAIL_SIDE, THUMBNAILS_DIR
 from pneumonia.formatting import format_probability
+from pneumonia.io.bundle import THUMBNAILS_DIR, read_metadata, read_test_predictions
 from pneumonia.studies.design import draw_cases, next_step
 from pneumonia.studies.results import analyse_csv, export_csv, operating_points, plain_words, snapshot
 from pneumonia.studies.store import AIDED, CLOSED, UNAIDED, StudyStore
+from pneumonia.training.evaluate import THUMBNAIL_SIDE
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"

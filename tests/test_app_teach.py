@@ -4,7 +4,6 @@ reader mode's tally, the case gallery's cells, natural frequencies and the cost-
 from __future__ import annotations
 
 import re
-
 from io import BytesIO
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from streamlit.util import calc_hash
 
 from pneumonia.config import ASSETS_DIR, MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
 from pneumonia.formatting import format_probability, format_threshold
-from pneumonia.tally import reader_order
+from pneumonia.studies.reader_mode import reader_order
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 180
@@ -230,7 +229,7 @@ def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_
 
 def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validation_table):
     """The Screen page hands the session's presets to the PDF: a threshold set from one is not 'set by hand'."""
-    from pneumonia import pdf_report
+    from pneumonia.reports import pdf as pdf_report
 
     given = []
     real = pdf_report.threshold_provenance

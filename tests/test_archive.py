@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_xray
 from PIL import Image
 
-from conftest import synthetic_xray
 from pneumonia.archive.writers import COLUMNS, CsvRows, ParquetParts
 from pneumonia.cli import EXIT_SOME_REFUSED, main
 

@@ -1,5 +1,5 @@
 """EfficientNet-Lite0 port (pneumonia/backbones): architecture without torch, and the converted ImageNet
-weights when `python -m pneumonia.backbones.convert` has been run (docs/backbone.md)."""
+weights when `python -m tools.convert_backbone` has been run (docs/backbone.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumonia.backbones import efficientnet_lite0, same_padding
-from pneumonia.backbones.convert import DEFAULT_OUT
+from pneumonia.model.efficientnet_lite import efficientnet_lite0, same_padding
+from tools.convert_backbone import DEFAULT_OUT
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / DEFAULT_OUT
@@ -95,7 +95,7 @@ def test_a_grey_image_is_refused_with_what_to_do():
 
 needs_weights = pytest.mark.skipif(
     not WEIGHTS.exists(),
-    reason=f"{DEFAULT_OUT} not converted yet: python -m pneumonia.backbones.convert in an environment with "
+    reason=f"{DEFAULT_OUT} not converted yet: python -m tools.convert_backbone in an environment with "
     "the [convert] extra (torch) writes it (docs/backbone.md)",
 )
 
@@ -137,8 +137,8 @@ def test_the_features_model_loads_the_same_weights_file(model):
 
 def _torch_layout_state(model) -> dict:
     """The model's own weights laid out and named like the PyTorch checkpoint (the converter's inverse)."""
-    from pneumonia.backbones.convert import name_map
-    from pneumonia.backbones.efficientnet_lite import block_specs
+    from pneumonia.model.efficientnet_lite import block_specs
+    from tools.convert_backbone import name_map
 
     specs = block_specs()
     inverse = {"conv": (3, 2, 0, 1), "depthwise": (2, 3, 0, 1), "dense": (1, 0)}
@@ -152,7 +152,7 @@ def _torch_layout_state(model) -> dict:
 
 
 def test_the_converter_maps_every_checkpoint_tensor_exactly_once(model):
-    from pneumonia.backbones.convert import assign
+    from tools.convert_backbone import assign
 
     state = _torch_layout_state(model)
     assert len(state) == 296  # as in efficientnet-lite0-57934424.pth

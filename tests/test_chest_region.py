@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pneumonia.chest_region import (
+from pneumonia.explain.chest_region import (
     ChestRegion,
     border_mask,
     chest_mask,

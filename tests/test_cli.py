@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import synthetic_xray
 from inputs import dicom_bytes, twelve_bit
+from PIL import Image
+
 from pneumonia.cli import EXIT_SOME_REFUSED, main
 
 pytestmark = pytest.mark.score_sensitive

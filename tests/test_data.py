@@ -5,17 +5,17 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import synthetic_xray, write_kaggle_tree
 from PIL import Image
 
-from conftest import synthetic_xray, write_kaggle_tree
-from pneumonia.data import (
+from pneumonia.errors import DataError
+from pneumonia.io.dataset import (
     discover_split,
     find_split,
     patient_from_name,
     patient_split,
     subtype_from_name,
 )
-from pneumonia.errors import DataError
 
 
 def test_discovers_kaggle_layout_with_labels_subtypes_and_patients(tiny_data_dir):

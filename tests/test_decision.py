@@ -7,10 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pneumonia.artifacts import read_validation_predictions
 from pneumonia.config import MODELS_DIR
-from pneumonia.formatting import format_threshold
-from pneumonia.decision import (
+from pneumonia.decision.costs import (
     COUNT_KEYS,
     cost_minimising_threshold,
     cost_rule,
@@ -18,6 +16,8 @@ from pneumonia.decision import (
     natural_frequencies,
     rounded_counts,
 )
+from pneumonia.formatting import format_threshold
+from pneumonia.io.bundle import read_validation_predictions
 
 
 def test_natural_frequencies_by_hand():

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from pneumonia.decision import natural_frequencies, rounded_counts
-from pneumonia.decision_plots import (
+from pneumonia.decision.costs import natural_frequencies, rounded_counts
+from pneumonia.reports.decision_plots import (
     ICON_ARRAY_COLUMNS,
     ICON_COLOURS,
     ICON_GAP_PX,

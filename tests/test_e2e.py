@@ -55,17 +55,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def sync_playwright():
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (`apt-get install chromium`); this test never downloads a browser")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright Python package is not installed (pip install -r requirements-test.txt)")
-    return sync_playwright
-
-
 @contextmanager
 def running_app(env: dict, stdout, stderr=subprocess.STDOUT, options: tuple[str, ...] = ()):
     """`streamlit run app.py` on a free port, headless, with these extra options; yields its URL once
@@ -203,9 +192,8 @@ def _counts_near(threshold: float) -> set[tuple[int, int, int, int]]:
 def _awkward_files(folder: Path) -> list[Path]:
     """A DICOM with no extension (MONOCHROME1, 12-bit) and a colour photograph the gate must refuse."""
     import skimage.data
-    from PIL import Image
-
     from inputs import dicom_bytes, radiograph_grey, twelve_bit
+    from PIL import Image
 
     dicom = folder / "scan_without_extension"
     dicom.write_bytes(dicom_bytes(4095 - twelve_bit(radiograph_grey(SAMPLES[2])), photometric="MONOCHROME1"))

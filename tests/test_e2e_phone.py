@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from test_e2e import (  # noqa: F401  (sync_playwright is a fixture)
+from test_e2e import (
     CHROMIUM,
     CHROMIUM_ARGS,
     SAMPLES,
@@ -27,7 +26,6 @@ from test_e2e import (  # noqa: F401  (sync_playwright is a fixture)
     _screenshot,
     _wait_idle,
     running_app,
-    sync_playwright,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

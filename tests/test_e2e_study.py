@@ -15,8 +15,6 @@ import re
 from pathlib import Path
 
 import pytest
-
-from pneumonia.studies.store import StudyStore
 from test_e2e import (  # the other end-to-end test's helpers: one way to start Chromium, measure and screenshot
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -30,6 +28,8 @@ from test_e2e import (  # the other end-to-end test's helpers: one way to start 
     _wait_idle,
     running_app,
 )
+
+from pneumonia.studies.store import StudyStore
 
 CASES = 6
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 1}

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_xray
 
-from pneumonia.data import discover_split, find_split
-from pneumonia.explain import (
+from pneumonia.explain.maps import (
     NEGATIVE_RGB,
     POSITIVE_RGB,
     LimeExplanation,
@@ -26,6 +25,7 @@ from pneumonia.explain import (
     score_masks,
     segment_image,
 )
+from pneumonia.io.dataset import discover_split, find_split
 
 FAST = LimeSettings(num_samples=120, n_segments=12, batch_size=50)
 
@@ -227,7 +227,7 @@ def reference_grad_cam(model, image: np.ndarray) -> np.ndarray:
     import tensorflow as tf
     from skimage.transform import resize
 
-    from pneumonia.model import last_conv_layer_name
+    from pneumonia.model.network import last_conv_layer_name
 
     conv = model.get_layer(last_conv_layer_name(model)).output
     both = keras.Model(model.input, [conv, model.get_layer("logit").output])

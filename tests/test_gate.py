@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import synthetic_xray
 from inputs import dicom_bytes, encode, radiograph_grey, twelve_bit
+from PIL import Image
+
 from pneumonia.config import GATE_FILENAME, METADATA_FILENAME, GateConfig
 from pneumonia.errors import ModelError
-from pneumonia.ui_text import REASONS
-from pneumonia.gate import (
+from pneumonia.io.images import InputImage
+from pneumonia.screening.gate import (
     CAUTION,
     OK,
     REFUSED,
@@ -30,8 +30,8 @@ from pneumonia.gate import (
     load_gate,
     rule_verdict,
 )
-from pneumonia.gate_fit import fit_mahalanobis, fit_thresholds
-from pneumonia.reader import InputImage
+from pneumonia.training.gate_fit import fit_mahalanobis, fit_thresholds
+from pneumonia.wording import REASONS
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "assets" / "samples").glob("*.jpeg"))
 
@@ -194,7 +194,7 @@ def test_turning_the_gate_off_scores_everything_readable(tiny_predictor):
 
 
 def test_a_missing_or_altered_gate_names_the_command_that_fixes_it(tiny_model_dir, tmp_path):
-    from pneumonia.inference import load_predictor
+    from pneumonia.screening.predictor import load_predictor
 
     copy = tmp_path / "model"
     shutil.copytree(tiny_model_dir, copy)
@@ -258,7 +258,7 @@ def test_monochrome1_copy_scores_within_0_01_of_its_monochrome2_original(committ
 @pytest.mark.integration
 def test_committed_gate_refuses_at_most_1_percent_of_validation_radiographs(committed_predictor, real_data_dir):
     """The gate itself screens the 746 validation radiographs; its rates must be the ones the metadata records."""
-    from pneumonia.artifacts import read_validation_predictions
+    from pneumonia.io.bundle import read_validation_predictions
 
     files = read_validation_predictions(committed_predictor.model_dir).files
     results = committed_predictor.screen((f, real_data_dir / f) for f in files)

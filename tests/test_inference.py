@@ -8,14 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import TINY_SIZE, synthetic_xray
 from PIL import Image
 
-from conftest import TINY_SIZE, synthetic_xray
-from pneumonia.artifacts import read_metadata, read_test_predictions, read_validation_predictions
 from pneumonia.config import METADATA_FILENAME, MODEL_FILENAME, MODELS_DIR, TrainConfig
-from pneumonia.data import sha256_file
 from pneumonia.errors import ModelError
-from pneumonia.inference import load_predictor
+from pneumonia.io.bundle import read_metadata, read_test_predictions, read_validation_predictions
+from pneumonia.io.dataset import sha256_file
+from pneumonia.screening.predictor import load_predictor
 
 pytestmark = pytest.mark.score_sensitive
 
@@ -28,10 +28,10 @@ def _png(array: np.ndarray) -> bytes:
 
 def test_calibration_and_threshold_come_from_validation_and_its_stress_copies(tiny_model_dir, tiny_data_dir):
     """Platt scaling is refitted here on the pooled logits, and the default threshold keeps pooled sensitivity >= 0.95."""
-    from pneumonia.data import load_images
-    from pneumonia.model import logits_of
-    from pneumonia.stress import stress_shifts
-    from pneumonia.train import fit_calibration
+    from pneumonia.io.dataset import load_images
+    from pneumonia.model.network import logits_of
+    from pneumonia.training.stress import stress_shifts
+    from pneumonia.training.train import fit_calibration
 
     predictor = load_predictor(tiny_model_dir, with_gate=False)
     validation = read_validation_predictions(tiny_model_dir)
@@ -165,7 +165,7 @@ def test_device_is_reported(tiny_predictor):
 
 
 def test_recalibration_from_train_alone_reproduces_the_bundle(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
-    from pneumonia.train import recalibrate
+    from pneumonia.training.train import recalibrate
 
     copy = tmp_path / "models"
     shutil.copytree(tiny_model_dir, copy)
@@ -191,8 +191,9 @@ def test_recalibration_from_train_alone_reproduces_the_bundle(tiny_model_dir, ti
 
 def test_recalibration_refuses_other_data(tiny_model_dir, tmp_path):
     from conftest import write_kaggle_tree
+
     from pneumonia.errors import DataError
-    from pneumonia.train import recalibrate
+    from pneumonia.training.train import recalibrate
 
     other = write_kaggle_tree(tmp_path / "other", patients_per_class=5)
     copy = tmp_path / "models"
@@ -202,7 +203,7 @@ def test_recalibration_refuses_other_data(tiny_model_dir, tmp_path):
 
 
 def test_stress_shifts_are_fixed_valid_images_that_change_the_input():
-    from pneumonia.stress import stress_report, stress_shifts
+    from pneumonia.training.stress import stress_report, stress_shifts
 
     images = np.stack([synthetic_xray(i % 2, 200 + i, size=TINY_SIZE).astype(np.float32) for i in range(6)])[..., None]
     shifts = stress_shifts(images)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumonia.artifacts import read_test_predictions, read_validation_predictions
-from pneumonia.data import discover_split, find_split, load_images, patient_split, split_seed
-from pneumonia.metrics import full_report
+from pneumonia.decision.metrics import full_report
+from pneumonia.io.bundle import read_test_predictions, read_validation_predictions
+from pneumonia.io.dataset import discover_split, find_split, load_images, patient_split, split_seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.score_sensitive]
 

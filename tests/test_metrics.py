@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, recall_score
 
-from pneumonia.metrics import (
+from pneumonia.decision.metrics import (
     bootstrap_intervals,
     confusion_at,
     expected_calibration_error,
@@ -13,7 +13,7 @@ from pneumonia.metrics import (
     threshold_for_sensitivity,
     threshold_metrics,
 )
-from pneumonia.train import fit_calibration
+from pneumonia.training.train import fit_calibration
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
 SCORES = np.array([0.1, 0.2, 0.6, 0.3, 0.4, 0.7, 0.8, 0.9, 0.95, 0.5])

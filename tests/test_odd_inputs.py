@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-
 from fuzz_inputs import SAMPLE, any_input, damaged_copies, random_bytes, random_dicom_headers, seed_files
+from hypothesis import HealthCheck, given, settings
 from inputs import odd_inputs, radiograph_grey
-from pneumonia.gate import CAUTION, OK, REFUSED
-from pneumonia.inference import PendingInput, Screening
+
+from pneumonia.screening.gate import CAUTION, OK, REFUSED
+from pneumonia.screening.predictor import PendingInput, Screening
 
 pytestmark = pytest.mark.score_sensitive
 
@@ -44,9 +44,8 @@ def test_every_odd_input_gets_its_status_and_one_plain_line_and_the_batch_goes_o
 def test_a_large_radiograph_is_judged_like_its_small_copy(committed_predictor):
     """Reduced right after decoding, a 7,000-px film keeps the statistics of the film (a stride computed from the
     file's size on the reduced copy once made it look like noise)."""
-    from PIL import Image
-
     from inputs import encode
+    from PIL import Image
 
     film = Image.fromarray(radiograph_grey(SAMPLE))
     small, large = committed_predictor.screen([("224", encode(film, "PNG")),

@@ -141,7 +141,7 @@ def test_wheel_holds_the_package_the_command_and_the_licences_only(tmp_path):
         dist_info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
         metadata = archive.read(f"{dist_info}/METADATA").decode()
-    assert {"pneumonia/__init__.py", "pneumonia/__main__.py", "pneumonia/cli.py", "pneumonia/quiet.py",
+    assert {"pneumonia/__init__.py", "pneumonia/__main__.py", "pneumonia/cli.py", "pneumonia/tensorflow_logs.py",
             "pneumonia/archive/__init__.py", "pneumonia/archive/local.py"} <= set(names)  # subpackages too
     assert {f"{dist_info}/licenses/LICENSE", f"{dist_info}/licenses/NOTICE"} <= set(names)
     assert not [name for name in names if name.split("/")[0] in {"tests", "benchmarks", "models", "assets", "app.py"}]
@@ -188,7 +188,7 @@ from pneumonia.cli import _quiet_logs
 _quiet_logs(sys.argv[1] == "verbose")
 import numpy as np
 import tensorflow as tf
-from pneumonia.inference import load_predictor
+from pneumonia.screening.predictor import load_predictor
 predictor = load_predictor()
 predictor.model.predict(np.zeros((1, 128, 128, 1), "float32"), verbose=0)
 print(type(tf.__spec__.loader).__name__, type(tf.__loader__).__name__)

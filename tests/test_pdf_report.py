@@ -16,8 +16,9 @@ from PIL import Image
 
 from pneumonia.cli import main
 from pneumonia.config import ASSETS_DIR
-from pneumonia.explain import LimeSettings
-from pneumonia.pdf_report import (
+from pneumonia.explain.maps import LimeSettings
+from pneumonia.formatting import format_probability
+from pneumonia.reports.pdf import (
     CREATOR,
     TECHNICAL_HEADING,
     image_report,
@@ -25,8 +26,7 @@ from pneumonia.pdf_report import (
     report_file_names,
     threshold_provenance,
 )
-from pneumonia.ui_text import HELD_OUT_FILMS, STATUS_WORDS
-from pneumonia.formatting import format_probability
+from pneumonia.wording import HELD_OUT_FILMS, STATUS_WORDS
 
 FAST = LimeSettings(num_samples=60, n_segments=12, batch_size=60)
 CREATED = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc)

@@ -12,7 +12,6 @@ import io
 import re
 from pathlib import Path
 
-import numpy as np
 import pypdf
 import pytest
 from PIL import Image
@@ -20,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import ASSETS_DIR
-from pneumonia.pdf_report import TECHNICAL_HEADING, image_report, threshold_provenance
+from pneumonia.reports.pdf import TECHNICAL_HEADING, image_report, threshold_provenance
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 SAMPLE = ASSETS_DIR / "samples" / "bacterial_person100_bacteria_475.jpeg"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumonia import plots
-from pneumonia.metrics import confusion_at, reliability_curve
+from pneumonia.decision.metrics import confusion_at, reliability_curve
+from pneumonia.reports import plots
 
 
 @pytest.fixture

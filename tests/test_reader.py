@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import synthetic_xray
 from inputs import PHI, PHI_UIDS, PRIVATE_VALUE, dicom_bytes, encode, twelve_bit
+from PIL import Image
+
 from pneumonia.errors import ImageDecodeError
-from pneumonia.reader import age_band, decode_grayscale, display_image, looks_like_dicom, read_input
+from pneumonia.io.images import age_band, decode_grayscale, display_image, looks_like_dicom, read_input
 
 GREY = synthetic_xray(1, 7, size=96)
 

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from conftest import synthetic_xray
 
-from pneumonia.explain import LimeExplanation, LimeSettings, explain_lime
-from pneumonia.ui_text import preset_name
-from pneumonia.chest_region import ChestRegion, outside_sentence
-from pneumonia.readout import (
+from pneumonia.explain.chest_region import ChestRegion, outside_sentence
+from pneumonia.explain.maps import LimeExplanation, LimeSettings, explain_lime
+from pneumonia.explain.readout import (
     Readout,
     agreement_detail,
     agreement_sentence,
@@ -23,6 +22,7 @@ from pneumonia.readout import (
     stability_sentence,
     top_k_jaccard,
 )
+from pneumonia.wording import preset_name
 
 FAST = LimeSettings(num_samples=80, n_segments=12, batch_size=80, seed=3)
 STATISTICS = ("Jaccard", "Spearman", "surrogate", "R²", "correlation")
@@ -65,7 +65,7 @@ def test_identical_explanations_are_perfectly_stable(monkeypatch):
         seeds.append(settings.seed)
         return explanation(np.linspace(1, -1, 16))
 
-    monkeypatch.setattr("pneumonia.explain.explain_lime", fake_lime)
+    monkeypatch.setattr("pneumonia.explain.maps.explain_lime", fake_lime)
     assert lime_stability(None, np.zeros((4, 4)), FAST, seeds=(0, 1, 2)) == 1.0
     assert seeds == [0, 1, 2]
 
@@ -173,7 +173,7 @@ def test_readout_reuses_the_settings_seed_explanation(tiny_predictor, tiny_image
 def test_readout_says_when_grad_cam_rests_on_a_corner(monkeypatch, tiny_predictor, tiny_image):
     corner = np.zeros_like(tiny_image)
     corner[:4, :4] = 1.0
-    monkeypatch.setattr("pneumonia.explain.grad_cam", lambda predictor, image: corner)
+    monkeypatch.setattr("pneumonia.explain.maps.grad_cam", lambda predictor, image: corner)
     readout = explanation_readout(tiny_predictor, tiny_image, FAST, 0.5, 0.5)
     assert readout.outside["Grad-CAM"] == 1.0
     methods = ["LIME", "Grad-CAM"] if readout.outside["LIME"] > 0.5 else ["Grad-CAM"]

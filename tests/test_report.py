@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pneumonia.artifacts import read_metadata
 from pneumonia.cli import main
 from pneumonia.config import MODELS_DIR, REPO_DIR
-from pneumonia.report import RESULTS_BEGIN, RESULTS_END, model_card, results_table
+from pneumonia.io.bundle import read_metadata
+from pneumonia.reports.model_card import RESULTS_BEGIN, RESULTS_END, model_card, results_table
 
 
 def test_readme_results_match_the_committed_metadata():

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pneumonia.serving import BACKGROUND, INTERACTIVE, SCORE, FairSlots
+from pneumonia.screening.serving import BACKGROUND, INTERACTIVE, SCORE, FairSlots
 
 
 def test_no_more_than_capacity_hold_a_slot_at_once():

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pneumonia.cli import EXIT_SOME_REFUSED, main
-from pneumonia.site import SiteCalibrationError, calibrate_site, cross_fit, site_threshold
+from pneumonia.decision.site import SiteCalibrationError, calibrate_site, cross_fit, site_threshold
 
 pytestmark = pytest.mark.score_sensitive
 

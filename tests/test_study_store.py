@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pneumonia.artifacts import Predictions
+from pneumonia.io.bundle import Predictions
 from pneumonia.studies import store as store_module
 from pneumonia.studies.design import (
     case_id,

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pneumonia.tally import (
+from pneumonia.studies.reader_mode import (
     TALLY_COLUMNS,
     Reading,
     model_thresholds_text,

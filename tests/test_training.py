@@ -30,7 +30,7 @@ def _epochs(path) -> list[int]:
 def test_resume_continues_an_interrupted_run_from_its_last_epoch(tiny_data_dir, tmp_path, monkeypatch):
     import keras
 
-    import pneumonia.train as training
+    import pneumonia.training.train as training
 
     keep_best = training._keep_best
 
@@ -71,7 +71,7 @@ def test_resume_continues_an_interrupted_run_from_its_last_epoch(tiny_data_dir, 
 
 
 def test_resume_without_an_interrupted_run_says_so(tiny_data_dir, tmp_path):
-    from pneumonia.train import train
+    from pneumonia.training.train import train
 
     with pytest.raises(DataError, match="nothing to resume"):
         train(tiny_data_dir, tmp_path / "fresh", TINY, verbose=0, resume=True)
@@ -80,7 +80,7 @@ def test_resume_without_an_interrupted_run_says_so(tiny_data_dir, tmp_path):
 def test_distillation_loss_mixes_labels_and_the_teacher_at_temperature():
     import keras
 
-    from pneumonia.model import DistillationLoss
+    from pneumonia.model.network import DistillationLoss
 
     student = np.array([2.0, -1.0, 0.5], np.float32)
     teacher = np.array([3.0, -2.0, -0.5], np.float32)
@@ -101,7 +101,7 @@ def test_distillation_loss_mixes_labels_and_the_teacher_at_temperature():
 
 
 def test_student_auc_ignores_the_teacher_column():
-    from pneumonia.model import StudentAUC
+    from pneumonia.model.network import StudentAUC
 
     labels = np.array([0.0, 0.0, 1.0, 1.0])
     student = np.array([-2.0, -1.0, 1.0, 2.0])  # ranks perfectly
@@ -112,9 +112,9 @@ def test_student_auc_ignores_the_teacher_column():
 
 
 def test_a_distilled_student_records_its_teacher(tiny_data_dir, tiny_model_dir, tmp_path):
-    from pneumonia.artifacts import read_metadata
-    from pneumonia.report import teacher_text
-    from pneumonia.train import train
+    from pneumonia.io.bundle import read_metadata
+    from pneumonia.reports.model_card import teacher_text
+    from pneumonia.training.train import train
 
     config = dataclasses.replace(TINY, epochs=1, teacher=str(tiny_model_dir))
     metadata = train(tiny_data_dir, tmp_path / "student", config, verbose=0)
@@ -128,7 +128,7 @@ def test_a_distilled_student_records_its_teacher(tiny_data_dir, tiny_model_dir, 
 
 
 def test_a_teacher_of_another_input_size_is_refused(tiny_data_dir, tiny_model_dir, tmp_path):
-    from pneumonia.train import train
+    from pneumonia.training.train import train
 
     config = dataclasses.replace(TINY, image_size=TINY_SIZE * 2, epochs=1, teacher=str(tiny_model_dir))
     with pytest.raises(DataError, match="px"):
@@ -136,7 +136,7 @@ def test_a_teacher_of_another_input_size_is_refused(tiny_data_dir, tiny_model_di
 
 
 def test_grey_film_becomes_three_identical_channels():
-    from pneumonia.model import GreyToRGB
+    from pneumonia.model.network import GreyToRGB
 
     grey = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)[..., :1]
     rgb = np.asarray(GreyToRGB()(grey))
@@ -146,15 +146,15 @@ def test_grey_film_becomes_three_identical_channels():
 
 def test_a_backbone_run_without_converted_weights_names_the_command(monkeypatch, tmp_path):
     import pneumonia.config
-    from pneumonia.model import build_logits_model
+    from pneumonia.model.network import build_logits_model
 
     monkeypatch.setattr(pneumonia.config, "BACKBONE_WEIGHTS", tmp_path / "missing.weights.h5")
-    with pytest.raises(ModelError, match="pneumonia.backbones.convert"):
+    with pytest.raises(ModelError, match="tools.convert_backbone"):
         build_logits_model(TrainConfig(backbone="efficientnet_lite0"))
 
 
 def test_an_unknown_backbone_is_refused():
-    from pneumonia.model import build_logits_model
+    from pneumonia.model.network import build_logits_model
 
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         build_logits_model(TrainConfig(backbone="resnet50"))
@@ -162,8 +162,8 @@ def test_an_unknown_backbone_is_refused():
 
 @needs_weights
 def test_the_backbone_model_starts_from_the_imagenet_weights_and_explains_at_8x8():
-    from pneumonia.backbones import efficientnet_lite0
-    from pneumonia.model import build_logits_model, last_conv_layer_name
+    from pneumonia.model.efficientnet_lite import efficientnet_lite0
+    from pneumonia.model.network import build_logits_model, last_conv_layer_name
 
     model = build_logits_model(TrainConfig(backbone="efficientnet_lite0", image_size=128))
     imagenet = efficientnet_lite0(weights=str(BACKBONE_WEIGHTS))
@@ -181,9 +181,9 @@ def test_recalibration_keeps_the_model_file_unless_the_calibration_changed(
 ):
     import shutil
 
-    import pneumonia.train as training
-    from pneumonia.artifacts import read_metadata
-    from pneumonia.data import sha256_file
+    import pneumonia.training.train as training
+    from pneumonia.io.bundle import read_metadata
+    from pneumonia.io.dataset import sha256_file
 
     copy = tmp_path / "models"
     shutil.copytree(tiny_model_dir, copy)
@@ -200,7 +200,7 @@ def test_recalibration_keeps_the_model_file_unless_the_calibration_changed(
 
 
 def test_a_pretrained_teachers_weights_are_attributed_in_the_card():
-    from pneumonia.report import teacher_text
+    from pneumonia.reports.model_card import teacher_text
 
     training = {"teacher": {"model_sha256": "a" * 64, "folder": "f1", "architecture": "EfficientNet-Lite0 ...",
                             "backbone": "efficientnet_lite0"},

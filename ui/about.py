@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumonia import plots, ui_text
+from pneumonia import wording
 from pneumonia.config import (
     CLASS_NAMES,
     EVALUATE_COMMAND,
@@ -17,10 +17,11 @@ from pneumonia.config import (
     TEST_PREDICTIONS_FILENAME,
     VALIDATION_PREDICTIONS_FILENAME,
 )
-from pneumonia.metrics import confusion_at, reliability_curve
-from pneumonia.report import METRIC_LABELS, gate_section, recalibration_text
+from pneumonia.decision.metrics import confusion_at, reliability_curve
 from pneumonia.formatting import format_probability, format_threshold
-from pneumonia.screening import metrics_table
+from pneumonia.reports import plots
+from pneumonia.reports.model_card import METRIC_LABELS, gate_section, recalibration_text
+from pneumonia.reports.tables import metrics_table
 from ui.common import (
     file_stamp,
     load_history,
@@ -43,9 +44,9 @@ def about_page() -> None:
     test_report = metadata["metrics"].get("test")
     training = metadata["training"]
 
-    st.markdown(ui_text.about_summary(metadata, _test_counts(test, metadata["threshold"]["default"])))
+    st.markdown(wording.about_summary(metadata, _test_counts(test, metadata["threshold"]["default"])))
     st.header("Data")
-    st.markdown(ui_text.DATA)
+    st.markdown(wording.DATA)
     counts = {
         "fit (training)": f"{training['n_fit']:,} images, {training['n_fit_patients']:,} patients",
         "validation": f"{training['n_validation']:,} images, {training['n_validation_patients']:,} patients",
@@ -60,10 +61,10 @@ def about_page() -> None:
     st.markdown(
         f"**Input.** One frontal chest film, read as grey levels at {metadata['input']['size']}x"
         f"{metadata['input']['size']} pixels.\n\n"
-        f"**Default threshold.** {format_threshold(metadata['threshold']['default'])}: {ui_text.plain_rule(default)}."
+        f"**Default threshold.** {format_threshold(metadata['threshold']['default'])}: {wording.plain_rule(default)}."
     )
     if test_report:
-        st.markdown(f"**The score.** {ui_text.score_honesty(test_report['ece'])}")
+        st.markdown(f"**The score.** {wording.score_honesty(test_report['ece'])}")
     with st.expander("How the model is built, trained and calibrated"):
         model_details_ui(metadata, directory, test, validation)
 
@@ -90,11 +91,11 @@ def about_page() -> None:
         st.info(f"No test metrics yet. Command: `{EVALUATE_COMMAND}`.")
 
     st.header("Input check")
-    st.markdown(ui_text.GATE_SUMMARY)
+    st.markdown(wording.GATE_SUMMARY)
     with st.expander("How the input check works"):
         st.markdown(gate_section(metadata))
     st.header("Use")
-    st.markdown(ui_text.INTENDED_USE)
+    st.markdown(wording.INTENDED_USE)
 
 
 def _test_counts(test, threshold: float) -> dict | None:

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumonia import ui_text
-from pneumonia.artifacts import Predictions, read_predictions
+from pneumonia import wording
 from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
 from pneumonia.errors import PneumoniaError
-from pneumonia.inference import Predictor, load_predictor
-from pneumonia.serving import INTERACTIVE, FairSlots
 from pneumonia.formatting import format_threshold
+from pneumonia.io.bundle import Predictions, read_predictions
+from pneumonia.screening.predictor import Predictor, load_predictor
+from pneumonia.screening.serving import INTERACTIVE, FairSlots
 
 MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
 FIRST_PAGE_DRAWN = threading.Event()
@@ -44,7 +44,7 @@ def file_stamp(path: Path) -> int:
 def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, settings, _image: np.ndarray):
     """Seeded LIME keyed on model, image hash and settings. The progress bar is created and removed in here,
     so a cache hit replays nothing visible."""
-    from pneumonia.explain import explain_lime
+    from pneumonia.explain.maps import explain_lime
 
     with queued("Explanation"):
         text = "LIME: scoring {:.0%} of the perturbed copies of the image…"
@@ -59,7 +59,7 @@ def lime_explanation(_predictor: Predictor, model_sha: str, digest: str, setting
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=EXPLANATION_TTL_S)
 def grad_cam_map(_predictor: Predictor, model_sha: str, digest: str, _image: np.ndarray) -> np.ndarray:
-    from pneumonia.explain import grad_cam
+    from pneumonia.explain.maps import grad_cam
 
     with queued("Grad-CAM"):
         return grad_cam(_predictor, _image)
@@ -76,7 +76,7 @@ def queued(what: str, priority: int = INTERACTIVE):
     """Hold the model slot for the block; while waiting, tell the user their place in the queue."""
     notice = st.empty()
     with model_slots().slot(
-        on_wait=lambda ahead: notice.info(ui_text.QUEUE_LINE.format(what=what, ahead=ahead), icon=":material/hourglass_top:"),
+        on_wait=lambda ahead: notice.info(wording.QUEUE_LINE.format(what=what, ahead=ahead), icon=":material/hourglass_top:"),
         priority=priority,
     ):
         notice.empty()
@@ -138,7 +138,7 @@ _LOADED: set[tuple[str, int]] = set()
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _checked_metadata(directory: str, stamp: int) -> dict:
-    from pneumonia.inference import check_model_files
+    from pneumonia.screening.predictor import check_model_files
 
     return check_model_files(directory)
 
@@ -169,7 +169,7 @@ def predictor_or_stop() -> Predictor:
 
 def thumbnail_path(file: str) -> Path:
     """The shipped 224-px copy of a test image (written by evaluate), for reader mode and the case gallery."""
-    from pneumonia.evaluate import THUMBNAILS_DIR, thumbnail_name
+    from pneumonia.io.bundle import THUMBNAILS_DIR, thumbnail_name
 
     return model_dir() / THUMBNAILS_DIR / thumbnail_name(file)
 
@@ -214,13 +214,13 @@ def unbroken(title: str) -> str:
     return re.sub(r"(?<=\w)-(?=\w)", NON_BREAKING_HYPHEN, title)
 
 
-def disclaimer_ui(text: str = ui_text.SIDEBAR_DISCLAIMER) -> None:
+def disclaimer_ui(text: str = wording.SIDEBAR_DISCLAIMER) -> None:
     """The disclaimer in the page itself: on a phone the sidebar, which also carries it, starts collapsed."""
     with st.container(key="disclaimer"):
         st.markdown(f":material/warning: {text}")
 
 
-def page_header_ui(title: str, disclaimer: str = ui_text.SIDEBAR_DISCLAIMER) -> None:
+def page_header_ui(title: str, disclaimer: str = wording.SIDEBAR_DISCLAIMER) -> None:
     """What every page starts with: its title (never broken inside a word) and the disclaimer."""
     st.html(APP_CSS)
     st.title(unbroken(title))
@@ -276,7 +276,7 @@ def threshold_ui(widget_key: str) -> float:
         key=widget_key,
         on_change=_copy_to_shared,
         args=(widget_key,),
-        help=ui_text.THRESHOLD_HELP,
+        help=wording.THRESHOLD_HELP,
     )
     return float(st.session_state[THRESHOLD])
 
@@ -287,13 +287,13 @@ def presets_ui(presets: list[dict]) -> None:
     with st.container(horizontal=True, gap="small"):
         for preset in presets:
             st.button(
-                f"{ui_text.preset_name(preset['name'])}: {format_threshold(preset['threshold'])}",
+                f"{wording.preset_name(preset['name'])}: {format_threshold(preset['threshold'])}",
                 key=f"preset_{preset['name']}",
-                help=ui_text.plain_rule(preset),
+                help=wording.plain_rule(preset),
                 on_click=_set_shared,
                 args=(float(preset["threshold"]),),
                 width="content",
             )
-    st.caption("  \n".join(f"**{ui_text.preset_name(p['name'])}**: {ui_text.plain_rule(p)}" for p in presets))
+    st.caption("  \n".join(f"**{wording.preset_name(p['name'])}**: {wording.plain_rule(p)}" for p in presets))
     with st.expander("How the presets are computed"):
-        st.caption("  \n".join(f"**{ui_text.preset_name(p['name'])}**: {p['rule']}" for p in presets))
+        st.caption("  \n".join(f"**{wording.preset_name(p['name'])}**: {p['rule']}" for p in presets))

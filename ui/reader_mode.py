@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumonia import ui_text
-from pneumonia.artifacts import Predictions
+from pneumonia import wording
 from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME
-from pneumonia.decision_plots import reader_roc_figure
-from pneumonia.inference import Predictor, label_at
 from pneumonia.formatting import format_probability, format_threshold
-from pneumonia.tally import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
+from pneumonia.io.bundle import Predictions
+from pneumonia.reports.decision_plots import reader_roc_figure
+from pneumonia.screening.predictor import Predictor
+from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
+from pneumonia.threshold import label_at
 from ui.common import (
     THRESHOLD,
     grad_cam_map,
@@ -100,7 +101,7 @@ def commit_ui(state: ReaderSession, test: Predictions, threshold: float) -> None
 def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray) -> None:
     """The model's probability and label at the threshold the case was read at (as the tally counts it), the
     truth with its subtype, and both explanation maps."""
-    from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
+    from pneumonia.explain.maps import LimeSettings, heatmap_overlay, lime_overlay
 
     kind = {"bacteria": "bacterial", "virus": "viral"}.get(reading.subtype, reading.subtype)
     truth = CLASS_NAMES[reading.truth] + ("" if reading.subtype == "normal" else f" ({kind} pneumonia)")
@@ -124,7 +125,7 @@ def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray) -> None
     with cam_column:
         st.image(heatmap_overlay(image, grad_cam_map(predictor, sha, digest, image)),
                  caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
-    st.caption(ui_text.READER_MAPS_NOTE)
+    st.caption(wording.READER_MAPS_NOTE)
 
 
 def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> None:
@@ -149,7 +150,7 @@ def tally_ui(readings: list[Reading], test: Predictions, threshold: float) -> No
         width="stretch",
         key="reader_roc",
     )
-    st.caption(ui_text.READER_ROC_NOTE)
+    st.caption(wording.READER_ROC_NOTE)
     st.download_button("Download the tally as CSV", data=tally_csv(readings), file_name="reader_tally.csv",
                        mime="text/csv", on_click="ignore", key="reader_csv")
 
@@ -179,7 +180,7 @@ def _rate(value: float) -> str:
 def reader_page() -> None:
     page_header_ui("Reader mode")  # before the model: on a cold start, title and disclaimer show at once
     predictor = predictor_or_stop()
-    st.caption(ui_text.READER_INTRO)
+    st.caption(wording.READER_INTRO)
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:
         return

@@ -160,7 +160,7 @@ def reading_form_ui(store: StudyStore, study: Study, reader: Reader, step: Step)
 
 def ai_ui(study: Study, step: Step) -> None:
     """The model's score and label at the study's threshold, and its LIME and Grad-CAM maps."""
-    from pneumonia.inference import label_at
+    from pneumonia.threshold import label_at
 
     first = step.unaided
     st.markdown(f"Your reading alone: **{CLASS_NAMES[first.call]}**, {CONFIDENCE_WORDS[first.confidence]} "
@@ -175,7 +175,7 @@ def ai_ui(study: Study, step: Step) -> None:
 def maps_ui(file: str) -> None:
     """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared with reader mode and every reader
     of the study, so each case's maps are computed once per server."""
-    from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
+    from pneumonia.explain.maps import LimeSettings, heatmap_overlay, lime_overlay
 
     predictor = predictor_or_stop()
     image = predictor.decode(thumbnail_path(file))

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from pneumonia import plots, ui_text
-from pneumonia.artifacts import Predictions
+from pneumonia import wording
 from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.gate import CAUTION, OK, REFUSED
-from pneumonia.inference import Predictor, Screening, label_at
-from pneumonia.formatting import format_probability, margin_text
-from pneumonia.readout import (
+from pneumonia.explain.readout import (
     agreement_detail,
     evidence_sentences,
     fit_detail,
@@ -22,8 +18,10 @@ from pneumonia.readout import (
     region_detail,
     stability_detail,
 )
-from pneumonia.serving import BACKGROUND, SCORE
-from pneumonia.screening import (
+from pneumonia.formatting import format_probability, margin_text
+from pneumonia.io.bundle import Predictions
+from pneumonia.reports import plots
+from pneumonia.reports.tables import (
     Upload,
     class_percentiles,
     displayed_table,
@@ -34,6 +32,10 @@ from pneumonia.screening import (
     results_table,
     sample_files,
 )
+from pneumonia.screening.gate import CAUTION, OK, REFUSED
+from pneumonia.screening.predictor import Predictor, Screening
+from pneumonia.screening.serving import BACKGROUND, SCORE
+from pneumonia.threshold import label_at
 from ui.common import (
     EXPLANATION_TTL_S,
     KEPT,
@@ -101,7 +103,7 @@ def uploads_ui() -> list[Upload]:
         "Drop chest X-rays here: JPEG, PNG, DICOM, TIFF, BMP, GIF or WebP, several at once",
         type=None,  # every file is accepted and recognised by its content, so a DICOM without .dcm still works
         accept_multiple_files=True,
-        help=ui_text.UPLOAD_HELP,
+        help=wording.UPLOAD_HELP,
         key="uploader",
         on_change=_keep_uploads,
     )
@@ -113,18 +115,18 @@ def uploads_ui() -> list[Upload]:
         button.button("Forget them", on_click=_forget_uploads, key="forget_uploads")
     samples = {path.name: path for path in sample_files(SAMPLES_DIR)}
     chosen = st.multiselect(
-        "…or try bundled sample X-rays", list(samples), help=ui_text.SAMPLES_HELP, **kept("samples", [])
+        "…or try bundled sample X-rays", list(samples), help=wording.SAMPLES_HELP, **kept("samples", [])
     )
     return list(kept_files) + [Upload(name, samples[name].read_bytes()) for name in chosen if name in samples]
 
 
 def lime_settings_ui():
     """LIME knobs in an expander; returns (settings, regions to show). They survive page switches."""
-    from pneumonia.explain import LimeSettings
+    from pneumonia.explain.maps import LimeSettings
 
     defaults = LimeSettings()
     with st.expander("LIME settings"):
-        st.caption(ui_text.LIME_SETTINGS_HELP)
+        st.caption(wording.LIME_SETTINGS_HELP)
         n_segments = st.slider("Superpixels", 10, 100, step=5, **kept("lime_segments", defaults.n_segments))
         num_samples = st.slider("Samples", 100, 2000, step=100, **kept("lime_samples", defaults.num_samples))
         top_k = st.slider("Regions shown per direction", 1, 10, **kept("lime_top_k", 5))
@@ -134,7 +136,7 @@ def lime_settings_ui():
 @st.cache_data(show_spinner=False, max_entries=64, ttl=EXPLANATION_TTL_S)
 def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settings, _image) -> float:
     """Top-5 Jaccard of LIME over the settings' seed and the next two, keyed like the explanation itself."""
-    from pneumonia.readout import lime_stability
+    from pneumonia.explain.readout import lime_stability
 
     seeds = (settings.seed, settings.seed + 1, settings.seed + 2)
     with queued("LIME's rerun", priority=BACKGROUND):
@@ -150,8 +152,7 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
     button built on click instead (deferred data) gets a new file id on every rerun and the old one is dropped
     when the rerun ends, so a click that raced a threshold move gave no download; bytes keep their file
     for one more rerun."""
-    from pneumonia.pdf_report import image_report, threshold_provenance  # imports Keras: not before it is needed
-
+    from pneumonia.reports.pdf import image_report, threshold_provenance  # imports Keras: not before it is needed
     from ui.threshold import session_presets
 
     provenance = threshold_provenance(predictor.metadata, threshold, session_presets())
@@ -180,8 +181,7 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
 def all_reports_ui(predictor: Predictor, uploads: list[Upload], results: list[Screening], threshold: float) -> None:
     """Every card's PDF in one ZIP, in memory, so a batch of 23 films needs one click, not 23. Built when asked
     for (seconds per film), reusing any PDF a card already prepared at this threshold."""
-    from pneumonia.pdf_report import image_report, reports_zip, threshold_provenance
-
+    from pneumonia.reports.pdf import image_report, reports_zip, threshold_provenance
     from ui.threshold import session_presets
 
     provenance = threshold_provenance(predictor.metadata, threshold, session_presets())
@@ -221,7 +221,7 @@ def result_card_ui(
         elif item.status == CAUTION:
             st.warning(f"Caution: {item.reason}. The score is shown, but means less.", icon=":material/warning:")
         elif item.status == OK:
-            st.success(ui_text.OK_LINE, icon=":material/check_circle:")
+            st.success(wording.OK_LINE, icon=":material/check_circle:")
         picture, numbers = st.columns([1, 2])
         if item.image is not None:
             picture.image(item.image, caption=item.name, width="stretch")
@@ -236,7 +236,7 @@ def result_card_ui(
             p = item.probability
             st.metric("P(pneumonia)", format_probability(p))
             if ece is not None:
-                st.caption(ui_text.score_honesty(ece))
+                st.caption(wording.score_honesty(ece))
             st.metric(
                 f"Label at {threshold:.3f}", label_at(p, threshold), delta=margin_text(p, threshold), delta_color="off"
             )
@@ -284,11 +284,11 @@ def results_ui(
 def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
     """LIME and Grad-CAM for one chosen image, both cached, so threshold moves never recompute them. The readout
     is in plain words; the statistics behind it sit in an expander for those who want them."""
-    from pneumonia.chest_region import chest_region, outlined
-    from pneumonia.explain import heatmap_overlay, lime_heatmap, lime_overlay, map_agreement
+    from pneumonia.explain.chest_region import chest_region, outlined
+    from pneumonia.explain.maps import heatmap_overlay, lime_heatmap, lime_overlay, map_agreement
 
     st.subheader("Why this score? LIME and Grad-CAM")
-    st.caption(ui_text.EXPLAIN_INTRO)
+    st.caption(wording.EXPLAIN_INTRO)
     names = [item.name for _, item in scored]
     if st.session_state.get(KEPT + "explain_image") not in names:
         st.session_state[KEPT + "explain_image"] = names[0]
@@ -313,7 +313,7 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
         cam = grad_cam_map(predictor, sha, upload.digest, image)
         st.image(outlined(heatmap_overlay(image, cam), region.mask),
                  caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
-    st.caption(ui_text.CHEST_OUTLINE if region.found_lungs else ui_text.CHEST_OUTLINE_FALLBACK)
+    st.caption(wording.CHEST_OUTLINE if region.found_lungs else wording.CHEST_OUTLINE_FALLBACK)
     lime_map = lime_heatmap(explanation)
     agreement = map_agreement(lime_map, cam)
     outside = outside_shares(region, lime_map, cam)
@@ -322,7 +322,7 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
     sentences = evidence_sentences(stability, agreement, bool(cam.max() > 0), region, outside)
     st.markdown("**Explanation readout**\n" + "\n".join(f"- {sentence}" for sentence in sentences))
     with st.expander("How this is computed"):
-        st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{agreement:.2f}", help=ui_text.AGREEMENT_HELP)
+        st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{agreement:.2f}", help=wording.AGREEMENT_HELP)
         for detail in (stability_detail(stability), agreement_detail(agreement), fit_detail(explanation.score),
                        region_detail(region, outside)):
             st.caption(detail)
@@ -333,7 +333,7 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
 
 def screen_page() -> None:
     model_files_or_stop()
-    page_header_ui("Screen chest X-rays", ui_text.SCREEN_DISCLAIMER)
+    page_header_ui("Screen chest X-rays", wording.SCREEN_DISCLAIMER)
     uploads = uploads_ui()
     predictor = predictor_or_stop()  # after the uploader: on a cold start the page is usable while the model loads
     if not uploads:

@@ -48,12 +48,12 @@ def preload_model() -> None:
 
 def quiet_start() -> None:
     """Keep the server's output to Streamlit's own lines: TensorFlow's start-up chatter (oneDNN, cudart, absl,
-    "failed call to cuInit" on a machine without a GPU) goes, as on the command line (pneumonia.quiet). The
+    "failed call to cuInit" on a machine without a GPU) goes, as on the command line (pneumonia.tensorflow_logs). The
     first `import tensorflow`, on whichever thread, runs with file descriptor 2 silenced; Python's own
     errors after it are untouched. PNEUMONIA_VERBOSE=1 keeps every line."""
     import os
 
-    from pneumonia.quiet import quiet_logs
+    from pneumonia.tensorflow_logs import quiet_logs
 
     quiet_logs(verbose=os.environ.get("PNEUMONIA_VERBOSE") == "1")
 

@@ -6,14 +6,21 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pneumonia import plots, ui_text
-from pneumonia.artifacts import Predictions
+from pneumonia import wording
 from pneumonia.config import TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
-from pneumonia.decision import cost_minimising_threshold, cost_rule, expected_cost, natural_frequencies, rounded_counts
-from pneumonia.decision_plots import natural_frequency_html
-from pneumonia.metrics import cell_indices, confusion_at, threshold_metrics
+from pneumonia.decision.costs import (
+    cost_minimising_threshold,
+    cost_rule,
+    expected_cost,
+    natural_frequencies,
+    rounded_counts,
+)
+from pneumonia.decision.metrics import cell_indices, confusion_at, threshold_metrics
+from pneumonia.decision.site import SiteCalibrationError, calibrate_site_from_sources
 from pneumonia.formatting import format_probability
-from pneumonia.site import SiteCalibrationError, calibrate_site_from_sources
+from pneumonia.io.bundle import Predictions
+from pneumonia.reports import plots
+from pneumonia.reports.decision_plots import natural_frequency_html
 from ui.common import (
     THRESHOLD,
     page_header_ui,
@@ -21,8 +28,8 @@ from ui.common import (
     presets_ui,
     queued,
     split_predictions,
-    thumbnail_path,
     threshold_ui,
+    thumbnail_path,
 )
 
 GALLERY_LIMIT = 48
@@ -36,7 +43,7 @@ def threshold_page() -> None:
     if test is None:
         return
     validation = split_predictions(VALIDATION_PREDICTIONS_FILENAME)
-    st.info(ui_text.TEST_VS_VALIDATION)
+    st.info(wording.TEST_VS_VALIDATION)
     threshold_explorer_ui(predictor, test, validation)
 
 
@@ -47,11 +54,11 @@ def prevalence_and_costs_ui(test: Predictions) -> tuple[float, float]:
     left, right = st.columns(2)
     with left:
         choice = st.radio("Prevalence of pneumonia", list(options), horizontal=True, key="prevalence_choice",
-                          help=ui_text.PREVALENCE_HELP)
+                          help=wording.PREVALENCE_HELP)
         prevalence = options[choice]
     with right:
         ratio = st.slider("A missed pneumonia costs as much as … false alarms", 1, 50, 5, key="cost_ratio",
-                          help=ui_text.COST_RATIO_HELP)
+                          help=wording.COST_RATIO_HELP)
     return prevalence, float(ratio)
 
 
@@ -136,7 +143,7 @@ def site_calibration_ui(predictor) -> dict | None:
     """Upload the site's own normal films; a threshold flagging at most a chosen share of them becomes a
     preset for this session. The films are scored in memory and dropped; only the threshold and its rule stay."""
     with st.expander("Site calibration: a threshold from your own normal films", icon=":material/local_hospital:"):
-        st.caption(ui_text.SITE_CALIBRATION_HELP)
+        st.caption(wording.SITE_CALIBRATION_HELP)
         with st.form("site_calibration", border=False):
             # A new key after each use drops the films from the session: only the threshold is kept.
             films = st.file_uploader("Films known to be normal (20 or more)", accept_multiple_files=True,

@@ -11,8 +11,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from pneumonia.gate import Gate, load_gate
-from pneumonia.inference import PendingInput, Predictor, Screening, prepare_input
+from pneumonia.screening.gate import Gate, load_gate
+from pneumonia.screening.predictor import PendingInput, Predictor, Screening, prepare_input
 
 _WORKER: dict = {}  # set once in each worker process
 
@@ -23,7 +23,7 @@ def chunked(items: list, size: int) -> Iterator[list]:
 
 
 def _start_worker(model_dir: str, gate_entry: dict | None, image_size: int) -> None:
-    from pneumonia.quiet import quiet_logs
+    from pneumonia.tensorflow_logs import quiet_logs
 
     quiet_logs(False)
     _WORKER.update(gate=load_gate(Path(model_dir), gate_entry) if gate_entry else None, image_size=image_size)

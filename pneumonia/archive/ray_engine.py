@@ -14,16 +14,16 @@ from typing import Iterator
 import numpy as np
 
 from pneumonia.errors import PneumoniaError
-from pneumonia.gate import REFUSED
-from pneumonia.inference import PendingInput, Screening, load_predictor, prepare_input
+from pneumonia.screening.gate import REFUSED
+from pneumonia.screening.predictor import PendingInput, Screening, load_predictor, prepare_input
 
 PENDING = "pending"
 
 
 def _prepare_batch(batch: dict, model_dir: str, use_gate: bool) -> dict:
     """Read and pre-check one batch of paths (a Ray task: no model, no TensorFlow)."""
-    from pneumonia.artifacts import read_metadata
-    from pneumonia.gate import load_gate
+    from pneumonia.io.bundle import read_metadata
+    from pneumonia.screening.gate import load_gate
 
     metadata = read_metadata(Path(model_dir))
     gate = load_gate(Path(model_dir), metadata.get("gate")) if use_gate else None
@@ -45,7 +45,7 @@ class ScoreBatches:
     """An actor holding the loaded model; scores the pending rows of each batch."""
 
     def __init__(self, model_dir: str, use_gate: bool):
-        from pneumonia.quiet import quiet_logs
+        from pneumonia.tensorflow_logs import quiet_logs
 
         quiet_logs(False)
         self.predictor = load_predictor(model_dir, with_gate=use_gate)

@@ -1,7 +1,7 @@
 """Rows written as soon as they are ready, so a crash or a kill loses at most the chunk in flight, and a
 resumed run knows which files are done.
 
-The columns are the app's results table (`pneumonia.screening.results_table`), so the CLI's CSV, its Parquet
+The columns are the app's results table (`pneumonia.reports.tables.results_table`), so the CLI's CSV, its Parquet
 and the app's download read the same way.
 """
 

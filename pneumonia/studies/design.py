@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pneumonia.artifacts import Predictions
+from pneumonia.io.bundle import Predictions
+from pneumonia.studies.reader_mode import reader_order
 from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyReading, StudyStore
-from pneumonia.tally import reader_order
 
 DEFAULT_CASES = 20
 CONFIDENCE_WORDS = {1: "a guess", 2: "unsure", 3: "fairly sure", 4: "sure", 5: "certain"}

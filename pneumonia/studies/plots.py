@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from pneumonia.decision_plots import READER_COLOUR
-from pneumonia.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW
+from pneumonia.reports.decision_plots import READER_COLOUR
+from pneumonia.reports.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW
 from pneumonia.studies.results import OperatingPoint
 from pneumonia.studies.store import AIDED, UNAIDED
 
