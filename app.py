@@ -34,8 +34,8 @@ def model_identity_ui(slot) -> None:
     metadata = predictor.metadata
     slot.caption(
         f"**Device:** {predictor.device}  \n"
-        f"**Model:** v{metadata['package_version']}, created {metadata['created']}  \n"
-        f"**SHA-256:** `{metadata['model_sha256'][:12]}`"
+        f"**Model:** v{metadata.package_version}, created {metadata.created}  \n"
+        f"**SHA-256:** `{metadata.short_sha}`"
     )
 
 

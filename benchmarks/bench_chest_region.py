@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     command = ".venv/bin/python benchmarks/bench_chest_region.py" + (f" --limit {args.limit}" if args.limit else "")
     body = (
         f"Measured {date.today().isoformat()} with `{command}` on {len(rows)} test films, model "
-        f"{predictor.metadata['model_sha256'][:12]} ({predictor.image_size} px), LIME at the app's defaults "
+        f"{predictor.metadata.short_sha} ({predictor.image_size} px), LIME at the app's defaults "
         f"(seed 0). The contact sheet `docs/chest_region/test_contact_sheet.png` (30 films, seeded) is written by "
         f"the same command; {fallbacks} of its 30 films fell back to the centre.\n\n{table(rows)}"
     )

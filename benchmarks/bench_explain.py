@@ -175,7 +175,7 @@ def run_benchmark(predictor, paths: list[Path], lime_seed_images: int) -> tuple[
         top_drop, random_drop = removal_drops(predictor, image, explanations[0], hidden, rng)
         top_drops.append(top_drop)
         random_drops.append(random_drop)
-        if explanations[0].probability >= predictor.threshold:
+        if explanations[0].probability >= predictor.default_threshold.value:
             positive_top.append(top_drop)
             positive_random.append(random_drop)
         cam_seconds.append(timed(grad_cam, predictor, image)[1])
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/bench_explain.py " + " ".join(sys.argv[1:] if argv is None else argv)
     header = (
         f"Measured {date.today().isoformat()} on a 2-core CPU (shared), "
-        f"model {predictor.metadata['model_sha256'][:12]} "
+        f"model {predictor.metadata.short_sha} "
         f"({predictor.image_size} px), with `{command.strip()}`."
     )
     if args.curve:

@@ -41,7 +41,7 @@ def main() -> None:
         keep_large_blocks_out_of_the_heap()
     from pneumonia.explain.maps import LimeSettings, explain_lime, grad_cam
     from pneumonia.explain.readout import lime_stability
-    from pneumonia.reports.pdf import image_report, threshold_provenance
+    from pneumonia.reports.pdf import image_report
     from pneumonia.screening.predictor import load_predictor
 
     predictor = load_predictor(MODELS_DIR)
@@ -50,7 +50,6 @@ def main() -> None:
     gc.freeze()  # as the app does after loading the model
     films = sorted((args.data / "test" / "NORMAL").glob("*.jpeg"))[: args.films // 2]
     films += sorted((args.data / "test" / "PNEUMONIA").glob("*.jpeg"))[: args.films - len(films)]
-    provenance = threshold_provenance(predictor.metadata, predictor.threshold)
 
     def one_film(path: Path) -> None:
         (screening,) = predictor.screen([(path.name, path.read_bytes())], keep_images=True)
@@ -58,7 +57,7 @@ def main() -> None:
             explain_lime(predictor, screening.model_input, LimeSettings())
             grad_cam(predictor, screening.model_input)
             lime_stability(predictor, screening.model_input, LimeSettings())
-            image_report(predictor, screening, predictor.threshold, provenance)
+            image_report(predictor, screening, predictor.default_threshold)
 
     readings = []
     for number, path in enumerate(films, start=1):

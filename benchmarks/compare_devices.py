@@ -56,7 +56,7 @@ def main() -> None:
         cpu = predictor.predict_arrays(load_images([COPIES / name for name in names], predictor.image_size))
         gpu = np.array([on_gpu[name] for name in names])
         labels = np.array([int(Path(name).parts[1] == "PNEUMONIA") for name in names])
-        threshold = float(predictor.metadata["threshold"]["default"])
+        threshold = predictor.default_threshold.value
         largest = float(np.max(np.abs(gpu - cpu)))
         on_each = metrics(labels, gpu, threshold), metrics(labels, cpu, threshold)
         for i, measure in enumerate(on_each[0]):

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pneumonia.decision.metrics import OperatingPoint, operating_points, threshold_metrics  # noqa: E402
-from pneumonia.io.bundle import read_validation_predictions, write_metadata  # noqa: E402
+from pneumonia.io.bundle import read_metadata, read_validation_predictions, write_metadata  # noqa: E402
 from pneumonia.io.dataset import load_images  # noqa: E402
 from pneumonia.screening.predictor import load_predictor  # noqa: E402
 from pneumonia.training.stress import stress_report, stress_shifts  # noqa: E402
@@ -30,7 +30,7 @@ def threshold_rules_under_stress(predictor, images, labels, clean_probabilities)
     rules = (
         operating_points(labels, clean_probabilities, 0.97)
         + operating_points(labels, clean_probabilities, 0.95)[:1]
-        + [OperatingPoint("model", predictor.threshold, predictor.metadata["threshold"]["rule"])]
+        + [OperatingPoint("model", predictor.default_threshold.value, predictor.metadata.threshold_rule)]
     )
     for point in rules:
         clean = threshold_metrics(labels, clean_probabilities, point.threshold)
@@ -55,14 +55,15 @@ def main() -> None:
     predictor = load_predictor(args.model_dir)
     validation = read_validation_predictions(args.model_dir)
     images = load_images([args.data / f for f in validation.files], predictor.image_size)
-    report = stress_report(predictor.predict_arrays, images, validation.labels, predictor.threshold)
+    report = stress_report(predictor.predict_arrays, images, validation.labels, predictor.default_threshold.value)
     print(json.dumps(report, indent=1))
     if args.rules:
         clean = predictor.predict_arrays(images)
         print("\n".join(threshold_rules_under_stress(predictor, images, validation.labels, clean)))
     if args.write:
-        predictor.metadata["metrics"]["validation"]["stress"] = report
-        write_metadata(args.model_dir, predictor.metadata)
+        metadata = read_metadata(args.model_dir)
+        metadata["metrics"]["validation"]["stress"] = report
+        write_metadata(args.model_dir, metadata)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -15,7 +16,8 @@ from pneumonia.config import MODELS_DIR, TrainConfig
 from pneumonia.errors import PneumoniaError
 
 EXIT_USER_ERROR = 2
-"""A usage error, a missing model, or no input could be scored."""
+"""A usage error, a missing or damaged model folder, an output that cannot be written or already exists (without
+--resume), a malformed CSV, or no input could be scored: one `error:` line on stderr, never a traceback."""
 EXIT_SOME_REFUSED = 3
 """predict: some inputs were refused (their rows say why) and the rest were scored; every row was written."""
 EXIT_INTERRUPTED = 130
@@ -188,7 +190,7 @@ def _train(args) -> int:
     config = config_from_overrides(config, args.set)
     if config.epochs < 1 or config.image_size < 32:
         raise PneumoniaError("epochs must be at least 1 and the image size at least 32.")
-    train(args.data, args.out, config, resume=args.resume)
+    train(args.data, args.out, config, resume=args.resume, command=args.command_line)
     return 0
 
 
@@ -210,12 +212,15 @@ def _evaluate(args) -> int:
 def _inputs_model_and_threshold(args):
     """What predict and report share: the input files, the loaded model, and the threshold to apply."""
     from pneumonia.screening.predictor import expand_inputs, load_predictor
+    from pneumonia.threshold import Threshold
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
     files = expand_inputs(args.inputs)
     predictor = load_predictor(args.model_dir)
-    return files, predictor, predictor.threshold if args.threshold is None else args.threshold
+    if args.threshold is None:
+        return files, predictor, predictor.default_threshold
+    return files, predictor, Threshold.by_hand(args.threshold, "set with --threshold")
 
 
 @contextlib.contextmanager
@@ -236,7 +241,7 @@ def _first_ctrl_c_finishes_the_chunk():
         signal.signal(signal.SIGINT, previous)
 
 
-def _write_chunk(chunk, threshold: float, writers, counts: dict, bar, quiet: bool) -> None:
+def _write_chunk(chunk, threshold, writers, counts: dict, bar, quiet: bool) -> None:
     from pneumonia.formatting import format_probability
     from pneumonia.reports.tables import results_table
     from pneumonia.screening.gate import CAUTION
@@ -252,7 +257,7 @@ def _write_chunk(chunk, threshold: float, writers, counts: dict, bar, quiet: boo
             bar.write(f"not scored  {r.name}: {r.reason}", file=sys.stderr)
         else:
             note = f"  [{r.status}: {r.reason}]" if r.status == CAUTION else ""
-            bar.write(f"{format_probability(r.probability):>7}  {r.label(threshold):<9}  {r.name}{note}",
+            bar.write(f"{format_probability(r.probability, threshold):>7}  {r.label(threshold):<9}  {r.name}{note}",
                       file=sys.stdout)
     bar.update(len(chunk))
 
@@ -264,7 +269,6 @@ def _predict(args) -> int:
     from tqdm import tqdm
 
     from pneumonia.archive.writers import CsvRows, ParquetParts
-    from pneumonia.formatting import format_threshold
     from pneumonia.screening.gate import CAUTION, OK, REFUSED
     from pneumonia.screening.predictor import UNCHECKED
 
@@ -317,7 +321,7 @@ def _predict(args) -> int:
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != UNCHECKED)
         skipped = f"; {len(done)} already done (--resume)" if done else ""
         rate = f" in {seconds:.1f} s ({len(remaining) / seconds:.0f} films/s)" if remaining and seconds > 0 else ""
-        print(f"{summary}{skipped}{rate}; threshold {format_threshold(threshold)}; device {predictor.device}",
+        print(f"{summary}{skipped}{rate}; threshold {threshold.text}; device {predictor.device}",
               file=sys.stderr)
     if remaining and not counts[OK] + counts[CAUTION] + counts[UNCHECKED]:
         raise PneumoniaError("none of the images could be scored.")
@@ -325,29 +329,27 @@ def _predict(args) -> int:
 
 
 def _report(args) -> int:
-    from pneumonia.formatting import format_threshold
-    from pneumonia.reports.pdf import image_report, report_file_names, threshold_provenance
+    from pneumonia.reports.pdf import image_report, report_file_names
     from pneumonia.screening.gate import REFUSED
 
     files, predictor, threshold = _inputs_model_and_threshold(args)
-    provenance = threshold_provenance(predictor.metadata, threshold, by_hand="set with --threshold")
     args.out.mkdir(parents=True, exist_ok=True)
     results = predictor.screen(((str(path), path) for path in files), keep_images=True)
     for result, name in zip(results, report_file_names(files)):
         target = args.out / name
-        target.write_bytes(image_report(predictor, result, threshold, provenance))
+        target.write_bytes(image_report(predictor, result, threshold))
         outcome = "not scored" if result.probability is None else result.label(threshold)
         print(f"{target}  ({result.status}, {outcome})  {result.name}")
     refused = sum(r.status == REFUSED for r in results)
     print(f"{len(results)} reports in {args.out}: {len(results) - refused} scored, {refused} refused; "
-          f"threshold {format_threshold(threshold)}", file=sys.stderr)
+          f"threshold {threshold.text}", file=sys.stderr)
     return 0
 
 
 def _calibrate(args) -> int:
     from pneumonia.training.train import recalibrate
 
-    recalibrate(args.data, args.model_dir)
+    recalibrate(args.data, args.model_dir, command=args.command_line)
     return 0
 
 
@@ -375,11 +377,11 @@ def _fit_gate(args) -> int:
 
 
 def _card(args) -> int:
-    from pneumonia.io.bundle import read_metadata
+    from pneumonia.io.bundle import read_model_metadata
     from pneumonia.reports.model_card import model_card, replace_results
 
-    metadata = read_metadata(args.model_dir)
-    if "test" not in metadata["metrics"]:
+    metadata = read_model_metadata(args.model_dir)
+    if metadata.test_metrics is None:
         raise PneumoniaError(f"{args.model_dir} has no test metrics yet; run `python -m pneumonia evaluate` first.")
     text = model_card(metadata)
     if args.out:
@@ -435,7 +437,9 @@ def _quiet_logs(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.command_line = "python -m pneumonia " + shlex.join(argv)  # recorded in a trained model's metadata
     _quiet_logs(args.verbose)
     handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
                "calibrate": _calibrate, "calibrate-site": _calibrate_site, "fit-gate": _fit_gate, "card": _card,
@@ -444,4 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except PneumoniaError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a path the user named cannot be read or written: their mistake, in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; check the path and its permissions.", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -18,14 +18,35 @@ SCORE_MARGIN = 1e-5
 score when the gap between scores allows it, so a film scored again elsewhere stays on its side."""
 
 
-def format_probability(probability: float) -> str:
+def format_probability(probability: float, threshold=None) -> str:
     """Three decimals, never "1.000" or "0.000": a calibrated score is not certainty, so the extremes read
-    "> 0.999" and "< 0.001"."""
-    if probability > 0.999:
-        return "> 0.999"
-    if probability < 0.001:
-        return "< 0.001"
-    return f"{probability:.3f}"
+    "> 0.999" and "< 0.001". With the `threshold` applied (a number or a `Threshold`), as many more decimals as
+    it takes for the printed score to sit on the same side of the printed threshold as the score itself: a film
+    labelled NORMAL never shows a score that reads as at or above its threshold."""
+    value = getattr(threshold, "value", threshold)
+    for decimals in range(MIN_DECIMALS, MAX_DECIMALS + 1):
+        text = _probability_text(probability, decimals)
+        if value is None or _reads_on_its_side(text, probability >= value, value):
+            return text
+    return repr(float(probability))
+
+
+def _probability_text(probability: float, decimals: int) -> str:
+    step = 10.0**-decimals
+    if probability > 1.0 - step:
+        return f"> {1.0 - step:.{decimals}f}"
+    if probability < step:
+        return f"< {step:.{decimals}f}"
+    return f"{probability:.{decimals}f}"
+
+
+def _reads_on_its_side(text: str, at_or_above: bool, threshold: float) -> bool:
+    """Whether every score the text could stand for is labelled as the score it stands for."""
+    if text.startswith("> "):
+        return at_or_above and float(text[2:]) >= threshold
+    if text.startswith("< "):
+        return not at_or_above and float(text[2:]) <= threshold
+    return (float(text) >= threshold) == at_or_above
 
 
 def format_threshold(threshold: float) -> str:

@@ -8,6 +8,8 @@ Numbers never appear here: the app fills them in from the model's metadata and p
 
 import re
 
+from pneumonia.formatting import format_threshold
+
 SIDEBAR_DISCLAIMER = "Research/teaching demo, **not a medical device**; do not use for diagnosis."
 
 SCREEN_DISCLAIMER = (
@@ -82,9 +84,9 @@ def score_honesty(ece: float) -> str:
             f"hospital's films it was off by about {ece:.2f} on average, so read it as a ranking more than an exact chance.")
 
 
-def about_summary(metadata: dict, counts: dict | None) -> str:
-    """The About page's first lines: what the model is and how it did, in a clinician's words."""
-    training = metadata["training"]
+def about_summary(training, counts: dict | None) -> str:
+    """The About page's first lines: what the model is (from its training record) and how it did, in a
+    clinician's words."""
     lines = [
         "**What it is.** A small neural network that reads one frontal chest X-ray of a child and gives a score "
         f"for pneumonia. It learned from {training['n_fit']:,} films of {training['n_fit_patients']:,} children "
@@ -93,7 +95,7 @@ def about_summary(metadata: dict, counts: dict | None) -> str:
     if counts:
         lines.append(
             f"**How it did on {counts['pneumonias'] + counts['normals']} test films it had never seen.** At its "
-            f"default threshold ({counts['threshold']:.3f}) it caught {counts['caught']} of {counts['pneumonias']} "
+            f"default threshold ({format_threshold(counts['threshold'])}) it caught {counts['caught']} of {counts['pneumonias']} "
             f"pneumonias and cleared {counts['cleared']} of {counts['normals']} healthy children: about "
             f"{round(10 * (counts['normals'] - counts['cleared']) / counts['normals'])} in 10 healthy children "
             "were flagged."

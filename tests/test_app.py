@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.formatting import format_probability, margin_text
+from pneumonia.formatting import format_probability, format_threshold, margin_text
 from pneumonia.reports.tables import (
     class_percentiles,
     displayed_table,
@@ -30,8 +30,8 @@ from pneumonia.reports.tables import (
     results_table,
 )
 from pneumonia.screening.predictor import Predictor, Screening
-from pneumonia.threshold import label_at
-from pneumonia.wording import plain_rule, preset_name
+from pneumonia.threshold import Threshold, label_at
+from pneumonia.wording import preset_name
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 SAMPLES = sorted((APP.parent / "assets" / "samples").glob("*.jpeg"))
@@ -137,12 +137,12 @@ def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, c
     upload(app, ("xray.jpeg", data))
     assert_no_exception(app)
     probability = committed_predictor.predict_bytes(data)
-    threshold = committed_predictor.threshold
-    assert metric(app, "P(pneumonia)").value == format_probability(probability)
+    threshold = committed_predictor.default_threshold
+    assert metric(app, "P(pneumonia)").value == format_probability(probability, threshold)
     shown_label = metric(app, "Label at")
-    assert shown_label.label == f"Label at {threshold:.3f}"
+    assert shown_label.label == f"Label at {threshold.text}"
     assert shown_label.value == label_at(probability, threshold)
-    assert shown_label.proto.delta == margin_text(probability, threshold)
+    assert shown_label.proto.delta == margin_text(probability, threshold.value)
 
     captions = [caption for image in app.image for caption in image.captions]
     assert captions[0] == "xray.jpeg"
@@ -152,19 +152,18 @@ def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, c
     expected = map_agreement(lime_heatmap(explain_lime(committed_predictor, image, LimeSettings())), grad_cam(
         committed_predictor, image))
     assert metric(app, "Agreement").value == f"{expected:.2f}"
-    # The readout: LIME's stability over three seeds and what the agreement means, in sentences.
-    from pneumonia.explain.readout import agreement_sentence, flip_sentence, lime_stability, stability_sentence
+    # The readout is the package's own, sentence for sentence (the PDF prints the same one).
+    from pneumonia.explain.readout import explanation_readout, flip_sentence
 
-    settings = LimeSettings()
-    stability = lime_stability(committed_predictor, image, settings, seeds=(settings.seed, settings.seed + 1,
-                                                                            settings.seed + 2))
+    made = explanation_readout(committed_predictor, image, LimeSettings(), probability, threshold,
+                               committed_predictor.metadata.presets)
     readout = [m.value for m in app.markdown if m.value.startswith("**Explanation readout**")]
-    assert readout == [f"**Explanation readout**\n- {stability_sentence(stability)}\n- {agreement_sentence(expected)}"]
+    assert readout == ["**Explanation readout**\n" + "\n".join(f"- {s}" for s in made.sentences)]
     assert flip_sentence(probability, threshold) in [c.value for c in app.caption]
     assert [b.label for b in app.button if b.label.startswith("Prepare report")] == ["Prepare report (PDF)"]
 
     sidebar = " ".join(c.value for c in app.sidebar.caption)
-    assert committed_predictor.metadata["model_sha256"][:12] in sidebar
+    assert committed_predictor.metadata.short_sha in sidebar
     assert committed_predictor.device in sidebar
     assert "not a medical device" in app.sidebar.warning[0].value
 
@@ -177,7 +176,8 @@ def test_sample_picker_scores_bundled_images(app, committed_predictor):
     table = shown_results(app)
     assert list(table["file"]) == [p.name for p in SAMPLES]
     assert list(table["label"]) == [
-        label_at(committed_predictor.predict_bytes(p.read_bytes()), committed_predictor.threshold) for p in SAMPLES
+        label_at(committed_predictor.predict_bytes(p.read_bytes()), committed_predictor.default_threshold)
+        for p in SAMPLES
     ]
 
 
@@ -284,10 +284,10 @@ def test_moving_the_threshold_relabels_without_running_the_model(app, committed_
         app.slider(key="screen_threshold").set_value(threshold).run()
         assert_no_exception(app)
         shown = metric(app, "Label at")
-        assert shown.label == f"Label at {threshold:.3f}"
+        assert shown.label == f"Label at {format_threshold(threshold)}"  # as applied, every digit
         assert shown.value == label_at(probability, threshold)
         assert shown.proto.delta == margin_text(probability, threshold)
-    assert app.session_state["threshold"] == pytest.approx(threshold)
+    assert app.session_state["threshold"].value == pytest.approx(threshold)
     assert calls == [], "a threshold change re-ran the model (or LIME)"
 
 
@@ -304,7 +304,7 @@ def test_a_report_is_built_once_per_threshold_when_asked_and_served_as_bytes(app
     monkeypatch.setattr(pneumonia.reports.pdf, "image_report",
                         lambda predictor, item, threshold, *rest, **kw: built.append(threshold) or b"%PDF-1.4 fake")
     upload(app, ("xray.jpeg", SAMPLES[0].read_bytes()))
-    default = committed_predictor.threshold
+    default = committed_predictor.default_threshold
     assert report_downloads(app) == [] and built == []  # nothing is built before it is asked for
     app.button(key="prepare_0").click().run()
     assert_no_exception(app)
@@ -315,9 +315,14 @@ def test_a_report_is_built_once_per_threshold_when_asked_and_served_as_bytes(app
     app.slider(key="screen_threshold").set_value(0.25).run()  # another threshold: another report, when asked
     assert report_downloads(app) == [] and built == [default]
     app.button(key="prepare_0").click().run()
-    assert built == [default, 0.25] and len(report_downloads(app)) == 1
-    app.slider(key="screen_threshold").set_value(default).run()  # back: the same bytes, the same file, not rebuilt
-    assert report_downloads(app) == first and built == [default, 0.25]
+    second = report_downloads(app)
+    assert built == [default, Threshold.by_hand(0.25)] and len(second) == 1
+    app.slider(key="screen_threshold").set_value(0.6).run()
+    app.slider(key="screen_threshold").set_value(0.25).run()  # back: the same bytes, the same file, not rebuilt
+    assert report_downloads(app) == second and built == [default, Threshold.by_hand(0.25)]
+    # Slid back onto the default's value, the threshold is one set by hand: its report says so, so it is new.
+    app.slider(key="screen_threshold").set_value(default.value).run()
+    assert report_downloads(app) == [] and built[-1] == Threshold.by_hand(0.25)
 
 
 def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monkeypatch):
@@ -357,7 +362,7 @@ def test_lime_settings_reach_lime_which_reports_progress_and_is_cached(app, monk
 def test_slider_drives_confusion_matrix_and_metrics(app, committed_predictor, test_table):
     open_page(app, "threshold", "Threshold explorer")
     assert_no_exception(app)
-    default = committed_predictor.threshold
+    default = committed_predictor.default_threshold.value
     assert app.slider(key="explorer_threshold").value == pytest.approx(default)
     assert np.array_equal(array(chart(app, "confusion_counts")["data"][0]["z"]), counts_by_hand(test_table, default))
 
@@ -380,18 +385,20 @@ def test_slider_drives_confusion_matrix_and_metrics(app, committed_predictor, te
 
 def test_presets_set_the_slider(app, committed_predictor, test_table):
     open_page(app, "threshold", "Threshold explorer")
-    presets = committed_predictor.metadata["threshold"]["presets"]
-    assert {p["name"] for p in presets} >= {"default", "max_f1", "youden"}
+    presets = committed_predictor.metadata.presets
+    assert {p.name for p in presets} >= {"default", "max_f1", "youden"}
     for preset in reversed(presets):  # end on the default so every click is a change
-        button = app.button(key=f"preset_{preset['name']}")
-        assert button.help == plain_rule(preset)  # plain words on the button; the rule as recorded in the expander
-        assert f"{preset_name(preset['name'])}**: {preset['rule']}" in " ".join(
+        button = app.button(key=f"preset_{preset.name}")
+        assert button.label == f"{preset_name(preset.name)}: {preset.text}"  # the value as applied, e.g. 0.2441
+        assert button.help == preset.plain_rule  # plain words on the button; the rule as recorded in the expander
+        assert f"{preset_name(preset.name)}**: {preset.recorded_rule}" in " ".join(
             c.value for c in next(e for e in app.expander if e.label == "How the presets are computed").caption)
         button.click().run()
         assert_no_exception(app)
-        assert app.slider(key="explorer_threshold").value == pytest.approx(preset["threshold"])
+        assert app.slider(key="explorer_threshold").value == preset.value
+        assert f"Applied: {preset.text}, {preset.provenance}." in [c.value for c in app.caption]
         shown = array(chart(app, "confusion_counts")["data"][0]["z"])
-        assert np.array_equal(shown, counts_by_hand(test_table, preset["threshold"]))
+        assert np.array_equal(shown, counts_by_hand(test_table, preset.value))
 
 
 def test_threshold_is_shared_between_pages(app, committed_predictor):
@@ -415,7 +422,7 @@ def test_model_card_reports_the_metadata(app, committed_predictor):
     open_page(app, "about", "About this model")
     assert_no_exception(app)
     metadata = committed_predictor.metadata
-    test = metadata["metrics"]["test"]
+    test = metadata.test_metrics
     table = app.dataframe[0].value.set_index("metric")
     assert table.loc["ROC AUC", "value"] == pytest.approx(test["auc"])
     low, high = test["intervals_95"]["sensitivity"]
@@ -430,7 +437,7 @@ def test_model_card_reports_the_metadata(app, committed_predictor):
     assert {"history", "reliability"} <= keys
     text = " ".join(m.value for m in app.markdown)
     assert "not a medical device" in text and "10.17632/rscbjbr9sj.2" in text
-    assert f"temperature {metadata['calibration']['temperature']:.2f}" in text
+    assert f"T = {metadata.calibration['temperature']:.3f}" in text  # the model card itself, rendered once
 
 
 # ---------------------------------------------------------------- a broken model

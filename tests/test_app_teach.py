@@ -17,6 +17,7 @@ from streamlit.util import calc_hash
 from pneumonia.config import ASSETS_DIR, MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
 from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.studies.reader_mode import reader_order
+from pneumonia.threshold import Threshold
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 180
@@ -72,7 +73,7 @@ def read(at: AppTest, call: str, confidence: int | None) -> AppTest:
 def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatch, test_table):
     at = open_page("reader", "Reader mode", monkeypatch)
     order = reader_order(test_table["label"].to_numpy(), 0)
-    threshold = at.session_state["threshold"]
+    threshold = at.session_state["threshold"].value
     calls = [("PNEUMONIA", 5), ("NORMAL", 2), ("PNEUMONIA", None), ("NORMAL", 4)]
     for position, (call, confidence) in enumerate(calls):
         assert f"Case {position + 1} of {len(test_table)}" in " ".join(m.value for m in at.markdown)
@@ -107,10 +108,10 @@ def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatc
 def test_reader_tally_counts_each_case_at_the_threshold_it_was_read_at(monkeypatch, test_table):
     at = open_page("reader", "Reader mode", monkeypatch)
     order = reader_order(test_table["label"].to_numpy(), 0)
-    first = at.session_state["threshold"]
+    first = at.session_state["threshold"].value
     read(at, "PNEUMONIA", None)
     at.button(key="reader_next").click().run()
-    at.session_state["threshold"] = 0.25  # as if moved on another page between two readings
+    at.session_state["threshold"] = Threshold.by_hand(0.25)  # as if moved on another page between two readings
     at.run()
     read(at, "NORMAL", None)
     low, high = sorted([first, 0.25])
@@ -120,7 +121,7 @@ def test_reader_tally_counts_each_case_at_the_threshold_it_was_read_at(monkeypat
     called = cases["probability"].to_numpy() >= np.array([first, 0.25])
     truth = cases["label"].to_numpy() == 1
     assert (model_row["TP"], model_row["FP"]) == (int(np.sum(truth & called)), int(np.sum(~truth & called)))
-    at.session_state["threshold"] = 0.5
+    at.session_state["threshold"] = Threshold.by_hand(0.5)
     at.run()
     assert "the current threshold, 0.500, applies to the cases you read from now on" in " ".join(
         c.value for c in at.caption)
@@ -148,7 +149,7 @@ def test_case_gallery_shows_each_cell_sorted_by_score(monkeypatch, test_table):
 def test_natural_frequencies_match_hand_computed_numbers(monkeypatch, test_table):
     at = open_page("threshold", "Threshold explorer", monkeypatch)
     at.radio(key="prevalence_choice").set_value("20%").run()
-    threshold = at.session_state["threshold"]
+    threshold = at.session_state["threshold"].value
     scores, truth = test_table["probability"].to_numpy(), test_table["label"].to_numpy() == 1
     sensitivity = np.mean(scores[truth] >= threshold)
     specificity = np.mean(scores[~truth] < threshold)
@@ -184,7 +185,7 @@ def test_cost_minimising_preset_is_the_brute_force_optimum_on_validation(monkeyp
     scores = validation_table.probability.to_numpy()
     assert np.array_equal(scores >= adopted, scores >= expected)  # the optimum's calls, as a short decimal
     button.click().run()
-    assert at.session_state["threshold"] == adopted  # the number on the button is the number applied
+    assert at.session_state["threshold"].value == adopted  # the number on the button is the number applied
     assert "the fewest expected harms when pneumonia affects 5% of children and a missed pneumonia counts as 20 " \
         "false alarms" in " ".join(c.value for c in at.caption)
     assert "minimises expected cost on validation at prevalence 5% with a missed pneumonia costing 20 false alarms" in \
@@ -210,7 +211,7 @@ def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_
     flagged = int(re.search(r"flags (\d+) of 30 normal films", success.value).group(1))
     assert flagged <= 3  # at most 10% of 30
     assert "1 refused by the input gate, not used" in success.value
-    threshold = at.session_state["threshold"]
+    threshold = at.session_state["threshold"].value
     shown = format_threshold(threshold)
     assert f"threshold {shown}:" in success.value and float(shown) == threshold  # printed as applied
     assert at.button(key="preset_site").label == f"Your site's normal films: {shown}"
@@ -228,31 +229,27 @@ def test_site_calibration_becomes_a_preset_and_keeps_no_films(monkeypatch, test_
 
 
 def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validation_table):
-    """The Screen page hands the session's presets to the PDF: a threshold set from one is not 'set by hand'."""
-    from pneumonia.reports import pdf as pdf_report
-
-    given = []
-    real = pdf_report.threshold_provenance
-
-    def recorded(*args, **kwargs) -> str:
-        given.append(real(*args, **kwargs))
-        return given[-1]
-
-    monkeypatch.setattr(pdf_report, "threshold_provenance", recorded)
+    """A threshold set from a session preset carries its rule to the Screen page, and so to the PDF, which is
+    handed the same `Threshold`: it is not 'set by hand', even after the sliders it came from have moved."""
     sample = ASSETS_DIR / "samples" / "normal_IM-0001-0001.jpeg"
+
+    def applied(at: AppTest) -> str:
+        [caption] = [c.value for c in at.caption if c.value.startswith("Applied: ")]
+        assert caption == f"Applied: {at.session_state['threshold'].text}, {at.session_state['threshold'].provenance}."
+        return caption.split(", ", 1)[1].removesuffix(".")
 
     def screen_report(at: AppTest) -> str:
         at._page_hash = calc_hash("screen")
         at.run()
         at.multiselect(key="samples").set_value([sample.name]).run()
         assert not at.exception, [e.value for e in at.exception]
-        return given[-1]
+        return applied(at)
 
     at = open_page("threshold", "Threshold explorer", monkeypatch)
     at.radio(key="prevalence_choice").set_value("5%")
     at.slider(key="cost_ratio").set_value(20).run()
     at.button(key="preset_cost").click().run()
-    assert brute_force_cost_threshold(validation_table, 0.05, 1.0) != at.session_state["threshold"]
+    assert brute_force_cost_threshold(validation_table, 0.05, 1.0) != at.session_state["threshold"].value
     at.slider(key="cost_ratio").set_value(1).run()  # the ratio moves on; the threshold keeps its rule
     assert screen_report(at) == ("preset \u201cLowest cost\u201d, the fewest expected harms when pneumonia affects 5% "
                                  "of children and a missed pneumonia counts as 20 false alarms")
@@ -267,4 +264,4 @@ def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validat
     assert screen_report(at) == ("preset \u201cYour site's normal films\u201d, flags 0 of 20 of your site's own normal "
                                  "films (0.0%; at most 10% asked)")
     at.slider(key="screen_threshold").set_value(0.5).run()
-    assert given[-1] == "set by hand in the app"
+    assert applied(at) == "set by hand in the app"

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,8 +123,8 @@ def test_predict_writes_status_and_reason_and_leaves_refused_rows_unscored(tiny_
             assert f"not scored  {row['file']}: {row['reason']}" in err
         else:
             assert float(row["probability"]) == pytest.approx(screening.probability, abs=1e-5)
-            assert row["label"] == screening.label(tiny_predictor.threshold)
-        assert float(row["threshold"]) == tiny_predictor.threshold
+            assert row["label"] == screening.label(tiny_predictor.default_threshold)
+        assert float(row["threshold"]) == tiny_predictor.default_threshold.value
     by_name = dict(zip(names, rows))
     assert by_name["corrupt.jpeg"]["status"] == by_name["photo.png"]["status"] == "refused"
     assert by_name["scan_without_extension"]["reason"].startswith("wrong kind of image: DICOM modality CT")
@@ -198,3 +199,58 @@ def test_predict_on_a_dicom_full_of_identifying_data_shows_none_of_it(tiny_predi
     for secret in [*PHI.values(), *PHI_UIDS, PRIVATE_VALUE, "20210314", "004Y"]:
         for where, text in (("stdout", captured.out), ("stderr", captured.err), ("csv", written), ("logs", caplog.text)):
             assert secret not in text, f"{secret!r} leaked to {where}"
+
+
+# ---------------------------------------------------------------- one error path (issue 26 item 6)
+
+
+def _film(tmp_path: Path) -> Path:
+    Image.fromarray(synthetic_xray(1, 3)).save(tmp_path / "film.png")
+    return tmp_path / "film.png"
+
+
+def test_an_existing_csv_is_kept_unless_resume_is_asked_for_like_parquet(tiny_model_dir, tmp_path, capsys):
+    film, out = _film(tmp_path), tmp_path / "rows.csv"
+    out.write_text("earlier results\n")
+    assert main(["predict", str(film), "--csv", str(out), "--model-dir", str(tiny_model_dir)]) == 2
+    assert _error_line(capsys) == f"error: {out} already exists; pass --resume to add to it, or choose another --csv."
+    assert out.read_text() == "earlier results\n"  # not overwritten
+
+
+def test_a_csv_in_a_missing_folder_is_written_there(tiny_model_dir, tmp_path):
+    film, out = _film(tmp_path), tmp_path / "new" / "deeper" / "rows.csv"
+    assert main(["predict", str(film), "--csv", str(out), "--model-dir", str(tiny_model_dir)]) == 0
+    assert out.read_text().splitlines()[0] == "file,status,probability,label,threshold,reason"
+
+
+def test_an_output_that_cannot_be_written_fails_in_one_line(tiny_model_dir, tmp_path, capsys):
+    film = _film(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = main(["predict", str(film), "--csv", str(blocker / "rows.csv"), "--model-dir", str(tiny_model_dir)])
+    assert code == 2
+    line = _error_line(capsys)
+    assert line.startswith("error: ") and str(blocker) in line and "check the path" in line
+
+
+def test_a_damaged_model_folder_fails_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "pneumonia_cnn.json").write_text("{not json")
+    assert main(["predict", str(_film(tmp_path)), "--model-dir", str(folder)]) == 2
+    assert "is not valid JSON" in _error_line(capsys)
+
+
+def test_a_csv_that_is_not_predicts_own_fails_in_one_line_on_resume(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    out.write_bytes(b"\xff\xfe\x00garbage\n")
+    code = main(["predict", str(_film(tmp_path)), "--csv", str(out), "--resume", "--model-dir", str(tiny_model_dir)])
+    assert code == 2
+    assert "is not a CSV written by predict" in _error_line(capsys)
+
+
+def test_card_into_a_readme_without_its_markers_fails_in_one_line(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers here\n")
+    assert main(["card", "--readme", str(readme), "--out", str(tmp_path / "card.md")]) == 2
+    assert "has no results block" in _error_line(capsys)

@@ -246,7 +246,7 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     caption = page.get_by_text("Confusion matrix at", exact=False).first
     caption.wait_for(timeout=UI_TIMEOUT_MS)
     before = caption.inner_text()
-    assert f"at {committed_predictor.threshold:.3f}:" in before
+    assert f"at {committed_predictor.default_threshold.text}:" in before
 
     threshold_slider = page.locator("[data-testid=stSlider]", has_text="Decision threshold on P(pneumonia)")
     slider = threshold_slider.get_by_role("slider")
@@ -264,7 +264,7 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     after = page.get_by_text("Confusion matrix at", exact=False).first.inner_text()
     shown = float(re.search(r"at ([0-9.]+):", after).group(1))
     assert shown == pytest.approx(float(slider.input_value()), abs=1e-3)
-    assert shown < committed_predictor.threshold
+    assert shown < committed_predictor.default_threshold.value
     assert _counts(after) in _counts_near(shown)
     assert _counts(after) != _counts(before)
     _screenshot(page, shots / "threshold.png")

@@ -45,3 +45,36 @@ def test_an_adopted_threshold_keeps_every_count_and_prints_back_to_itself(scores
     adopted = adopt_threshold(threshold, scores)
     assert np.array_equal(scores >= adopted, scores >= threshold)  # every film called as before
     assert float(format_threshold(adopted)) == adopted  # the printed number is the applied one
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(unit, min_size=1, max_size=40), unit)
+def test_labels_at_the_printed_threshold_are_the_labels_at_the_applied_one(scores, threshold):
+    """Issue 26: whatever the threshold (adopted, a site's 0.99963, one typed by hand), a reader who labels the
+    films by the printed number gets exactly the labels the model applied."""
+    scores = np.array(scores)
+    printed = float(format_threshold(threshold))
+    assert np.array_equal(scores >= printed, scores >= threshold)
+
+
+def _reads_as(text: str) -> tuple[str, float]:
+    return (text[0], float(text[2:])) if text[0] in "<>" else ("=", float(text))
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(unit, unit)
+def test_a_printed_score_never_reads_as_on_the_other_side_of_the_printed_threshold(probability, threshold):
+    text, shown_threshold = format_probability(probability, threshold), float(format_threshold(threshold))
+    relation, shown = _reads_as(text)
+    if probability >= threshold:  # labelled PNEUMONIA: the score must read as at or above the threshold
+        assert (relation == ">" and shown >= shown_threshold) or (relation == "=" and shown >= shown_threshold)
+    else:
+        assert (relation == "<" and shown <= shown_threshold) or (relation == "=" and shown < shown_threshold)
+    assert text not in ("1.000", "0.000")
+
+
+def test_a_score_next_to_the_threshold_gets_the_digits_it_needs():
+    assert format_probability(0.9059, 0.906) == "0.9059"  # "0.906" would read as at the threshold: PNEUMONIA
+    assert format_probability(0.9061, 0.906) == "0.906"  # already on its side at three decimals
+    assert format_probability(0.99958, 0.99963) == "0.9996"  # "> 0.999" would read as flagged
+    assert format_probability(0.99958) == "> 0.999"  # with no threshold, three decimals as before

@@ -265,7 +265,7 @@ def test_committed_gate_refuses_at_most_1_percent_of_validation_radiographs(comm
     refused = np.mean([r.status == REFUSED for r in results])
     cautioned = np.mean([r.status == CAUTION for r in results])
     assert refused + cautioned <= 0.01
-    validation = committed_predictor.metadata["gate"]["validation"]
+    validation = committed_predictor.metadata.gate["validation"]
     assert validation["clean"]["n"] == len(files)
     assert abs(refused - validation["clean"]["refused"]) <= 2 / len(files)  # borderline images may tip either way
     assert abs(cautioned - validation["clean"]["cautioned"]) <= 2 / len(files)

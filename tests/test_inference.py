@@ -40,13 +40,13 @@ def test_calibration_and_threshold_come_from_validation_and_its_stress_copies(ti
     labels = np.tile(validation.labels, 7)
     logits = np.asarray(logits_of(predictor.model).predict(pooled, verbose=0)).reshape(-1)
     temperature, bias = fit_calibration(logits, labels)
-    calibration = predictor.metadata["calibration"]
+    calibration = predictor.metadata.calibration
     assert calibration["temperature"] == pytest.approx(temperature, rel=1e-3)
     assert calibration["bias"] == pytest.approx(bias, rel=1e-3, abs=1e-3)
     probabilities = predictor.predict_arrays(pooled)
     positives = probabilities[labels == 1]
-    assert np.mean(positives >= predictor.threshold - 1e-6) >= 0.95
-    assert np.mean(positives >= predictor.threshold + 1e-4) < 0.95 + 1 / positives.size  # the highest such threshold
+    assert np.mean(positives >= predictor.default_threshold.value - 1e-6) >= 0.95
+    assert np.mean(positives >= predictor.default_threshold.value + 1e-4) < 0.95 + 1 / positives.size  # the highest such threshold
 
 
 def test_training_writes_a_complete_bundle(tiny_model_dir):

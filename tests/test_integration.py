@@ -18,8 +18,8 @@ def test_committed_model_reproduces_its_recorded_test_metrics(committed_predicto
     images = load_images([s.path for s in samples], committed_predictor.image_size)
     probabilities = committed_predictor.predict_arrays(images)
     labels = np.array([s.label for s in samples])
-    recorded = committed_predictor.metadata["metrics"]["test"]
-    report = full_report(labels, probabilities, committed_predictor.threshold, np.array([s.subtype for s in samples]))
+    recorded = committed_predictor.metadata.test_metrics
+    report = full_report(labels, probabilities, committed_predictor.default_threshold.value, np.array([s.subtype for s in samples]))
     for name in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "recall_bacteria", "recall_virus"):
         assert report[name] == pytest.approx(recorded[name], abs=2e-3), name
     committed = read_test_predictions(committed_predictor.model_dir)
@@ -31,7 +31,7 @@ def test_committed_model_reproduces_its_recorded_test_metrics(committed_predicto
 def test_committed_validation_split_is_the_seeded_patient_split_and_disjoint_from_training(
     committed_predictor, real_data_dir
 ):
-    config = committed_predictor.metadata["training"]["config"]
+    config = committed_predictor.metadata.training_config
     samples = discover_split(find_split(real_data_dir, "train"))
     fit, val = patient_split(samples, config["validation_fraction"], split_seed(config))
     assert not {s.patient for s in fit} & {s.patient for s in val}

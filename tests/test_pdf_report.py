@@ -22,10 +22,9 @@ from pneumonia.reports.pdf import (
     CREATOR,
     TECHNICAL_HEADING,
     image_report,
-    recorded_rule,
     report_file_names,
-    threshold_provenance,
 )
+from pneumonia.threshold import Threshold, ThresholdSource
 from pneumonia.wording import HELD_OUT_FILMS, STATUS_WORDS
 
 FAST = LimeSettings(num_samples=60, n_segments=12, batch_size=60)
@@ -61,25 +60,24 @@ def screened(tiny_predictor):
 def test_scored_report_carries_every_field(tiny_predictor, screened):
     screening = screened[0]
     metadata = tiny_predictor.metadata
-    threshold = tiny_predictor.threshold
-    provenance = threshold_provenance(metadata, threshold)
-    data = image_report(tiny_predictor, screening, threshold, provenance, FAST, created=CREATED)
+    threshold = tiny_predictor.default_threshold
+    data = image_report(tiny_predictor, screening, threshold, FAST, created=CREATED)
     assert data.startswith(b"%PDF")
     pages, text = pdf_text(data)
     assert pages <= 2
     assert "File: xray.png" in text and "ward7_secret" not in text
     assert f"Input check: {STATUS_WORDS[screening.status]}" in text
     assert flat(screening.reason) in text
-    assert f"P(pneumonia): {format_probability(screening.probability)}" in text
-    assert f"Label: {screening.label(threshold)} at threshold {threshold:.3f}" in text
-    assert flat(f"Threshold {threshold:.3f}: {threshold_provenance(metadata, threshold)}") in text
+    assert f"P(pneumonia): {format_probability(screening.probability, threshold)}" in text
+    assert f"Label: {screening.label(threshold)} at threshold {threshold.text}" in text
+    assert flat(f"Threshold {threshold.text}: {threshold.provenance}") in text
     technical = text.split(TECHNICAL_HEADING)[1]
-    assert flat(f"Threshold rule as recorded: {metadata['threshold']['rule']}, chosen on validation") in technical
+    assert flat(f"Threshold rule as recorded: {metadata.threshold_rule}, chosen on validation") in technical
     assert "LIME:" in text and "Grad-CAM:" in text
     assert "LIME picks" in text and "Labelled " in text
     assert "LIME and Grad-CAM" in text or "Grad-CAM found no evidence" in text
-    assert f"package version {metadata['package_version']}, created {metadata['created']}" in text
-    assert metadata["model_sha256"] in text
+    assert f"package version {metadata.package_version}, created {metadata.created}" in text
+    assert metadata.model_sha256 in text
     assert f"Report created (UTC): {CREATED.isoformat(timespec='seconds')}" in text
     assert "Not a medical device" in text and "not for diagnosis" in text
     assert "Kermany, Zhang, Goldbaum (2018)" in text and "Mendeley Data v2" in text
@@ -91,26 +89,26 @@ def test_scored_report_carries_every_field(tiny_predictor, screened):
 def test_refused_report_is_one_page_without_a_score(tiny_predictor, screened):
     screening = screened[1]
     metadata = tiny_predictor.metadata
-    data = image_report(tiny_predictor, screening, 0.5, "set by hand in the app", FAST, created=CREATED)
+    data = image_report(tiny_predictor, screening, Threshold.by_hand(0.5), FAST, created=CREATED)
     pages, text = pdf_text(data)
     assert pages == 1
     assert "Not scored" in text and flat(screening.reason) in text
     assert "P(pneumonia)" not in text and "Label:" not in text and "Grad-CAM:" not in text
     assert "The image as read" in text
-    assert metadata["model_sha256"] in text and CREATED.isoformat(timespec="seconds") in text
+    assert metadata.model_sha256 in text and CREATED.isoformat(timespec="seconds") in text
     assert "Not a medical device" in text and "doi:10.17632/rscbjbr9sj.2" in text and "CC BY 4.0" in text
 
 
 def test_unreadable_file_says_no_image(tiny_predictor):
     (screening,) = tiny_predictor.screen([("broken.png", b"not an image")], keep_images=True)
-    _, text = pdf_text(image_report(tiny_predictor, screening, 0.5, "x", FAST, created=CREATED))
+    _, text = pdf_text(image_report(tiny_predictor, screening, Threshold.by_hand(0.5), FAST, created=CREATED))
     assert "no image could be read" in text and "Not scored" in text and flat(screening.reason) in text
 
 
 def test_dicom_report_shows_safe_facts_and_no_identifiers(tiny_predictor):
     data = dicom_bytes(twelve_bit(synthetic_xray(1, 9, size=256)), view="LL")
     (screening,) = tiny_predictor.screen([("study.dcm", data)], keep_images=True)
-    report = image_report(tiny_predictor, screening, 0.5, "x", FAST, created=CREATED)
+    report = image_report(tiny_predictor, screening, Threshold.by_hand(0.5), FAST, created=CREATED)
     _, text = pdf_text(report)
     assert "view LL" in text and "age 1–5 years" in text
     for value in PHI.values():
@@ -119,38 +117,53 @@ def test_dicom_report_shows_safe_facts_and_no_identifiers(tiny_predictor):
 
 def test_naive_created_time_is_taken_as_utc_and_default_is_now(tiny_predictor, screened):
     naive = dt.datetime(2026, 3, 4, 5, 6, 7)
-    _, text = pdf_text(image_report(tiny_predictor, screened[1], 0.5, "x", created=naive))
+    _, text = pdf_text(image_report(tiny_predictor, screened[1], Threshold.by_hand(0.5), created=naive))
     assert "2026-03-04T05:06:07+00:00" in text
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    _, text = pdf_text(image_report(tiny_predictor, screened[1], 0.5, "x"))
+    _, text = pdf_text(image_report(tiny_predictor, screened[1], Threshold.by_hand(0.5)))
     stamp = text.split("Report created (UTC): ")[1].split()[0]
     assert before <= dt.datetime.fromisoformat(stamp) <= dt.datetime.now(dt.timezone.utc)
 
 
-def test_threshold_provenance_names_the_default_a_preset_or_hand():
-    metadata = {
-        "threshold": {
-            "default": 0.811070442199707,
-            "rule": "highest threshold with validation sensitivity >= 0.97 (screening: few misses)",
-            "chosen_on": "validation",
-            "presets": [{"name": "max_f1", "threshold": 0.3742328882217407, "rule": "maximises F1 on validation"}],
-        }
-    }
-    assert threshold_provenance(metadata, 0.811070442199707) == (
+METADATA_THRESHOLD = {
+    "default": 0.811070442199707,
+    "rule": "highest threshold with validation sensitivity >= 0.97 (screening: few misses)",
+    "chosen_on": "validation",
+    "presets": [{"name": "default", "threshold": 0.811070442199707,
+                 "rule": "highest threshold with validation sensitivity >= 0.97 (screening: few misses)"},
+                {"name": "max_f1", "threshold": 0.3742328882217407, "rule": "maximises F1 on validation"}],
+}
+
+
+def test_a_threshold_names_the_default_a_preset_or_hand():
+    default = Threshold.model_default(METADATA_THRESHOLD)
+    from_preset, max_f1 = (Threshold.from_preset(p, default_entry=METADATA_THRESHOLD)
+                           for p in METADATA_THRESHOLD["presets"])
+    assert default.provenance == (
         "the model's default, the highest threshold that still catches at least 97 in 100 pneumonias, on "
         f"{HELD_OUT_FILMS}"
     )
-    assert threshold_provenance(metadata, 0.3742328882217407 + 5e-10) == (
+    assert from_preset == default  # the metadata's "default" preset is the model's default, not a second source
+    assert max_f1.provenance == (
         f"preset \u201cBalance PPV and sensitivity\u201d, the best balance of finding pneumonias against flagging "
         f"children who are well, on {HELD_OUT_FILMS}"
     )
-    assert recorded_rule(metadata, 0.811070442199707) == (
+    assert default.recorded_rule == (
         "highest threshold with validation sensitivity >= 0.97 (screening: few misses), chosen on validation"
     )
-    assert recorded_rule(metadata, 0.3742328882217407) == "preset max_f1: maximises F1 on validation"
-    assert recorded_rule(metadata, 0.5) is None
-    assert threshold_provenance(metadata, 0.5) == "set by hand in the app"
-    assert threshold_provenance(metadata, 0.5, by_hand="set with --threshold") == "set with --threshold"
+    assert max_f1.recorded_rule == "preset max_f1: maximises F1 on validation"
+    assert max_f1.value == 0.3742328882217407 and max_f1.text == "0.3742328882217407"  # printed as applied
+    by_hand = Threshold.by_hand(0.5)
+    assert (by_hand.provenance, by_hand.recorded_rule) == ("set by hand in the app", "")
+    assert Threshold.by_hand(0.5, "set with --threshold").provenance == "set with --threshold"
+    # Two thresholds with one value but different sources stay apart: nothing matches floats to find a source.
+    assert Threshold.by_hand(max_f1.value) != max_f1
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), float("inf")])
+def test_a_threshold_outside_0_to_1_is_refused(value):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Threshold.by_hand(value)
 
 
 SITE_PRESET = {"name": "site", "threshold": 0.97, "rule": "site-derived: flags 3 of 30 of the site's normal films",
@@ -159,20 +172,19 @@ COST_PRESET = {"name": "cost", "threshold": 0.42, "rule": "minimises expected co
                "cost_ratio": 20.0}
 
 
-def test_threshold_provenance_names_a_session_presets_rule_with_its_numbers(tiny_predictor, screened):
-    metadata = tiny_predictor.metadata
-    presets = [SITE_PRESET, COST_PRESET]
-    site = ("preset \u201cYour site's normal films\u201d, flags 3 of 30 of your site's own normal films (10.0%; at most "
-            "10% asked)")
-    assert threshold_provenance(metadata, 0.97, presets) == site
-    assert threshold_provenance(metadata, 0.42 + 5e-10, presets) == (
+def test_a_site_or_cost_threshold_names_its_rule_with_its_numbers(tiny_predictor, screened):
+    site = Threshold.from_preset(SITE_PRESET, ThresholdSource.SITE)
+    cost = Threshold.from_preset(COST_PRESET, ThresholdSource.COST)
+    words = ("preset \u201cYour site's normal films\u201d, flags 3 of 30 of your site's own normal films (10.0%; at "
+             "most 10% asked)")
+    assert site.provenance == words
+    assert cost.provenance == (
         "preset \u201cLowest cost\u201d, the fewest expected harms when pneumonia affects 5% of children and a missed "
         "pneumonia counts as 20 false alarms"
     )
-    assert threshold_provenance(metadata, 0.5, presets) == "set by hand in the app"
-    _, text = pdf_text(image_report(tiny_predictor, screened[0], 0.97, threshold_provenance(metadata, 0.97, presets),
-                                    FAST, created=CREATED))
-    assert f"Threshold 0.970: {site}. A score at or above it is labelled PNEUMONIA." in text
+    _, text = pdf_text(image_report(tiny_predictor, screened[0], site, FAST, created=CREATED))
+    assert f"Threshold 0.970: {words}. A score at or above it is labelled PNEUMONIA." in text
+    assert "Threshold rule as recorded: preset site: site-derived: flags 3 of 30" in text
 
 
 def test_report_names_never_clash():
@@ -216,7 +228,7 @@ def test_cli_threshold_by_hand_is_named_so(tiny_predictor, screened, tmp_path, c
             "--model-dir", str(tiny_predictor.model_dir)]
     assert main(args) == 0
     _, text = pdf_text((out / "x.pdf").read_bytes())
-    assert "Threshold 0.123: set with --threshold." in text
+    assert "Threshold 0.123456: set with --threshold." in text  # exactly as applied, never rounded
     assert main([*args[:-4], "--threshold", "2", "--model-dir", str(tiny_predictor.model_dir)]) == 2
     assert "--threshold must lie in [0, 1]" in capsys.readouterr().err
 
@@ -225,15 +237,14 @@ def test_cli_threshold_by_hand_is_named_so(tiny_predictor, screened, tmp_path, c
 def test_report_on_a_committed_sample(committed_predictor):
     path = ASSETS_DIR / "samples" / "bacterial_person100_bacteria_475.jpeg"
     (screening,) = committed_predictor.screen([(str(path), path)], keep_images=True)
-    threshold = committed_predictor.threshold
-    data = image_report(committed_predictor, screening, threshold,
-                        threshold_provenance(committed_predictor.metadata, threshold), created=CREATED)
+    threshold = committed_predictor.default_threshold
+    data = image_report(committed_predictor, screening, threshold, created=CREATED)
     pages, text = pdf_text(data)
     assert pages == 1 and screening.status == "ok"
-    assert f"P(pneumonia): {format_probability(screening.probability)}" in text
-    assert f"Label: PNEUMONIA at threshold {threshold:.3f}" in text
-    rule = committed_predictor.metadata["threshold"]["rule"]
-    assert f"Threshold {threshold:.3f}: the model's default, the highest threshold that still catches at least 95" in text
+    assert f"P(pneumonia): {format_probability(screening.probability, threshold)}" in text
+    assert f"Label: PNEUMONIA at threshold {threshold.text}" in text
+    rule = committed_predictor.metadata.threshold_rule
+    assert f"Threshold {threshold.text}: the model's default, the highest threshold that still catches at least 95" in text
     assert f"Threshold rule as recorded: {rule[:40]}" in text.split(TECHNICAL_HEADING)[1]
-    assert committed_predictor.metadata["model_sha256"] in text
+    assert committed_predictor.metadata.model_sha256 in text
     assert "LIME picks" in text and "The presets label it" in text

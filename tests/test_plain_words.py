@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from pneumonia.config import ASSETS_DIR
-from pneumonia.reports.pdf import TECHNICAL_HEADING, image_report, threshold_provenance
+from pneumonia.reports.pdf import TECHNICAL_HEADING, image_report
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 SAMPLE = ASSETS_DIR / "samples" / "bacterial_person100_bacteria_475.jpeg"
@@ -120,9 +120,7 @@ def test_reader_mode_speaks_plainly_after_a_reveal(monkeypatch):
 
 def test_the_report_is_plain_above_its_technical_section(committed_predictor):
     (screening,) = committed_predictor.screen([(SAMPLE.name, SAMPLE)], keep_images=True)
-    threshold = committed_predictor.threshold
-    report = image_report(committed_predictor, screening, threshold,
-                          threshold_provenance(committed_predictor.metadata, threshold))
+    report = image_report(committed_predictor, screening, committed_predictor.default_threshold)
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(report)).pages)
     plain, heading, technical = " ".join(text.split()).partition(TECHNICAL_HEADING)
     assert heading, "the report has no technical section"

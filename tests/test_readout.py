@@ -22,6 +22,7 @@ from pneumonia.explain.readout import (
     stability_sentence,
     top_k_jaccard,
 )
+from pneumonia.threshold import Threshold
 from pneumonia.wording import preset_name
 
 FAST = LimeSettings(num_samples=80, n_segments=12, batch_size=80, seed=3)
@@ -132,37 +133,47 @@ def test_evidence_sentences_add_the_outside_sentence_only_when_most_evidence_is_
 
 
 def test_flip_sentence_just_above_and_below_the_threshold():
-    assert flip_sentence(0.812, 0.811) == (
+    at = Threshold.by_hand(0.811)
+    assert flip_sentence(0.812, at) == (
         "Labelled PNEUMONIA at the threshold 0.811; "
         "it would be labelled NORMAL at any threshold above its score (0.812)."
     )
-    assert flip_sentence(0.810, 0.811) == (
+    assert flip_sentence(0.810, at) == (
         "Labelled NORMAL at the threshold 0.811; "
         "it would be labelled PNEUMONIA at any threshold at or below its score (0.810)."
     )
-    assert flip_sentence(0.811, 0.811).startswith("Labelled PNEUMONIA")  # at the threshold is PNEUMONIA
-    assert "above its score (> 0.999)" in flip_sentence(0.9995, 0.811)
-    assert "at or below its score (< 0.001)" in flip_sentence(0.0004, 0.811)
+    assert flip_sentence(0.811, at).startswith("Labelled PNEUMONIA")  # at the threshold is PNEUMONIA
+    assert "above its score (> 0.999)" in flip_sentence(0.9995, at)
+    assert "at or below its score (< 0.001)" in flip_sentence(0.0004, at)
+    # A score that rounds onto the threshold is written with the digits that keep it on its side.
+    assert flip_sentence(0.81096, at) == (
+        "Labelled NORMAL at the threshold 0.811; "
+        "it would be labelled PNEUMONIA at any threshold at or below its score (0.81096)."
+    )
+    assert "the threshold 0.2441;" in flip_sentence(0.5, Threshold.by_hand(0.2441))  # never 0.244
 
 
 def test_flip_sentence_names_how_each_preset_labels_the_image():
-    presets = [{"name": "default", "threshold": 0.811, "rule": ""}, {"name": "max_f1", "threshold": 0.374, "rule": ""}]
-    assert flip_sentence(0.5, 0.811, presets).endswith(
-        f"The presets label it PNEUMONIA at {preset_name('max_f1')} (0.374); NORMAL at {preset_name('default')} (0.811)."
+    presets = [Threshold.from_preset({"name": "default", "threshold": 0.811, "rule": ""}),
+               Threshold.from_preset({"name": "max_f1", "threshold": 0.3742, "rule": ""})]
+    at = Threshold.by_hand(0.811)
+    assert flip_sentence(0.5, at, presets).endswith(
+        f"The presets label it PNEUMONIA at {preset_name('max_f1')} (0.3742); NORMAL at {preset_name('default')} "
+        "(0.811)."
     )
-    assert "max_f1" not in flip_sentence(0.5, 0.811, presets)
+    assert "max_f1" not in flip_sentence(0.5, at, presets)
 
 
 def test_readout_reuses_the_settings_seed_explanation(tiny_predictor, tiny_image):
     probability = float(tiny_predictor.predict_arrays(tiny_image[None])[0])
-    readout = explanation_readout(tiny_predictor, tiny_image, FAST, probability, tiny_predictor.threshold)
+    readout = explanation_readout(tiny_predictor, tiny_image, FAST, probability, tiny_predictor.default_threshold)
     assert isinstance(readout, Readout)
     assert np.array_equal(readout.lime.weights, explain_lime(tiny_predictor, tiny_image, FAST).weights)
     assert readout.cam.shape == tiny_image.shape == readout.region.mask.shape
     assert 0.0 <= readout.stability <= 1.0 and -1.0 <= readout.agreement <= 1.0
     assert readout.sentences[:-1] == evidence_sentences(readout.stability, readout.agreement,
                                                         bool(readout.cam.max() > 0), readout.region, readout.outside)
-    assert readout.sentences[-1] == flip_sentence(probability, tiny_predictor.threshold)
+    assert readout.sentences[-1] == flip_sentence(probability, tiny_predictor.default_threshold)
     assert not any(name in sentence for sentence in readout.sentences for name in STATISTICS)
     assert readout.details[:2] == [stability_detail(readout.stability), agreement_detail(readout.agreement)]
     assert readout.details[2] == (f"LIME surrogate fit R² = {readout.lime.score:.2f}; low values mean the linear "
@@ -174,8 +185,22 @@ def test_readout_says_when_grad_cam_rests_on_a_corner(monkeypatch, tiny_predicto
     corner = np.zeros_like(tiny_image)
     corner[:4, :4] = 1.0
     monkeypatch.setattr("pneumonia.explain.maps.grad_cam", lambda predictor, image: corner)
-    readout = explanation_readout(tiny_predictor, tiny_image, FAST, 0.5, 0.5)
+    readout = explanation_readout(tiny_predictor, tiny_image, FAST, 0.5, Threshold.by_hand(0.5))
     assert readout.outside["Grad-CAM"] == 1.0
     methods = ["LIME", "Grad-CAM"] if readout.outside["LIME"] > 0.5 else ["Grad-CAM"]
     assert outside_sentence(methods, readout.region.found_lungs) in readout.sentences
     assert "Grad-CAM 100%" in readout.details[3]
+
+
+def test_readout_runs_lime_only_for_the_seeds_it_was_not_given(monkeypatch, tiny_predictor, tiny_image):
+    """The app shows the settings' seed map first and hands it to the readout: three LIME runs in all, not four."""
+    import pneumonia.explain.maps as maps
+
+    first = explain_lime(tiny_predictor, tiny_image, FAST)
+    seeds = []
+    real = maps.explain_lime
+    monkeypatch.setattr(maps, "explain_lime", lambda p, image, settings, **kw: seeds.append(settings.seed)
+                        or real(p, image, settings, **kw))
+    readout = explanation_readout(tiny_predictor, tiny_image, FAST, 0.5, Threshold.by_hand(0.5), explanations=[first])
+    assert seeds == [FAST.seed + 1, FAST.seed + 2]
+    assert readout.lime is first

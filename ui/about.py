@@ -19,6 +19,7 @@ from pneumonia.config import (
 )
 from pneumonia.decision.metrics import confusion_at, reliability_curve
 from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.io.bundle import ModelMetadata
 from pneumonia.reports import plots
 from pneumonia.reports.model_card import METRIC_LABELS, gate_section, recalibration_text
 from pneumonia.reports.tables import metrics_table
@@ -41,10 +42,10 @@ def about_page() -> None:
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     validation_path = directory / VALIDATION_PREDICTIONS_FILENAME
     validation = load_predictions(str(validation_path), file_stamp(validation_path)) if validation_path.is_file() else None
-    test_report = metadata["metrics"].get("test")
-    training = metadata["training"]
+    test_report = metadata.test_metrics
+    training = metadata.training
 
-    st.markdown(wording.about_summary(metadata, _test_counts(test, metadata["threshold"]["default"])))
+    st.markdown(wording.about_summary(training, _test_counts(test, metadata.default_threshold.value)))
     st.header("Data")
     st.markdown(wording.DATA)
     counts = {
@@ -57,11 +58,10 @@ def about_page() -> None:
     st.table(pd.DataFrame({"split": list(counts), "size": list(counts.values())}))
 
     st.header("Model")
-    default = {"name": "default", "rule": metadata["threshold"]["rule"]}
     st.markdown(
-        f"**Input.** One frontal chest film, read as grey levels at {metadata['input']['size']}x"
-        f"{metadata['input']['size']} pixels.\n\n"
-        f"**Default threshold.** {format_threshold(metadata['threshold']['default'])}: {wording.plain_rule(default)}."
+        f"**Input.** One frontal chest film, read as grey levels at {metadata.input_size}x"
+        f"{metadata.input_size} pixels.\n\n"
+        f"**Default threshold.** {metadata.default_threshold.text}: {metadata.default_threshold.plain_rule}."
     )
     if test_report:
         st.markdown(f"**The score.** {wording.score_honesty(test_report['ece'])}")
@@ -107,32 +107,23 @@ def _test_counts(test, threshold: float) -> dict | None:
             "normals": int(tn + fp)}
 
 
-def model_details_ui(metadata: dict, directory: Path, test, validation) -> None:
-    """Architecture, training, the threshold's rule and calibration, with their statistics' names."""
-    training = metadata["training"]
-    st.markdown(
-        f"**Architecture.** {metadata['architecture']}.\n\n"
-        f"**Input.** {metadata['input']['preprocessing']}.\n\n"
-        f"**Training.** {training['epochs_run']} epochs run, best epoch {training['best_epoch']} "
-        f"({training['checkpoint_rule']}), {training['seconds'] / 60:.1f} minutes on {training['backend']}.\n\n"
-        f"**Default threshold.** {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']} "
-        f"(chosen on {metadata['threshold']['chosen_on']}). {recalibration_text(metadata)}"
-    )
+def model_details_ui(metadata: ModelMetadata, directory: Path, test, validation) -> None:
+    """The model card itself (the same text `python -m pneumonia card` prints), with the training curves and the
+    reliability diagram it cannot draw."""
+    import re
+
+    from pneumonia.reports.model_card import model_card
+
+    if metadata.test_metrics is not None:
+        # One heading level under the page's own: the card's title becomes a subheading inside the expander.
+        st.markdown(re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", model_card(metadata), flags=re.M))
+    else:
+        st.markdown(f"**Architecture.** {metadata.architecture}.\n\n{recalibration_text(metadata)}")
     history_path = directory / HISTORY_FILENAME
     if history_path.is_file():
         history = load_history(str(history_path), file_stamp(history_path))
-        st.plotly_chart(plots.training_curves(history, training["best_epoch"]), width="stretch", key="history")
-    calibration = metadata["calibration"]
-    validation_metrics = metadata["metrics"]["validation"]
-    test_report = metadata["metrics"].get("test")
-    ece_line = (
-        f"validation ECE {validation_metrics['ece_before_calibration']:.3f} before and "
-        f"{validation_metrics['ece']:.3f} after"
-    )
-    if test_report:
-        ece_line += f"; test ECE {test_report['ece']:.3f}"
-    st.markdown(f"**Calibration.** {calibration['method']}; temperature {calibration['temperature']:.2f}, "
-                f"bias {calibration.get('bias', 0.0):+.2f}; {ece_line}.")
+        st.plotly_chart(plots.training_curves(history, metadata.training["best_epoch"]), width="stretch",
+                        key="history")
     curves = {
         name: reliability_curve(split.labels, split.probabilities)
         for name, split in (("validation", validation), ("test", test))

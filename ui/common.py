@@ -8,6 +8,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,10 @@ import streamlit as st
 from pneumonia import wording
 from pneumonia.config import EVALUATE_COMMAND, METADATA_FILENAME, MODELS_DIR
 from pneumonia.errors import PneumoniaError
-from pneumonia.formatting import format_threshold
-from pneumonia.io.bundle import Predictions, read_predictions
+from pneumonia.io.bundle import ModelMetadata, Predictions, read_predictions
 from pneumonia.screening.predictor import Predictor, load_predictor
 from pneumonia.screening.serving import INTERACTIVE, FairSlots
+from pneumonia.threshold import Threshold
 
 MODEL_DIR_ENV = "PNEUMONIA_MODEL_DIR"
 FIRST_PAGE_DRAWN = threading.Event()
@@ -136,14 +137,14 @@ _LOADED: set[tuple[str, int]] = set()
 """Model versions loaded once: no spinner (which sends the browser a message on every run) once it is there."""
 
 
-@st.cache_data(show_spinner=False, max_entries=2)
-def _checked_metadata(directory: str, stamp: int) -> dict:
+@st.cache_resource(show_spinner=False, max_entries=2)  # read-only mappings: shared, not copied by pickling
+def _checked_metadata(directory: str, stamp: int) -> ModelMetadata:
     from pneumonia.screening.predictor import check_model_files
 
     return check_model_files(directory)
 
 
-def model_files_or_stop() -> dict:
+def model_files_or_stop() -> ModelMetadata:
     """The model's metadata after the cheap file and hash checks, or a one-line error naming the fix. Pages
     call this first, so a broken model is reported at once, before any widget that could not work."""
     directory = model_dir()
@@ -163,7 +164,7 @@ def predictor_or_stop() -> Predictor:
     except PneumoniaError as exc:
         st.error(f"The model could not be loaded: {exc}", icon=":material/error:")
         st.stop()
-    st.session_state.setdefault(THRESHOLD, predictor.threshold)
+    st.session_state.setdefault(THRESHOLD, predictor.default_threshold)
     return predictor
 
 
@@ -255,45 +256,58 @@ def kept(key: str, default) -> dict:
     return {"key": key, "on_change": _store, "args": (key,)}
 
 
+def current_threshold() -> Threshold:
+    """The one threshold every page applies: a `Threshold`, so its source travels with its value."""
+    return st.session_state[THRESHOLD]
+
+
 def _copy_to_shared(widget_key: str) -> None:
-    st.session_state[THRESHOLD] = st.session_state[widget_key]
+    """A slider move sets a threshold by hand, unless it lands on the value already applied."""
+    value = float(st.session_state[widget_key])
+    if value != current_threshold().value:
+        st.session_state[THRESHOLD] = Threshold.by_hand(value)
 
 
-def _set_shared(value: float) -> None:
-    st.session_state[THRESHOLD] = value
+def _set_shared(threshold: Threshold) -> None:
+    st.session_state[THRESHOLD] = threshold
 
 
-def threshold_ui(widget_key: str) -> float:
+def threshold_ui(widget_key: str) -> Threshold:
     """A slider bound to the shared threshold. Each page has its own widget key (Streamlit drops the state
-    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change."""
-    _set_widget(widget_key, st.session_state[THRESHOLD])
+    of widgets not drawn on a page), synced to the one THRESHOLD key before drawing and on every change. The
+    slider writes the value with as many decimals as the project's formatter does, so it shows what is applied."""
+    threshold = current_threshold()
+    _set_widget(widget_key, threshold.value)
+    decimals = len(threshold.text.partition(".")[2])
     st.slider(
         "Decision threshold on P(pneumonia)",
         min_value=0.0,
         max_value=1.0,
         step=0.001,
-        format="%.3f",
+        format=f"%.{decimals}f",
         key=widget_key,
         on_change=_copy_to_shared,
         args=(widget_key,),
         help=wording.THRESHOLD_HELP,
     )
-    return float(st.session_state[THRESHOLD])
+    threshold = current_threshold()
+    st.caption(f"Applied: {threshold.text}, {threshold.provenance}.")
+    return threshold
 
 
-def presets_ui(presets: list[dict]) -> None:
-    """One button per validation-chosen threshold; clicking sets the shared threshold (and so the slider).
-    The buttons wrap on a narrow screen, and each rule is written out below them."""
+def presets_ui(presets: Sequence[Threshold]) -> None:
+    """One button per named threshold; clicking sets the shared threshold (and so the slider). The buttons wrap
+    on a narrow screen, and each rule is written out below them."""
     with st.container(horizontal=True, gap="small"):
         for preset in presets:
             st.button(
-                f"{wording.preset_name(preset['name'])}: {format_threshold(preset['threshold'])}",
-                key=f"preset_{preset['name']}",
-                help=wording.plain_rule(preset),
+                f"{wording.preset_name(preset.name)}: {preset.text}",
+                key=f"preset_{preset.name}",
+                help=preset.plain_rule,
                 on_click=_set_shared,
-                args=(float(preset["threshold"]),),
+                args=(preset,),
                 width="content",
             )
-    st.caption("  \n".join(f"**{wording.preset_name(p['name'])}**: {wording.plain_rule(p)}" for p in presets))
+    st.caption("  \n".join(f"**{wording.preset_name(p.name)}**: {p.plain_rule}" for p in presets))
     with st.expander("How the presets are computed"):
-        st.caption("  \n".join(f"**{wording.preset_name(p['name'])}**: {p['rule']}" for p in presets))
+        st.caption("  \n".join(f"**{wording.preset_name(p.name)}**: {p.recorded_rule}" for p in presets))

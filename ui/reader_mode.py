@@ -21,7 +21,7 @@ from pneumonia.screening.predictor import Predictor
 from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
 from pneumonia.threshold import label_at
 from ui.common import (
-    THRESHOLD,
+    current_threshold,
     grad_cam_map,
     lime_explanation,
     page_header_ui,
@@ -114,7 +114,7 @@ def reveal_ui(predictor: Predictor, reading: Reading, image: np.ndarray) -> None
         f"{format_probability(reading.model_probability)}: {mark(CLASS_NAMES.index(model_label) == reading.truth)}\n"
         f"- **Truth**: {truth}"
     )
-    sha = predictor.metadata["model_sha256"]
+    sha = predictor.metadata.model_sha256
     digest = f"thumbnail:{reading.file}"
     settings = LimeSettings()
     lime_column, cam_column = st.columns(2)
@@ -185,7 +185,7 @@ def reader_page() -> None:
     if test is None:
         return
     state = reader_session(test)
-    threshold = float(st.session_state[THRESHOLD])
+    threshold = current_threshold().value
     restart_ui(state, test)
     if state.position >= len(state.order):
         st.success("You have read every test case. Restart with a new seed to go again.")

@@ -179,7 +179,7 @@ def maps_ui(file: str) -> None:
 
     predictor = predictor_or_stop()
     image = predictor.decode(thumbnail_path(file))
-    sha, digest = predictor.metadata["model_sha256"], f"thumbnail:{file}"  # reader mode's cache key for the image
+    sha, digest = predictor.metadata.model_sha256, f"thumbnail:{file}"  # reader mode's cache key for the image
     lime_column, cam_column = st.columns(2)
     with lime_column:
         explanation = lime_explanation(predictor, sha, digest, LimeSettings(), image)
@@ -266,7 +266,7 @@ def create_ui(store: StudyStore) -> None:
             try:
                 study, teacher_code = store.create_study(
                     name, draw_cases(test, int(count), int(seed)), aided=aided, seed=int(seed),
-                    threshold=float(metadata["threshold"]["default"]),
+                    threshold=metadata.default_threshold.value,
                 )
             except StudyError as exc:
                 st.error(str(exc))

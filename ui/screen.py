@@ -9,15 +9,7 @@ import streamlit as st
 
 from pneumonia import wording
 from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
-from pneumonia.explain.readout import (
-    agreement_detail,
-    evidence_sentences,
-    fit_detail,
-    flip_sentence,
-    outside_shares,
-    region_detail,
-    stability_detail,
-)
+from pneumonia.explain.readout import flip_sentence
 from pneumonia.formatting import format_probability, margin_text
 from pneumonia.io.bundle import Predictions
 from pneumonia.reports import plots
@@ -35,10 +27,11 @@ from pneumonia.reports.tables import (
 from pneumonia.screening.gate import CAUTION, OK, REFUSED
 from pneumonia.screening.predictor import Predictor, Screening
 from pneumonia.screening.serving import BACKGROUND, SCORE
-from pneumonia.threshold import label_at
+from pneumonia.threshold import Threshold
 from ui.common import (
     EXPLANATION_TTL_S,
     KEPT,
+    current_threshold,
     grad_cam_map,
     kept,
     lime_explanation,
@@ -76,7 +69,7 @@ def screenings(predictor: Predictor, uploads: list[Upload]) -> list[Screening]:
     """One screening per upload, kept in the session for as long as the upload is, so a widget move never
     re-runs the model, and the images go when the session does. (A server-wide cache kept 512 of them,
     each with its 512-px image, long after their sessions had ended.)"""
-    sha = predictor.metadata["model_sha256"]
+    sha = predictor.metadata.model_sha256
     keys = [(sha, upload.digest, upload.name) for upload in uploads]
     kept = st.session_state.setdefault(SCREENED, {})
     for key, upload in zip(keys, uploads):
@@ -134,29 +127,31 @@ def lime_settings_ui():
 
 
 @st.cache_data(show_spinner=False, max_entries=64, ttl=EXPLANATION_TTL_S)
-def lime_stability_of(_predictor: Predictor, model_sha: str, digest: str, settings, _image) -> float:
-    """Top-5 Jaccard of LIME over the settings' seed and the next two, keyed like the explanation itself."""
-    from pneumonia.explain.readout import lime_stability
+def further_lime_runs(_predictor: Predictor, model_sha: str, digest: str, settings, _image) -> list:
+    """LIME at the two seeds after the settings' own (which the map shows), for the readout's stability; keyed
+    like the explanation itself, and asked for at background priority so no one's score waits for them."""
+    import dataclasses
 
-    seeds = (settings.seed, settings.seed + 1, settings.seed + 2)
+    from pneumonia.explain.maps import explain_lime
+    from pneumonia.explain.readout import STABILITY_SEEDS
+
     with queued("LIME's rerun", priority=BACKGROUND):
-        return lime_stability(_predictor, _image, settings, seeds=seeds)
+        return [explain_lime(_predictor, _image, dataclasses.replace(settings, seed=settings.seed + offset))
+                for offset in range(1, STABILITY_SEEDS)]
 
 
 # ---------------------------------------------------------------- page parts
 
 
-def report_button_ui(predictor: Predictor, digest: str, item: Screening, position: int, threshold: float) -> None:
+def report_button_ui(predictor: Predictor, digest: str, item: Screening, position: int, threshold: Threshold) -> None:
     """A PDF of this card at this threshold, in memory only. It takes seconds (LIME over three seeds and
     Grad-CAM), so it is built when asked for, then offered as bytes, kept in the session. A download
     button built on click instead (deferred data) gets a new file id on every rerun and the old one is dropped
     when the rerun ends, so a click that raced a threshold move gave no download; bytes keep their file
     for one more rerun."""
-    from pneumonia.reports.pdf import image_report, threshold_provenance  # imports Keras: not before it is needed
-    from ui.threshold import session_presets
+    from pneumonia.reports.pdf import image_report  # imports Keras: not before it is needed
 
-    provenance = threshold_provenance(predictor.metadata, threshold, session_presets())
-    key = (predictor.metadata["model_sha256"], digest, item.name, threshold, provenance)
+    key = (predictor.metadata.model_sha256, digest, item.name, threshold)
     reports = st.session_state.setdefault(REPORTS, {})
     slot = st.empty()
     if key not in reports:
@@ -164,7 +159,7 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
                            help=REPORT_HELP):
             return
         with queued("Report"), st.spinner("Building the report: LIME over three seeds and Grad-CAM…"):
-            reports[key] = image_report(predictor, item, threshold, provenance)
+            reports[key] = image_report(predictor, item, threshold)
         while len(reports) > REPORTS_KEPT:
             del reports[next(iter(reports))]
     slot.download_button(
@@ -178,15 +173,13 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
     )
 
 
-def all_reports_ui(predictor: Predictor, uploads: list[Upload], results: list[Screening], threshold: float) -> None:
+def all_reports_ui(predictor: Predictor, uploads: list[Upload], results: list[Screening], threshold: Threshold) -> None:
     """Every card's PDF in one ZIP, in memory, so a batch of 23 films needs one click, not 23. Built when asked
     for (seconds per film), reusing any PDF a card already prepared at this threshold."""
-    from pneumonia.reports.pdf import image_report, reports_zip, threshold_provenance
-    from ui.threshold import session_presets
+    from pneumonia.reports.pdf import image_report, reports_zip
 
-    provenance = threshold_provenance(predictor.metadata, threshold, session_presets())
-    sha = predictor.metadata["model_sha256"]
-    key = (sha, tuple(u.digest for u in uploads), threshold, provenance)
+    sha = predictor.metadata.model_sha256
+    key = (sha, tuple(u.digest for u in uploads), threshold)
     slot = st.empty()
     if st.session_state.get(ALL_REPORTS, (None,))[0] != key:
         if not slot.button(f"Prepare all {len(results)} reports (ZIP)", key="prepare_all_reports",
@@ -196,8 +189,8 @@ def all_reports_ui(predictor: Predictor, uploads: list[Upload], results: list[Sc
         pdfs = []
         with queued("Reports"), st.spinner(f"Building {len(results)} reports…"):
             for upload, item in zip(uploads, results):
-                card_key = (sha, upload.digest, item.name, threshold, provenance)
-                pdfs.append(reports.get(card_key) or image_report(predictor, item, threshold, provenance))
+                card_key = (sha, upload.digest, item.name, threshold)
+                pdfs.append(reports.get(card_key) or image_report(predictor, item, threshold))
         st.session_state[ALL_REPORTS] = (key, reports_zip([item.name for item in results], pdfs))
     slot.download_button("Download all reports (ZIP)", data=st.session_state[ALL_REPORTS][1],
                          file_name="pneumonia_reports.zip", mime="application/zip", on_click="ignore",
@@ -209,7 +202,7 @@ def result_card_ui(
     upload: Upload,
     item: Screening,
     position: int,
-    threshold: float,
+    threshold: Threshold,
     test: Predictions | None,
     ece: float | None,
 ) -> None:
@@ -234,12 +227,11 @@ def result_card_ui(
             if item.probability is None:
                 return
             p = item.probability
-            st.metric("P(pneumonia)", format_probability(p))
+            st.metric("P(pneumonia)", format_probability(p, threshold))
             if ece is not None:
                 st.caption(wording.score_honesty(ece))
-            st.metric(
-                f"Label at {threshold:.3f}", label_at(p, threshold), delta=margin_text(p, threshold), delta_color="off"
-            )
+            st.metric(f"Label at {threshold.text}", threshold.label(p), delta=margin_text(p, threshold.value),
+                      delta_color="off")
             st.caption(flip_sentence(p, threshold))
             if test is not None:
                 st.caption(percentile_text(class_percentiles(p, test.labels, test.probabilities)))
@@ -254,7 +246,7 @@ def result_card_ui(
                                "bins of score, averaged with each bin weighted by its films.")
                 if where.open:
                     st.plotly_chart(
-                        plots.score_histogram(test.labels, test.probabilities, p, threshold),
+                        plots.score_histogram(test.labels, test.probabilities, p, threshold.value),
                         width="stretch",
                         key=f"histogram_{position}",
                     )
@@ -281,11 +273,12 @@ def results_ui(
         result_card_ui(predictor, upload, item, position, threshold, test, ece)
 
 
-def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]]) -> None:
+def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]], threshold: Threshold) -> None:
     """LIME and Grad-CAM for one chosen image, both cached, so threshold moves never recompute them. The readout
     is in plain words; the statistics behind it sit in an expander for those who want them."""
     from pneumonia.explain.chest_region import chest_region, outlined
-    from pneumonia.explain.maps import heatmap_overlay, lime_heatmap, lime_overlay, map_agreement
+    from pneumonia.explain.maps import heatmap_overlay, lime_overlay
+    from pneumonia.explain.readout import explanation_readout
 
     st.subheader("Why this score? LIME and Grad-CAM")
     st.caption(wording.EXPLAIN_INTRO)
@@ -298,7 +291,7 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
     upload, item = scored[names.index(chosen)]
     settings, top_k = lime_settings_ui()
     image = item.model_input
-    sha = predictor.metadata["model_sha256"]
+    sha = predictor.metadata.model_sha256
     region = chest_region(image)
     lime_column, cam_column = st.columns(2)
     with lime_column:
@@ -314,17 +307,15 @@ def explanation_ui(predictor: Predictor, scored: list[tuple[Upload, Screening]])
         st.image(outlined(heatmap_overlay(image, cam), region.mask),
                  caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
     st.caption(wording.CHEST_OUTLINE if region.found_lungs else wording.CHEST_OUTLINE_FALLBACK)
-    lime_map = lime_heatmap(explanation)
-    agreement = map_agreement(lime_map, cam)
-    outside = outside_shares(region, lime_map, cam)
     with st.spinner("Rerunning LIME twice to see how steady its map is…"):
-        stability = lime_stability_of(predictor, sha, upload.digest, settings, image)
-    sentences = evidence_sentences(stability, agreement, bool(cam.max() > 0), region, outside)
-    st.markdown("**Explanation readout**\n" + "\n".join(f"- {sentence}" for sentence in sentences))
+        further = further_lime_runs(predictor, sha, upload.digest, settings, image)
+    readout = explanation_readout(predictor, image, settings, item.probability, threshold, predictor.metadata.presets,
+                                  explanations=[explanation, *further], cam=cam)
+    st.markdown("**Explanation readout**\n" + "\n".join(f"- {sentence}" for sentence in readout.sentences))
     with st.expander("How this is computed"):
-        st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{agreement:.2f}", help=wording.AGREEMENT_HELP)
-        for detail in (stability_detail(stability), agreement_detail(agreement), fit_detail(explanation.score),
-                       region_detail(region, outside)):
+        st.metric("Agreement of LIME and Grad-CAM (Spearman)", f"{readout.agreement:.2f}",
+                  help=wording.AGREEMENT_HELP)
+        for detail in readout.details:
             st.caption(detail)
 
 
@@ -340,9 +331,9 @@ def screen_page() -> None:
         st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
         return
     results = screenings(predictor, uploads)
-    test_report = predictor.metadata["metrics"].get("test")
+    test_report = predictor.metadata.test_metrics
     ece = test_report["ece"] if test_report else None
     results_ui(predictor, uploads, results, split_predictions(TEST_PREDICTIONS_FILENAME), ece)
     scored = [(upload, item) for upload, item in zip(uploads, results) if item.probability is not None]
     if scored:
-        explanation_ui(predictor, scored)
+        explanation_ui(predictor, scored, current_threshold())

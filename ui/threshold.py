@@ -17,10 +17,11 @@ from pneumonia.decision.costs import (
 )
 from pneumonia.decision.metrics import cell_indices, confusion_at, threshold_metrics
 from pneumonia.decision.site import SiteCalibrationError, calibrate_site_from_sources
-from pneumonia.formatting import format_probability
+from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.io.bundle import Predictions
 from pneumonia.reports import plots
 from pneumonia.reports.decision_plots import natural_frequency_html
+from pneumonia.threshold import Threshold, ThresholdSource
 from ui.common import (
     THRESHOLD,
     page_header_ui,
@@ -62,13 +63,14 @@ def prevalence_and_costs_ui(test: Predictions) -> tuple[float, float]:
     return prevalence, float(ratio)
 
 
-def cost_preset(validation: Predictions | None, prevalence: float, ratio: float) -> dict | None:
-    """The validation threshold minimising expected cost at this prevalence and ratio, as a preset."""
+def cost_preset(validation: Predictions | None, prevalence: float, ratio: float) -> Threshold | None:
+    """The validation threshold minimising expected cost at this prevalence and ratio, as a preset that keeps
+    the numbers it came from (a report names them after the sliders have moved on)."""
     if validation is None:
         return None
     threshold, _ = cost_minimising_threshold(validation.labels, validation.probabilities, prevalence, ratio)
-    return {"name": "cost", "threshold": float(threshold), "rule": cost_rule(prevalence, ratio),
-            "prevalence": prevalence, "cost_ratio": ratio}
+    return Threshold.from_preset({"name": "cost", "threshold": float(threshold), "rule": cost_rule(prevalence, ratio),
+                                  "prevalence": prevalence, "cost_ratio": ratio}, ThresholdSource.COST)
 
 
 def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, prevalence: float, ratio: float) -> None:
@@ -77,7 +79,7 @@ def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, pr
     frequencies = natural_frequencies(values["sensitivity"], values["specificity"], prevalence)
     counts = rounded_counts(frequencies)
     st.markdown(
-        f"**Per 1,000 children** with {prevalence:.0%} pneumonia, at threshold {threshold:.3f} "
+        f"**Per 1,000 children** with {prevalence:.0%} pneumonia, at threshold {format_threshold(threshold)} "
         f"(test-set sensitivity {values['sensitivity']:.3f}, specificity {values['specificity']:.3f}):"
     )
     shown = [("Pneumonias caught", "caught"), ("Pneumonias missed", "missed"), ("False alarms", "false_alarms"),
@@ -112,7 +114,7 @@ def case_gallery_ui(test: Predictions, threshold: float) -> None:
                                 format_func=lambda c: c, help="; ".join(f"{k}: {v}" for k, v in CELLS.items()))
     cell = cell or "FP"
     indices = cell_indices(test.labels, test.probabilities, threshold, cell)
-    st.caption(f"{len(indices)} {CELLS[cell]} at threshold {threshold:.3f}, highest score first.")
+    st.caption(f"{len(indices)} {CELLS[cell]} at threshold {format_threshold(threshold)}, highest score first.")
     shown = indices[:GALLERY_LIMIT]
     # Tiles of a fixed width in a wrapping row: six or more abreast on a desktop, three on a phone, where
     # st.columns would stack them one per screen.
@@ -129,17 +131,11 @@ def case_gallery_ui(test: Predictions, threshold: float) -> None:
         st.caption(f"Showing the first {GALLERY_LIMIT} of {len(indices)}.")
 
 
-SITE_PRESET = "site_preset"  # session state: the site threshold and its provenance only, never the films
+SITE_PRESET = "site_preset"  # session state: the site threshold and its summary only, never the films
 SITE_ROUND = "site_round"
-COST_PRESET = "cost_preset"  # session state: the cost-minimising preset the shared threshold was last set to
 
 
-def session_presets() -> list[dict]:
-    """The presets made in this session, so a report can name the rule of a threshold set from one."""
-    return [st.session_state[key] for key in (SITE_PRESET, COST_PRESET) if key in st.session_state]
-
-
-def site_calibration_ui(predictor) -> dict | None:
+def site_calibration_ui(predictor) -> Threshold | None:
     """Upload the site's own normal films; a threshold flagging at most a chosen share of them becomes a
     preset for this session. The films are scored in memory and dropped; only the threshold and its rule stay."""
     with st.expander("Site calibration: a threshold from your own normal films", icon=":material/local_hospital:"):
@@ -158,18 +154,16 @@ def site_calibration_ui(predictor) -> dict | None:
             except SiteCalibrationError as exc:
                 st.error(str(exc), icon=":material/error:")
             else:
-                st.session_state[SITE_PRESET] = {"name": "site", "threshold": site.threshold, "rule": site.rule,
-                                                 "summary": site.summary(), "n_films": site.n_scored,
-                                                 "n_flagged": site.n_flagged, "max_flagged": site.max_flagged}
-                st.session_state[THRESHOLD] = site.threshold
+                st.session_state[SITE_PRESET] = (site.as_threshold(), site.summary())
+                st.session_state[THRESHOLD] = site.as_threshold()
                 st.session_state[SITE_ROUND] = st.session_state.get(SITE_ROUND, 0) + 1  # drops the films
                 st.rerun()
         elif derive:
             st.warning("Add the site's normal films first.", icon=":material/warning:")
-        preset = st.session_state.get(SITE_PRESET)
+        preset, summary = st.session_state.get(SITE_PRESET, (None, ""))
         if preset:
-            st.success(preset["summary"][:1].upper() + preset["summary"][1:], icon=":material/check:")
-    return st.session_state.get(SITE_PRESET)
+            st.success(summary[:1].upper() + summary[1:], icon=":material/check:")
+    return preset
 
 
 @st.fragment
@@ -177,14 +171,13 @@ def threshold_explorer_ui(predictor, test: Predictions, validation: Predictions 
     """Presets, slider and everything computed from them; a change reruns only this fragment."""
     prevalence, ratio = prevalence_and_costs_ui(test)
     cost = cost_preset(validation, prevalence, ratio)
-    if cost and abs(st.session_state[THRESHOLD] - cost["threshold"]) <= 1e-9:
-        st.session_state[COST_PRESET] = cost  # kept after the prevalence or ratio moves on, for the PDF
     site = site_calibration_ui(predictor)
     st.markdown("**Presets** (computed on validation, except a site-derived one):")
-    presets_ui(predictor.metadata["threshold"]["presets"] + ([cost] if cost else []) + ([site] if site else []))
-    threshold = threshold_ui("explorer_threshold")
+    presets_ui([*predictor.metadata.presets, *([cost] if cost else []), *([site] if site else [])])
+    applied = threshold_ui("explorer_threshold")
+    threshold = applied.value
     values = threshold_metrics(test.labels, test.probabilities, threshold)
-    st.markdown(f"**Test set, {len(test.labels)} images, threshold {threshold:.3f}**")
+    st.markdown(f"**Test set, {len(test.labels)} images, threshold {applied.text}**")
     shown = [
         ("Sensitivity (recall)", "sensitivity"),
         ("Specificity", "specificity"),
@@ -197,7 +190,7 @@ def threshold_explorer_ui(predictor, test: Predictions, validation: Predictions 
         column.metric(label, f"{values[key]:.3f}")
     counts = confusion_at(test.labels, test.probabilities, threshold)
     (tn, fp), (fn, tp) = counts
-    st.caption(f"Confusion matrix at {threshold:.3f}: TN {tn}, FP {fp}, FN {fn}, TP {tp}")
+    st.caption(f"Confusion matrix at {applied.text}: TN {tn}, FP {fp}, FN {fn}, TP {tp}")
     left, right = st.columns(2)
     left.plotly_chart(plots.confusion_heatmap(counts), width="stretch", key="confusion_counts")
     right.plotly_chart(plots.confusion_heatmap(counts, normalise=True), width="stretch", key="confusion_share")

@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from pneumonia.io.bundle import thawed
 from pneumonia.screening.gate import Gate, load_gate
 from pneumonia.screening.predictor import PendingInput, Predictor, Screening, prepare_input
 
@@ -43,7 +44,7 @@ def prepared_chunks(
         for chunk in chunked(paths, chunk_size):
             yield [prepare_input(path, Path(path), gate, predictor.image_size) for path in chunk]
         return
-    entry = predictor.metadata.get("gate") if use_gate else None
+    entry = thawed(predictor.metadata.gate) if use_gate else None  # plain dicts: it is pickled to the workers
     context = multiprocessing.get_context("spawn")  # never fork a process that holds TensorFlow's threads
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(str(predictor.model_dir), entry, predictor.image_size)) as pool:

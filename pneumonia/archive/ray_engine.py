@@ -22,12 +22,12 @@ PENDING = "pending"
 
 def _prepare_batch(batch: dict, model_dir: str, use_gate: bool) -> dict:
     """Read and pre-check one batch of paths (a Ray task: no model, no TensorFlow)."""
-    from pneumonia.io.bundle import read_metadata
+    from pneumonia.io.bundle import read_model_metadata
     from pneumonia.screening.gate import load_gate
 
-    metadata = read_metadata(Path(model_dir))
-    gate = load_gate(Path(model_dir), metadata.get("gate")) if use_gate else None
-    size = int(metadata["input"]["size"])
+    metadata = read_model_metadata(Path(model_dir))
+    gate = load_gate(Path(model_dir), metadata.gate) if use_gate else None
+    size = metadata.input_size
     items = [prepare_input(str(path), Path(str(path)), gate, size) for path in batch["path"]]
     pending = [isinstance(item, PendingInput) for item in items]
     return {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pneumonia.errors import PneumoniaError
+from pneumonia.errors import OutputError, PneumoniaError
 
 COLUMNS = ["file", "status", "probability", "label", "threshold", "reason"]
 
@@ -24,6 +24,11 @@ class CsvRows:
     def __init__(self, path: Path, resume: bool = False):
         self.path = Path(path)
         self.done: set[str] = set()
+        if self.path.is_dir():
+            raise OutputError(f"--csv {self.path} is a folder; it names a CSV file.")
+        if self.path.exists() and self.path.stat().st_size and not resume:
+            raise OutputError(f"{self.path} already exists; pass --resume to add to it, or choose another --csv.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume and self.path.exists():
             _cut_partial_last_line(self.path)
         if resume and self.path.exists() and self.path.stat().st_size:
@@ -45,11 +50,11 @@ class ParquetParts:
     def __init__(self, folder: Path, resume: bool = False):
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
-            raise PneumoniaError(f"--parquet {self.folder} is a file; it names a folder of Parquet parts.")
+            raise OutputError(f"--parquet {self.folder} is a file; it names a folder of Parquet parts.")
         existing = sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []
         if existing and not resume:
-            raise PneumoniaError(f"{self.folder} already holds Parquet parts; pass --resume to add to them, "
-                                 "or choose an empty folder.")
+            raise OutputError(f"{self.folder} already holds Parquet parts; pass --resume to add to them, "
+                              "or choose an empty folder.")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.done = {str(f) for part in existing for f in pd.read_parquet(part, columns=["file"])["file"]}
         self._next = len(existing)

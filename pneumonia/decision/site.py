@@ -17,6 +17,7 @@ import numpy as np
 from pneumonia.decision.metrics import threshold_metrics
 from pneumonia.errors import PneumoniaError
 from pneumonia.formatting import adopt_threshold, format_threshold
+from pneumonia.threshold import Threshold, ThresholdSource
 
 MIN_NORMALS = 20
 """Fewer scored normal films than this cannot place a 10% quantile with any confidence."""
@@ -46,6 +47,12 @@ class SiteCalibration:
             f"site-derived: flags {self.n_flagged} of {self.n_scored} of the site's normal films "
             f"({self.n_flagged / self.n_scored:.1%}, at most {self.max_flagged:.0%} asked)"
         )
+
+    def as_threshold(self) -> Threshold:
+        """The site threshold as applied, with its source and rule, for the pages, the CSV and the PDF."""
+        return Threshold.from_preset({"name": "site", "threshold": self.threshold, "rule": self.rule,
+                                      "n_films": self.n_scored, "n_flagged": self.n_flagged,
+                                      "max_flagged": self.max_flagged}, ThresholdSource.SITE)
 
     def summary(self) -> str:
         """One plain line: the threshold, what it flags, and what it costs in sensitivity."""
@@ -122,7 +129,7 @@ def calibrate_site_from_sources(predictor, named_sources, max_flagged: float) ->
         max_flagged,
         validation.labels,
         validation.probabilities,
-        predictor.threshold,
+        predictor.default_threshold.value,
         n_refused=len(results) - len(scored),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from pneumonia.explain.chest_region import (
     share_outside,
 )
 from pneumonia.formatting import format_probability
-from pneumonia.threshold import label_at
+from pneumonia.threshold import Threshold
 from pneumonia.wording import AGREEMENT_SENTENCES, NO_GRAD_CAM_EVIDENCE, STABILITY_SENTENCES, preset_name
 
 if TYPE_CHECKING:
@@ -125,23 +125,22 @@ def evidence_sentences(stability: float, agreement: float, cam_found: bool, regi
     return sentences + ([outside_words] if outside_words else [])
 
 
-def flip_sentence(probability: float, threshold: float, presets: list[dict] | None = None) -> str:
+def flip_sentence(probability: float, threshold: Threshold, presets: Sequence[Threshold] = ()) -> str:
     """Where this image's label flips: at its own score, since a score at or above the threshold is PNEUMONIA.
 
-    With `presets` (the metadata's list of name/threshold/rule), also how each preset labels it.
+    With `presets` (the model's named thresholds), also how each preset labels it.
     """
-    label = label_at(probability, threshold)
-    score = format_probability(probability)
+    label = threshold.label(probability)
+    score = format_probability(probability, threshold)
     if label == CLASS_NAMES[1]:
         flip = f"it would be labelled {CLASS_NAMES[0]} at any threshold above its score ({score})"
     else:
         flip = f"it would be labelled {CLASS_NAMES[1]} at any threshold at or below its score ({score})"
-    sentence = f"Labelled {label} at the threshold {threshold:.3f}; {flip}."
+    sentence = f"Labelled {label} at the threshold {threshold.text}; {flip}."
     if presets:
         by_label: dict[str, list[str]] = {name: [] for name in reversed(CLASS_NAMES)}
         for preset in presets:
-            by_label[label_at(probability, preset["threshold"])].append(
-                f"{preset_name(preset['name'])} ({preset['threshold']:.3f})")
+            by_label[preset.label(probability)].append(f"{preset_name(preset.name)} ({preset.text})")
         sentence += " The presets label it " + "; ".join(
             f"{name} at {', '.join(names)}" for name, names in by_label.items() if names
         ) + "."
@@ -171,16 +170,21 @@ def explanation_readout(
     image: np.ndarray,
     settings: LimeSettings,
     probability: float,
-    threshold: float,
-    presets: list[dict] | None = None,
+    threshold: Threshold,
+    presets: Sequence[Threshold] = (),
+    explanations: Sequence[LimeExplanation] | None = None,
+    cam: np.ndarray | None = None,
 ) -> Readout:
-    """Three LIME runs (the settings' seed and the next two) and one Grad-CAM pass for a model-input image."""
+    """Three LIME runs (the settings' seed and the next two) and one Grad-CAM pass for a model-input image, and
+    the sentences they support. A caller that already holds some of them (the app, which shows the first map
+    before the others exist) passes them in: `explanations` in seed order, each computed once."""
     from pneumonia.explain.maps import grad_cam, lime_heatmap, map_agreement
 
     seeds = [settings.seed + offset for offset in range(STABILITY_SEEDS)]
-    explanations = _explanations(predictor, image, settings, seeds)
+    explanations = list(explanations or [])
+    explanations += _explanations(predictor, image, settings, seeds[len(explanations):])
     stability = top_k_jaccard(explanations)
-    cam = grad_cam(predictor, image)
+    cam = grad_cam(predictor, image) if cam is None else cam
     lime_map = lime_heatmap(explanations[0])
     agreement = map_agreement(lime_map, cam)
     region = chest_region(image)

@@ -1,16 +1,20 @@
-"""Reading and writing what ships in models/: metadata JSON and prediction tables."""
+"""Reading and writing what ships in models/: metadata JSON (and its typed view, `ModelMetadata`), prediction
+tables and test thumbnails. The model itself and its gate are loaded by `pneumonia.screening.predictor`."""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 
 from pneumonia.config import METADATA_FILENAME, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
 from pneumonia.errors import ModelError
+from pneumonia.threshold import Threshold
 
 THUMBNAILS_DIR = "test_thumbnails"
 """Inside the model folder: 224-px copies of the test films (written by evaluate) for reader mode and the gallery."""
@@ -71,10 +75,100 @@ def read_metadata(model_dir: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} is not valid JSON ({exc}); restore it with `git checkout {path}` or retrain.") from exc
     if metadata.get("schema_version") != METADATA_SCHEMA_VERSION:
-        raise ModelError(
-            f"{path} has schema version {metadata.get('schema_version')}, this code reads {METADATA_SCHEMA_VERSION}; retrain."
-        )
+        version = metadata.get("schema_version", 0)
+        why = OLDER_SCHEMAS.get(version, f"this code reads version {METADATA_SCHEMA_VERSION}")
+        raise ModelError(f"{path} has metadata schema version {version}: {why}; retrain the model, or check out the "
+                         f"package version that wrote it ({metadata.get('package_version', 'unknown')}).")
     return metadata
+
+
+OLDER_SCHEMAS = {0: "it predates schema versions (before 2026-11)"}
+"""Schemas this code no longer reads, and why; a bundle from one is refused with what to do."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The model's metadata, checked once when it is read: its schema version, what the model is, the default
+    threshold and the presets as `Threshold` values, and the records of its training, calibration, metrics and
+    gate (read-only mappings, as written by training)."""
+
+    schema_version: int
+    name: str
+    package_version: str
+    created: str
+    model_file: str
+    model_sha256: str
+    input_size: int
+    preprocessing: str
+    architecture: str
+    default_threshold: Threshold
+    presets: tuple[Threshold, ...]
+    threshold_rule: str
+    chosen_on: str
+    calibration: Mapping[str, Any]
+    training: Mapping[str, Any]
+    validation_metrics: Mapping[str, Any]
+    test_metrics: Mapping[str, Any] | None
+    recalibration: Mapping[str, Any] | None
+    gate: Mapping[str, Any] | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def short_sha(self) -> str:
+        return self.model_sha256[:12]
+
+    @property
+    def training_config(self) -> Mapping[str, Any]:
+        return self.training["config"]
+
+    @classmethod
+    def from_dict(cls, metadata: dict, source: Path | str = METADATA_FILENAME) -> ModelMetadata:
+        """The typed view of a metadata dict; a missing field or an unknown schema is a ModelError saying what
+        to do, not a KeyError later on some page."""
+        version = metadata.get("schema_version", 0)
+        if version != METADATA_SCHEMA_VERSION:
+            why = OLDER_SCHEMAS.get(version, f"this code reads version {METADATA_SCHEMA_VERSION}")
+            raise ModelError(f"{source} has metadata schema version {version}: {why}; retrain the model, or check "
+                             f"out the package version that wrote it ({metadata.get('package_version', 'unknown')}).")
+        try:
+            entry = metadata["threshold"]
+            frozen = {key: _frozen(metadata.get(key)) for key in ("calibration", "training", "recalibration", "gate")}
+            return cls(
+                schema_version=version, name=metadata["name"], package_version=metadata["package_version"],
+                created=metadata["created"], model_file=metadata["model_file"], model_sha256=metadata["model_sha256"],
+                input_size=int(metadata["input"]["size"]), preprocessing=metadata["input"]["preprocessing"],
+                architecture=metadata["architecture"], default_threshold=Threshold.model_default(entry),
+                presets=tuple(Threshold.from_preset(p, default_entry=entry) for p in entry.get("presets", [])),
+                threshold_rule=entry["rule"], chosen_on=entry["chosen_on"],
+                validation_metrics=_frozen(metadata["metrics"]["validation"]),
+                test_metrics=_frozen(metadata["metrics"].get("test")), raw=_frozen(metadata), **frozen,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source} is missing or has a malformed field ({exc}); restore it with "
+                             f"`git checkout {source}` or retrain.") from exc
+
+
+def _frozen(value):
+    """A read-only view of nested JSON, so no page can change the metadata another page reads."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+def thawed(value):
+    """Plain dicts and lists again (for JSON output) from a `_frozen` view."""
+    if isinstance(value, Mapping):
+        return {key: thawed(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thawed(item) for item in value]
+    return value
+
+
+def read_model_metadata(model_dir: Path) -> ModelMetadata:
+    """The model folder's metadata, read and validated once."""
+    return ModelMetadata.from_dict(read_metadata(model_dir), Path(model_dir) / METADATA_FILENAME)
 
 
 def write_metadata(model_dir: Path, metadata: dict) -> Path:

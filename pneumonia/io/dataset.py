@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def find_split(data_dir: Path, split: str) -> Path:
 
 def split_seed(config) -> int:
     """The patient split's seed: its own setting, else the run's seed (as every run before split_seed)."""
-    if isinstance(config, dict):
+    if isinstance(config, Mapping):
         return config.get("split_seed") if config.get("split_seed") is not None else config["seed"]
     return config.split_seed if config.split_seed is not None else config.seed
 

@@ -12,7 +12,9 @@ import io
 import logging
 import re
 import struct
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,6 @@ JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 DISPLAY_SIDE = 512
 """Cards show the decoded image at most this large: enough to read, small to send."""
 
-Image.MAX_IMAGE_PIXELS = None  # the size check below runs before decoding, with a plain-language message
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,12 @@ COLOUR_MODES = ("RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "HSV", "LAB")
 
 def _read_raster(data: bytes) -> InputImage:
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow's bomb warning: _check_size refuses such images, in plain words
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # too large even to open; Pillow's own guard is left as it is
+        raise ImageDecodeError(f"the image is too large: far over {MAX_MEGAPIXELS} megapixels, the limit; send a "
+                               "copy of at most 4,096 pixels a side") from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not an image file this app can read (not a JPEG, PNG, TIFF, BMP, GIF, WebP or DICOM)") from exc
     except (OSError, ValueError, SyntaxError, struct.error, IndexError, TypeError, KeyError) as exc:
@@ -255,8 +261,7 @@ def _read_dicom(data: bytes) -> InputImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    _silence_pydicom()
-    with warnings.catch_warnings():
+    with _quiet_pydicom(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             dataset = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -298,12 +303,34 @@ def _dicom_image(dataset) -> InputImage:
     return InputImage(grey, "DICOM", 0.0, facts, size=(columns, rows), cautions=tuple(cautions))
 
 
-def _silence_pydicom() -> None:
-    """pydicom logs and warns about malformed values by quoting them, and a value can be a patient's name."""
+_PYDICOM_QUIET = threading.Lock()
+_pydicom_readers = 0
+_pydicom_saved: tuple = ()
+
+
+@contextmanager
+def _quiet_pydicom():
+    """pydicom logs and warns about malformed values by quoting them, and a value can be a patient's name. While
+    any thread reads a DICOM here, its validation is off and its logger silent; when the last one is done, both
+    are back as the process had them (pydicom has no per-call switch; the count makes overlapping reads safe)."""
+    global _pydicom_readers, _pydicom_saved
     import pydicom.config
 
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("pydicom")
+    with _PYDICOM_QUIET:
+        if _pydicom_readers == 0:
+            _pydicom_saved = (pydicom.config.settings.reading_validation_mode, logger.level)
+            pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+            logger.setLevel(logging.CRITICAL)
+        _pydicom_readers += 1
+    try:
+        yield
+    finally:
+        with _PYDICOM_QUIET:
+            _pydicom_readers -= 1
+            if _pydicom_readers == 0:
+                pydicom.config.settings.reading_validation_mode, level = _pydicom_saved
+                logger.setLevel(level)
 
 
 def _decimals(value) -> list[float] | None:

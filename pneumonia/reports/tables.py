@@ -17,7 +17,7 @@ from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.io.dataset import is_image_file
 from pneumonia.reports.model_card import METRIC_LABELS
 from pneumonia.screening.predictor import Screening
-from pneumonia.threshold import label_at
+from pneumonia.threshold import Threshold
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,9 @@ def percentile_text(percentiles: dict[str, float]) -> str:
     ) + "."
 
 
-def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
-    """One row per input with its gate status and reason; refused rows have no probability or label."""
+def results_table(results: list[Screening], threshold: Threshold) -> pd.DataFrame:
+    """One row per input with its gate status and reason; refused rows have no probability or label. The
+    probability is kept in full (the CSV writes it so), so a row's label can be checked against its own number."""
     rows = []
     for item in results:
         p = item.probability
@@ -66,9 +67,9 @@ def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
                 "file": item.name,
                 "status": item.status,
                 "reason": item.reason,
-                "probability": None if p is None else round(p, 6),
-                "label": "" if p is None else label_at(p, threshold),
-                "threshold": threshold,
+                "probability": None if p is None else float(p),
+                "label": "" if p is None else threshold.label(p),
+                "threshold": threshold.value,
             }
         )
     # The long reason goes last, so status, score and label stay in view on a narrow screen.
@@ -77,9 +78,10 @@ def results_table(results: list[Screening], threshold: float) -> pd.DataFrame:
 
 def displayed_table(table: pd.DataFrame) -> pd.DataFrame:
     """The results table as the app shows it: probabilities written as everywhere else ("> 0.999"), blank if
-    refused, and the threshold exactly as applied. The CSV keeps the probability's six decimals."""
+    refused, and the threshold exactly as applied. The CSV keeps the probability in full."""
     shown = table.copy()
-    shown["probability"] = [("" if pd.isna(p) else format_probability(float(p))) for p in table["probability"]]
+    shown["probability"] = [("" if pd.isna(p) else format_probability(float(p), float(t)))
+                            for p, t in zip(table["probability"], table["threshold"])]
     shown["threshold"] = [format_threshold(float(t)) for t in table["threshold"]]
     return shown
 

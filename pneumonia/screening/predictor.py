@@ -1,4 +1,4 @@
-"""Loading the shipped model safely and scoring images from bytes or files, in batches."""
+"""Loading the model folder once (`ModelBundle`) and scoring images from bytes or files, in batches."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from pneumonia.config import INPUT_EXTENSIONS, MODELS_DIR, TRAIN_COMMAND, score_perturbation
 from pneumonia.errors import DataError, ImageDecodeError, ModelError
-from pneumonia.io.bundle import read_metadata
+from pneumonia.io.bundle import ModelMetadata, Predictions, read_model_metadata, read_test_predictions
 from pneumonia.io.dataset import sha256_file
 from pneumonia.io.images import (
     DICOM_MAGIC,
@@ -88,16 +88,33 @@ def prepare_input(
         return Screening(name, REFUSED, f"the file could not be read: an unexpected problem ({type(exc).__name__})")
 
 
-class Predictor:
-    """A loaded model with its metadata and input gate; probabilities are calibrated P(pneumonia)."""
+@dataclass(frozen=True)
+class ModelBundle:
+    """The model folder, loaded and checked once: the Keras model, its metadata (schema-checked, typed), its input
+    gate, its test-set predictions (None before `evaluate`), and the SHA-256 the model file was checked against."""
 
-    def __init__(self, model, metadata: dict, model_dir: Path, gate: Gate | None = None):
-        self.model = model
-        self.metadata = metadata
-        self.model_dir = Path(model_dir)
-        self.gate = gate
-        self.image_size = int(metadata["input"]["size"])
-        self.threshold = float(metadata["threshold"]["default"])
+    folder: Path
+    metadata: ModelMetadata
+    model: object
+    gate: Gate | None
+    test_predictions: Predictions | None
+
+    @property
+    def sha256(self) -> str:
+        return self.metadata.model_sha256
+
+
+class Predictor:
+    """A loaded model bundle ready to score; probabilities are calibrated P(pneumonia)."""
+
+    def __init__(self, bundle: ModelBundle):
+        self.bundle = bundle
+        self.model = bundle.model
+        self.metadata = bundle.metadata
+        self.model_dir = bundle.folder
+        self.gate = bundle.gate
+        self.image_size = bundle.metadata.input_size
+        self.default_threshold = bundle.metadata.default_threshold
         self._device: str | None = None
         self._feature_model = None
 
@@ -266,25 +283,25 @@ def _retrain_hint(model_dir: Path) -> str:
     return f"retrain with `{TRAIN_COMMAND}` then evaluate, or restore it with `git checkout {model_dir}`"
 
 
-def check_model_files(model_dir: Path | str = MODELS_DIR) -> dict:
+def check_model_files(model_dir: Path | str = MODELS_DIR) -> ModelMetadata:
     """The metadata, once the model file it names exists and matches its recorded hash. Cheap (no Keras), so
     the app can say what is wrong before it spends seconds importing TensorFlow."""
     model_dir = Path(model_dir)
-    metadata = read_metadata(model_dir)
-    model_path = model_dir / metadata["model_file"]
+    metadata = read_model_metadata(model_dir)
+    model_path = model_dir / metadata.model_file
     retrain = _retrain_hint(model_dir)
     if not model_path.is_file():
         raise ModelError(f"Model file {model_path} is missing; {retrain}.")
     actual = sha256_file(model_path)
-    if actual != metadata["model_sha256"]:
+    if actual != metadata.model_sha256:
         raise ModelError(
             f"{model_path} has SHA-256 {actual[:12]}..., but its metadata records "
-            f"{metadata['model_sha256'][:12]}...: the file is corrupt or from another run; {retrain}."
+            f"{metadata.short_sha}...: the file is corrupt or from another run; {retrain}."
         )
     return metadata
 
 
-def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -> Predictor:
+def load_bundle(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -> ModelBundle:
     """Load the model named by the metadata, and its input gate, after checking both match their recorded hashes.
 
     The checks run before Keras is imported, so a missing model is reported at once and alone. Only
@@ -292,9 +309,9 @@ def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -
     """
     model_dir = Path(model_dir)
     metadata = check_model_files(model_dir)
-    model_path = model_dir / metadata["model_file"]
+    model_path = model_dir / metadata.model_file
     retrain = _retrain_hint(model_dir)
-    gate = load_gate(model_dir, metadata.get("gate")) if with_gate else None
+    gate = load_gate(model_dir, metadata.gate) if with_gate else None
     import keras
 
     import pneumonia.model.network  # noqa: F401  (registers the custom layers for deserialisation)
@@ -303,10 +320,19 @@ def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # keras raises many types for a damaged archive
         raise ModelError(f"Could not load {model_path} ({type(exc).__name__}); {retrain}.") from exc
-    expected = (None, metadata["input"]["size"], metadata["input"]["size"], 1)
+    expected = (None, metadata.input_size, metadata.input_size, 1)
     if tuple(model.input_shape) != expected:
         raise ModelError(f"{model_path} takes inputs {model.input_shape}, metadata says {expected}; {retrain}.")
-    return Predictor(model, metadata, model_dir, gate)
+    try:
+        test_predictions = read_test_predictions(model_dir) if metadata.test_metrics is not None else None
+    except ModelError:
+        test_predictions = None  # a folder between train and evaluate; pages say how to make them
+    return ModelBundle(model_dir, metadata, model, gate, test_predictions)
+
+
+def load_predictor(model_dir: Path | str = MODELS_DIR, with_gate: bool = True) -> Predictor:
+    """A `Predictor` over the model folder's bundle (see `load_bundle`)."""
+    return Predictor(load_bundle(model_dir, with_gate))
 
 
 def is_input_file(path: Path) -> bool:

@@ -18,16 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pneumonia.errors import PneumoniaError
+from pneumonia.errors import StudyError
 
 COLUMNS = ("reader", "case", "truth", "modality", "rating")
 CALL_COLUMN = "call"
 """Optional: the reader's binary call (1 = abnormal), for sensitivity and specificity."""
 CONFIDENCE = 0.95
-
-
-class StudyError(PneumoniaError):
-    """The readings cannot be analysed as a fully crossed reader study; the message says what to fix."""
 
 
 def placements(truth, ratings) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from pneumonia.errors import PneumoniaError
+from pneumonia.errors import StudyError
 
 SCHEMA_VERSION = 1
 UNAIDED, AIDED = "unaided", "aided"
@@ -53,10 +53,6 @@ MAX_PIN_FAILURES = 10
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 """PIN hashing: about 30 ms and 16 MB per check, so a stolen database does not hand the PINs over at once."""
 NAME_PUNCTUATION = set(" -_.")
-
-
-class StudyError(PneumoniaError):
-    """A study request that cannot be met, in words a reader or teacher can act on."""
 
 
 # ---------------------------------------------------------------- plain values handed to callers

@@ -51,7 +51,7 @@ def evaluate(data_dir: Path, model_dir: Path = MODELS_DIR, resamples: int = 2000
     labels = np.array([s.label for s in samples])
     subtypes = np.array([s.subtype for s in samples])
     files = [s.path.relative_to(data_dir).as_posix() for s in samples]
-    threshold = predictor.threshold
+    threshold = predictor.default_threshold.value
 
     write_predictions(model_dir / TEST_PREDICTIONS_FILENAME, files, labels, subtypes, probabilities)
     hardest = _save_hardest(model_dir / HARDEST_DIR, samples, labels, probabilities)

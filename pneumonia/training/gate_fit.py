@@ -76,7 +76,7 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
     if not config.feature_layers:
         blocks = [layer.name for layer in predictor.model.layers if layer.name.endswith("_relu")]
         config = dataclasses.replace(config, feature_layers=(blocks[len(blocks) // 2], blocks[-1]))
-    saved = predictor.metadata["training"]["config"]
+    saved = predictor.metadata.training_config
     samples = discover_split(find_split(data_dir, "train"))
     fit_samples, val_samples = patient_split(samples, saved["validation_fraction"], split_seed(saved))
     layers = config.feature_layers

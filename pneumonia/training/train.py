@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -113,9 +112,11 @@ def mixup_batches(x: np.ndarray, y: np.ndarray, weights: np.ndarray, config: Tra
 
 
 def train(
-    data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), verbose: int | None = None, resume: bool = False
+    data_dir: Path, out_dir: Path, config: TrainConfig = TrainConfig(), verbose: int | None = None, resume: bool = False,
+    command: str | None = None,
 ) -> dict:
-    """Train, calibrate and save the model, its validation predictions, history and metadata.
+    """Train, calibrate and save the model, its validation predictions, history and metadata. `command` is the
+    command line that asked for it, recorded in the metadata (the CLI passes its own; None from Python).
 
     Each epoch's state (weights, optimizer, epoch) is kept in OUT/checkpoints; `resume=True` continues an
     interrupted run from there (keras' BackupAndRestore), and the folder is removed once the model is saved."""
@@ -193,7 +194,7 @@ def train(
     shutil.copyfile(checkpoints / "all_history.csv", out_dir / HISTORY_FILENAME)
     train_model.load_weights(checkpoints / "best.weights.h5")
     training = {
-        "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
+        "command": command,
         "config": dataclasses.asdict(config),
         "data_dir_name": data_dir.name,
         "train_manifest_sha256": manifest_hash(samples, data_dir),
@@ -442,7 +443,7 @@ def _describe_architecture(config: TrainConfig, parameters: int) -> str:
     )
 
 
-def recalibrate(data_dir: Path, model_dir: Path) -> dict:
+def recalibrate(data_dir: Path, model_dir: Path, command: str | None = None) -> dict:
     """Redo calibration, threshold and validation metrics of a saved model from train/ alone."""
     from pneumonia.io.bundle import read_metadata
     from pneumonia.model.network import logits_of
@@ -472,7 +473,7 @@ def recalibrate(data_dir: Path, model_dir: Path) -> dict:
         metadata["model_sha256"] = before["sha256"]
     # training.config keeps the rules the model was trained with; this block says which ones made today's bundle.
     metadata["recalibration"] = {
-        "command": "python -m pneumonia " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else None,
+        "command": command,
         "rules": today,
         # Before calibration_pool existed, calibration and thresholds used validation alone.
         "replaces": {"target_sensitivity": saved["target_sensitivity"],
