@@ -10,7 +10,13 @@ start-up (ui/server.py) keeps uploads in memory and starts loading the model bef
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
+
+# The app's entry point sets its process's settings (the package never does at import): TensorFlow's start-up
+# chatter stays out of the server's console unless the user asked for a level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def sidebar_ui() -> st.delta_generator.DeltaGenerator:

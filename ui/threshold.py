@@ -149,8 +149,9 @@ def site_calibration_ui(predictor) -> Threshold | None:
             derive = st.form_submit_button("Derive site threshold")
         if derive and films:
             try:
-                with queued("Site calibration"), st.spinner(f"Scoring {len(films)} films…"):
-                    site = calibrate_site_from_sources(predictor, [(f.name, f.getvalue()) for f in films], share)
+                with st.spinner(f"Scoring {len(films)} films…"):
+                    site = calibrate_site_from_sources(predictor, [(f.name, f.getvalue()) for f in films], share,
+                                                       model_slot=lambda: queued("Site calibration"))
             except SiteCalibrationError as exc:
                 st.error(str(exc), icon=":material/error:")
             else:

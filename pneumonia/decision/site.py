@@ -117,11 +117,12 @@ def calibrate_site(
     )
 
 
-def calibrate_site_from_sources(predictor, named_sources, max_flagged: float) -> SiteCalibration:
-    """Read, gate and score the site's normal films, then derive the threshold; refused films are counted, not used."""
+def calibrate_site_from_sources(predictor, named_sources, max_flagged: float, model_slot=None) -> SiteCalibration:
+    """Read, gate and score the site's normal films, then derive the threshold; refused films are counted, not used.
+    `model_slot` (the app's shared slot) is held for the model call only, as for any screening."""
     from pneumonia.io.bundle import read_validation_predictions
 
-    results = predictor.screen(named_sources)
+    results = predictor.screen(named_sources, model_slot=model_slot)
     scored = [r.probability for r in results if r.probability is not None]
     validation = read_validation_predictions(predictor.model_dir)
     return calibrate_site(

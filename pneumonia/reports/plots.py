@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.decision.metrics import threshold_metrics
+from pneumonia.formatting import format_threshold
 
 CLASS_COLOURS = {CLASS_NAMES[0]: "#2b7bba", CLASS_NAMES[1]: "#d1495b"}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
@@ -82,7 +83,7 @@ def _curve_with_operating_point(
                 x=[point[0]],
                 y=[point[1]],
                 mode="markers",
-                name=f"threshold {threshold:.3f}",
+                name=f"threshold {format_threshold(threshold)}",
                 marker={"size": 14, "color": CLASS_COLOURS[CLASS_NAMES[1]], "symbol": "x"},
                 cliponaxis=False,
             ),

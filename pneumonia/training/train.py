@@ -29,6 +29,7 @@ from pneumonia.config import (
 )
 from pneumonia.decision.metrics import expected_calibration_error, full_report, operating_points
 from pneumonia.errors import DataError
+from pneumonia.formatting import format_threshold
 from pneumonia.io.bundle import METADATA_SCHEMA_VERSION, write_metadata, write_predictions
 from pneumonia.io.dataset import (
     discover_split,
@@ -420,7 +421,7 @@ def finalize(logits_model, data_dir: Path, out_dir: Path, config: TrainConfig, v
     print(
         f"saved {model_path} and {METADATA_FILENAME}; trained in {training['seconds'] / 60:.1f} min, best epoch "
         f"{training['best_epoch']}, validation AUC {metadata['metrics']['validation']['auc']:.4f}, "
-        f"calibration T {temperature:.2f} b {bias:+.2f}, default threshold {default.threshold:.3f}; under stress "
+        f"calibration T {temperature:.2f} b {bias:+.2f}, default threshold {format_threshold(default.threshold)}; under stress "
         f"shifts: mean AUC {stress['mean_auc']:.4f}, mean specificity {stress['mean_specificity']:.3f}, "
         f"mean sensitivity {stress['mean_sensitivity']:.3f}",
         flush=True,
