@@ -484,16 +484,18 @@ def test_results_table_has_status_and_reason_and_no_score_for_refusals():
         Screening("b.png", "caution", "view LL: lateral", 0.4999),
         Screening("c.png", "refused", "the file is empty"),
     ]
-    table = results_table(rows, 0.5)
+    table = results_table(rows, Threshold.by_hand(0.5))
     assert list(table["label"]) == ["PNEUMONIA", "NORMAL", ""]
+    # 0.4999 is NORMAL at 0.5, so it is never shown as "0.500", which would read as PNEUMONIA.
+    assert list(displayed_table(table)["probability"]) == ["0.500", "0.4999", ""]
     assert list(table["reason"]) == ["", "view LL: lateral", "the file is empty"]
     csv = results_csv(table).splitlines()
     assert csv[0] == "file,status,probability,label,threshold,reason"
     assert csv[2] == "b.png,caution,0.4999,NORMAL,0.5,view LL: lateral"
     assert csv[3] == "c.png,refused,,,0.5,the file is empty"
-    shown = displayed_table(results_table(rows, 0.91083))
+    shown = displayed_table(results_table(rows, Threshold.by_hand(0.91083)))
     assert list(shown["threshold"]) == ["0.91083"] * 3  # exactly the threshold applied, as in the CSV
-    assert "0.91083" in results_csv(results_table(rows, 0.91083))
+    assert "0.91083" in results_csv(results_table(rows, Threshold.by_hand(0.91083)))
     assert list(shown["probability"]) == ["0.500", "0.500", ""]
     assert [format_probability(p) for p in (0.9995, 0.999, 0.5, 0.001, 0.0004)] == [
         "> 0.999", "0.999", "0.500", "0.001", "< 0.001"
@@ -506,7 +508,7 @@ def test_results_html_shows_four_columns_per_row_and_the_reason_in_full_below():
         Screening("a<b>.png", "ok", "", 0.9995),
         Screening("c.png", "refused", "a colour picture, not an X-ray film: radiographs are grey & <odd>"),
     ]
-    html = results_html(displayed_table(results_table(rows, 0.5)))
+    html = results_html(displayed_table(results_table(rows, Threshold.by_hand(0.5))))
     header = re.findall(r"<th [^>]*>(.*?)</th>", html)
     assert header == ["file", "status", "label at 0.500", "probability"]  # the threshold once, not per row
     assert re.findall(r'<tr class="(\w+)">', html) == ["result", "result", "reason"]  # no empty reason row

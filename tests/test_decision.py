@@ -152,3 +152,17 @@ def test_cost_minimising_threshold_on_the_shipped_validation_split():
         assert np.array_equal(scores >= threshold, scores >= expected_threshold)  # the same calls, a short decimal
         assert cost == pytest.approx(expected, abs=1e-12)
         assert float(format_threshold(threshold)) == threshold
+
+
+def test_round4_specificity_at_sensitivity_reads_the_highest_threshold_that_keeps_the_target():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from round4 import specificity_at_sensitivity
+
+    labels = np.array([1] * 20 + [0] * 4)
+    scores = np.array([0.9] * 19 + [0.3] + [0.1, 0.5, 0.95, 0.2])
+    # 19 of 20 positives at 0.9 give sensitivity 0.95: the threshold is 0.9, and one normal (0.95) is above it.
+    assert specificity_at_sensitivity(labels, scores) == 0.75
+    assert specificity_at_sensitivity(labels, scores, target=1.0) == 0.5  # down to 0.3: 0.5 and 0.95 flagged
