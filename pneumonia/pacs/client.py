@@ -130,6 +130,10 @@ class PacsClient:
 
     # --- the calls the scanner makes ---------------------------------------------------------------------------
 
+    def check_login(self) -> None:
+        """One cheap query, so a wrong password or URL is reported before the model is loaded."""
+        self._call("checking the login", self._client.search_for_studies, limit=1, fields=["StudyInstanceUID"])
+
     def search_series(self, filters: dict, fields: list[str]) -> list[dict]:
         return self._call("searching for series", self._client.search_for_series, search_filters=filters,
                           fields=fields, get_remaining=True)
