@@ -38,7 +38,7 @@ from pneumonia.pacs.client import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parent.parent
-THUMBNAILS = sorted((REPO / "models" / "test_thumbnails").glob("*.jpg"))
+THUMBNAILS = sorted((REPO / "models" / "test_thumbnails").glob("*.jpg"))[:8]
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
 TOLERANCE = 1e-4
@@ -350,3 +350,15 @@ def test_result_uids_are_stable_per_film_and_model_and_valid():
     first, again = sr.sr_uid("1.2.3.4", "a" * 64), sr.sr_uid("1.2.3.4", "a" * 64)
     assert first == again and first != sr.sr_uid("1.2.3.4", "b" * 64) != sr.map_uid("1.2.3.4", "b" * 64)
     assert first.startswith("2.25.") and len(first) <= 64 and all(part.isdigit() for part in first.split("."))
+
+
+def test_the_pacs_extra_is_what_make_test_installs():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    extra = {str(Requirement(r)) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+             ["optional-dependencies"]["pacs"]}
+    lines = {str(Requirement(line)) for line in (REPO / "requirements-test.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert {Requirement(r).name for r in extra} == {"dicomweb-client", "highdicom"} and extra <= lines
