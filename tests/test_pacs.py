@@ -60,12 +60,13 @@ def orthanc(tmp_path):
 
 
 def film(grey: np.ndarray, study: str, *, photometric: str = "MONOCHROME2", age: str = "004Y",
-         modality: str = "DX", study_date: str = "20260115") -> bytes:
+         modality: str = "DX", study_date: str = "20260115", accession: str = PHI["AccessionNumber"]) -> bytes:
     """A film as a DX (or CR) DICOM in `study`, full of identifying data, with fresh series and instance UIDs."""
     pixels = twelve_bit(grey)
     if photometric == "MONOCHROME1":
         pixels = 4095 - pixels
     dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(pixels, photometric=photometric, age=age, modality=modality)))
+    dataset.AccessionNumber = accession
     return _placed(dataset, study, study_date)
 
 
@@ -290,6 +291,47 @@ def _wait_for(condition, process, seconds: float = 180.0) -> None:
         assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, "watch stored nothing in time"
         time.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_the_app_opens_a_study_from_the_pacs_by_accession_and_shows_nothing_identifying(
+        orthanc, committed_predictor, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from pneumonia.formatting import format_probability
+    from test_app import APP, TIMEOUT, assert_no_exception, page_text, shown_results
+
+    monkeypatch.delenv("PNEUMONIA_DICOMWEB_URL", raising=False)
+    hidden = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert_no_exception(hidden)
+    assert not [t for t in hidden.text_input if t.key == "pacs_accession"]  # no PACS configured: no box
+
+    wanted = [film(radiograph_grey(THUMBNAILS[0]), generate_uid()),
+              film(radiograph_grey(THUMBNAILS[1]), generate_uid(), modality="CR")]
+    other = film(radiograph_grey(THUMBNAILS[2]), generate_uid(), accession="ACC-OTHER-1")
+    for data in [*wanted, other]:
+        orthanc.upload(data)
+    for name, value in (("PNEUMONIA_DICOMWEB_URL", orthanc.url), ("PNEUMONIA_PACS_USER", USER),
+                        ("PNEUMONIA_PACS_PASSWORD", PASSWORD)):
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_input(key="pacs_accession").set_value(PHI["AccessionNumber"])
+    next(b for b in at.button if b.label == "Open from PACS").click()
+    at.run()
+    assert_no_exception(at)
+    table = shown_results(at)
+    assert sorted(table["file"]) == ["PACS film 1 (CR)", "PACS film 2 (DX)"]  # the study's two films, not the other
+    expected = {format_probability(r.probability) for r in committed_predictor.screen([("a", d) for d in wanted])}
+    assert set(table["probability"]) == expected
+    assert at.text_input(key="pacs_accession").value == ""  # cleared once opened
+    page = page_text(at)
+    for secret in [*PHI.values(), *(_uid(d) for d in wanted), "20210314"]:
+        assert secret not in page, secret
+    at.text_input(key="pacs_accession").set_value("NO-SUCH-1")
+    next(b for b in at.button if b.label == "Open from PACS").click()
+    at.run()
+    assert [e.value for e in at.error] == ["Could not open from the PACS: the PACS holds no CR or DX film under that "
+                                           "accession number."]
 
 
 # --- failures of the PACS, credentials (no Orthanc needed) ------------------------------------------------------

@@ -21,6 +21,9 @@ from pneumonia.errors import PneumoniaError
 
 PASSWORD_ENV = "PNEUMONIA_PACS_PASSWORD"
 TOKEN_ENV = "PNEUMONIA_PACS_TOKEN"
+USER_ENV = "PNEUMONIA_PACS_USER"
+URL_ENV = "PNEUMONIA_DICOMWEB_URL"
+"""When set, the app's Screen page offers "Open from PACS" (by accession number) from this DICOMweb root."""
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_TRIES = 4
 BACKOFF_S = 1.0
@@ -87,6 +90,12 @@ def read_credentials(user: str | None, password_file: Path | None, environ=os.en
     return Credentials(user, password, token)
 
 
+def client_from_environment(url: str, environ=os.environ) -> "PacsClient":
+    """The app's client: the URL from PNEUMONIA_DICOMWEB_URL, the user from PNEUMONIA_PACS_USER, and the password
+    or token from their variables, as for the command line."""
+    return PacsClient(url, read_credentials(environ.get(USER_ENV) or None, None, environ), tries=2)
+
+
 def check_root_url(url: str) -> str:
     """The DICOMweb root, refused with a plain line when it is not http(s) or carries a password."""
     parts = urlsplit(url.strip())
@@ -138,9 +147,10 @@ class PacsClient:
         return self._call("searching for series", self._client.search_for_series, search_filters=filters,
                           fields=fields, get_remaining=True)
 
-    def search_instances(self, study_uid: str, fields: list[str]) -> list[dict]:
+    def search_instances(self, study_uid: str, fields: list[str], series_uid: str | None = None) -> list[dict]:
         return self._call("listing a study's instances", self._client.search_for_instances,
-                          study_instance_uid=study_uid, fields=fields, get_remaining=True)
+                          study_instance_uid=study_uid, series_instance_uid=series_uid, fields=fields,
+                          get_remaining=True)
 
     def instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> dict:
         return self._call("reading an instance's metadata", self._client.retrieve_instance_metadata,

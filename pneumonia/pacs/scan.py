@@ -206,3 +206,29 @@ def first_ctrl_c_finishes_the_film():
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+MAX_OPENED = 24
+"""The most films "Open from PACS" brings into the app at once."""
+
+
+def films_for_accession(client: PacsClient, accession: str) -> list[tuple[str, bytes]]:
+    """The CR/DX films of the study with this accession number, as (a name that identifies no one, DICOM bytes),
+    for the app to screen as if they were uploaded. At most MAX_OPENED."""
+    accession = accession.strip()
+    if not accession or len(accession) > 16 or any(c in accession for c in "*?\\"):
+        raise PacsError("type one accession number: at most 16 characters, without * ? or \\.")
+    films: list[tuple[str, bytes]] = []
+    for modality in MODALITIES:
+        series_list = client.search_series({"AccessionNumber": accession, "Modality": modality},
+                                           ["StudyInstanceUID", "SeriesInstanceUID"])
+        for series in series_list:
+            study, series_uid = _value(series, "StudyInstanceUID"), _value(series, "SeriesInstanceUID")
+            for record in client.search_instances(study, ["SOPInstanceUID"], series_uid):
+                if len(films) == MAX_OPENED:
+                    return films
+                data = client.retrieve_bytes(study, series_uid, _value(record, "SOPInstanceUID"))
+                films.append((f"PACS film {len(films) + 1} ({modality})", data))
+    if not films:
+        raise PacsError("the PACS holds no CR or DX film under that accession number.")
+    return films
