@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -190,6 +191,28 @@ def test_a_probability_is_a_num_item_named_for_pneumonia(orthanc, mix, scan):
     assert len(numbers) == len(mix) - 1  # every film but the CT slice
     assert all("pneumonia" in item.ConceptNameCodeSequence[0].CodeMeaning.lower() for item in numbers)
     assert all(0.0 <= float(item.MeasuredValueSequence[0].NumericValue) <= 1.0 for item in numbers)
+
+
+def test_an_odd_header_skips_that_film_only_and_quotes_nothing(orthanc, scan):
+    grey = radiograph_grey(THUMBNAILS[0])
+    good, odd, unusual = (pydicom.dcmread(io.BytesIO(film(grey, generate_uid()))) for _ in range(3))
+    odd.StudyTime = "25:99"  # not a time: highdicom cannot build an object of this study
+    unusual.PatientSex, unusual.PatientName = "UNKNOWN", "MONONYM"  # odd, but an SR can still be built
+    for dataset in (good, odd, unusual):
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        orthanc.upload(buffer.getvalue())
+    with warnings.catch_warnings(record=True) as caught:  # the libraries' warnings quote the values they reject
+        warnings.simplefilter("always")
+        code, out, err = scan()
+    assert not [w for w in caught if "25:99" in str(w.message) or "MONONYM" in str(w.message)]
+    assert code == 3  # some films skipped; the pass went on
+    assert {sr.report_facts(r)["source"] for r in stored(orthanc, SR_CLASS)} == {good.SOPInstanceUID,
+                                                                                unusual.SOPInstanceUID}
+    lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "skipped: its results could not be built (ValueError)" in lines[0]
+    assert "25:99" not in out + err and "MONONYM" not in out + err and "UNKNOWN" not in out + err
+    _assert_no_phi(out + err, [good.SOPInstanceUID, odd.SOPInstanceUID, unusual.SOPInstanceUID])
 
 
 def test_since_leaves_older_studies_alone_and_a_bad_date_is_one_line(orthanc, mix, scan):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -137,6 +139,21 @@ def screen_film(client: PacsClient, predictor, film: Film, name: str, threshold:
     Returns the Screening and how many maps were stored (0 or 1)."""
     import pydicom
 
+    with _quiet_dicom():
+        return _screen_film(client, predictor, film, name, threshold, pydicom)
+
+
+@contextlib.contextmanager
+def _quiet_dicom():
+    """pydicom and highdicom warn about malformed values by quoting them, and a value can be a patient's name."""
+    for library in ("pydicom", "highdicom", "dicomweb_client"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _screen_film(client: PacsClient, predictor, film: Film, name: str, threshold: float, pydicom):
     data = client.retrieve_bytes(film.study, film.series, film.sop)
     source = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
     (screening,) = predictor.score([predictor.prepare(name, data, keep_images=film.needs_map)])

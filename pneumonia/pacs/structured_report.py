@@ -195,6 +195,8 @@ STUDY_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", 
 """The patient and study identifiers the objects written back must carry to belong to the study (type 2: present,
 perhaps empty). They are copied from the screened instance into those objects and go nowhere else."""
 
+SEXES = ("M", "F", "O")
+
 
 def study_header(source):
     """The screened instance's identifying header without its pixels, with every study-level attribute present."""
@@ -203,6 +205,8 @@ def study_header(source):
     header = Dataset()
     for keyword in HEADER_KEYWORDS + STUDY_KEYWORDS:
         value = source.get(keyword)
+        if keyword == "PatientSex" and str(value or "").strip().upper() not in SEXES:
+            value = None  # real files hold "UNKNOWN", "U", "female"...: left empty (type 2) rather than refused
         if value is not None or keyword in STUDY_KEYWORDS:
             setattr(header, keyword, value)
     return header
