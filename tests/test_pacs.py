@@ -6,6 +6,7 @@ why, except under PNEUMONIA_REQUIRE_ORTHANC=1 (CI), where they fail."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -240,6 +241,11 @@ def test_with_map_adds_a_burned_in_grad_cam_capture_once_per_scored_film(orthanc
     assert len({c.SeriesInstanceUID for c in captures} & {r.SeriesInstanceUID for r in stored(orthanc, SR_CLASS)}) == 0
     code, out, err = scan("--with-map")
     assert code == 0 and "0 screened" in err and len(stored(orthanc)) == 3 * len(mix) - 1
+    # docs/pacs.md's recipe removes everything written, and nothing else
+    query = json.dumps({"Level": "Series", "Query": {"SeriesDescription": "Pneumonia*demo*"}}).encode()
+    for series in orthanc.rest("/tools/find", data=query, method="POST"):
+        orthanc.rest(f"/series/{series}", method="DELETE")
+    assert sorted(d.SOPInstanceUID for d in stored(orthanc)) == sorted(mix)
 
 
 def test_a_sigkill_mid_scan_then_a_rescan_stores_each_sr_exactly_once(orthanc, tmp_path):
