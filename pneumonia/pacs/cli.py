@@ -57,7 +57,7 @@ def _client(args):
 
 def run(args: argparse.Namespace) -> int:
     from pneumonia.pacs.client import PacsAuthError, PacsError
-    from pneumonia.pacs.scan import first_ctrl_c_finishes_the_film, scan_pass, since_filter
+    from pneumonia.pacs.scan import first_ctrl_c_finishes_the_chunk, scan_pass, since_filter
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     def warn(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    with first_ctrl_c_finishes_the_film() as stop:
+    with first_ctrl_c_finishes_the_chunk() as stop:
         if args.pacs_command == "scan":
             summary = scan_pass(client, predictor, threshold, args.with_map, args.since, stop, say, warn)
             warn(summary.line(threshold))
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 warn("interrupted: the films done so far are stored; run the same command to finish")
                 return EXIT_INTERRUPTED
             return EXIT_SOME_SKIPPED if summary.skipped else 0
-        warn(f"watching {client.root} every {args.every:g} s; Ctrl-C stops after the film in hand")
+        warn(f"watching {client.root} every {args.every:g} s; Ctrl-C stops after the films in hand")
         while not stop.is_set():
             try:
                 summary = scan_pass(client, predictor, threshold, args.with_map, args.since, stop, say, warn)

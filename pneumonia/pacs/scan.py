@@ -134,13 +134,9 @@ def find_films(client: PacsClient, model_sha: str, since: str | None = None,
     return films, done
 
 
-def screen_film(client: PacsClient, predictor, film: Film, name: str, threshold: float):
-    """Retrieve one film, screen it as the app does, and store what it lacks: the map first, the SR last.
-    Returns the Screening and how many maps were stored (0 or 1)."""
-    import pydicom
-
-    with _quiet_dicom():
-        return _screen_film(client, predictor, film, name, threshold, pydicom)
+CHUNK = 16
+"""Films retrieved and scored together: one model call for the chunk, as `predict` batches. Ctrl-C finishes the chunk
+in hand; a crash redoes at most its films (their results are stored under the same UIDs)."""
 
 
 @contextlib.contextmanager
@@ -153,64 +149,96 @@ def _quiet_dicom():
         yield
 
 
-def _screen_film(client: PacsClient, predictor, film: Film, name: str, threshold: float, pydicom):
+@dataclass(frozen=True)
+class _Retrieved:
+    film: Film
+    name: str
+    source: object  # the instance's header (pydicom Dataset, no pixels): what the results copy to join its study
+    prepared: object  # a Screening (refused before the model) or a PendingInput
+
+
+def retrieve(client: PacsClient, predictor, film: Film, name: str) -> _Retrieved:
+    """One film from the PACS, read and pre-checked by the gate as the app does, waiting for the model."""
+    import pydicom
+
     data = client.retrieve_bytes(film.study, film.series, film.sop)
     source = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    (screening,) = predictor.score([predictor.prepare(name, data, keep_images=film.needs_map)])
+    return _Retrieved(film, name, source, predictor.prepare(name, data, keep_images=film.needs_map))
+
+
+def store_results(client: PacsClient, predictor, item: _Retrieved, screening, threshold: float) -> int:
+    """What the film lacks: the map first, the SR last (its presence means the film is done). Returns maps stored."""
     maps = 0
-    if film.needs_map and screening.probability is not None and screening.model_input is not None:
+    if item.film.needs_map and screening.probability is not None and screening.model_input is not None:
         from pneumonia.explain import grad_cam
 
-        client.store(map_capture(source, screening, grad_cam(predictor, screening.model_input), predictor.metadata))
+        cam = grad_cam(predictor, screening.model_input)
+        client.store(map_capture(item.source, screening, cam, predictor.metadata))
         maps = 1
-    if film.needs_report:
-        client.store(structured_report(source, screening, threshold, predictor.metadata))
-    return screening, maps
+    if item.film.needs_report:
+        client.store(structured_report(item.source, screening, threshold, predictor.metadata))
+    return maps
+
+
+def _guarded(summary: PassSummary, name: str, warn: Callable[[str], None], step: Callable):
+    """`step()`, or None after a warning when this one film cannot go on; a PACS that is down or refuses the login
+    still stops the pass."""
+    try:
+        with _quiet_dicom():
+            return step()
+    except (PacsAuthError, PacsUnavailableError):
+        raise
+    except PacsError as exc:
+        warn(f"warning: {name}: skipped: {exc}")
+    except Exception as exc:  # one odd instance never stops a pass; its message could quote its header
+        warn(f"warning: {name}: skipped: its results could not be built ({type(exc).__name__})")
+    summary.skipped += 1
+    return None
 
 
 def scan_pass(client: PacsClient, predictor, threshold: float, with_map: bool = False, since: str | None = None,
               stop: threading.Event | None = None, say: Callable[[str], None] = print,
               warn: Callable[[str], None] = print) -> PassSummary:
-    """One pass. An instance that cannot be read or stored is skipped with a warning and the pass goes on; a PACS
-    that is down or refuses the login stops it (PacsUnavailableError, PacsAuthError). `stop` ends the pass after
-    the film in hand."""
+    """One pass. A film that cannot be read or stored is skipped with a warning and the pass goes on; a PACS that is
+    down or refuses the login stops it (PacsUnavailableError, PacsAuthError). `stop` ends the pass after the chunk
+    in hand."""
     from pneumonia.formatting import format_probability
 
     started = time.perf_counter()
     summary = PassSummary()
     films, summary.already_done = find_films(client, predictor.metadata["model_sha256"], since, with_map)
-    for number, film in enumerate(films, 1):
+    names = [f"film {number} of {len(films)} ({film.modality or 'no modality'})" for number, film in
+             enumerate(films, 1)]
+    for first in range(0, len(films), CHUNK):
         if stop is not None and stop.is_set():
             summary.interrupted = True
             break
-        name = f"film {number} of {len(films)} ({film.modality or 'no modality'})"
-        try:
-            screening, maps = screen_film(client, predictor, film, name, threshold)
-        except (PacsAuthError, PacsUnavailableError):
-            raise
-        except PacsError as exc:
-            summary.skipped += 1
-            warn(f"warning: {name}: skipped: {exc}")
-            continue
-        except Exception as exc:  # one odd instance never stops a pass; its message could quote its header
-            summary.skipped += 1
-            warn(f"warning: {name}: skipped: its results could not be built ({type(exc).__name__})")
-            continue
-        summary.counts[screening.status] = summary.counts.get(screening.status, 0) + 1
-        summary.reports += film.needs_report
-        summary.maps += maps
-        if screening.probability is None:
-            say(f"{name}: not scored ({screening.status}): {screening.reason}")
-        else:
-            note = f" [{screening.status}: {screening.reason}]" if screening.status == CAUTION else ""
-            say(f"{name}: {format_probability(screening.probability)} {screening.label(threshold)}{note}")
+        chunk = [_guarded(summary, name, warn, lambda film=film, name=name: retrieve(client, predictor, film, name))
+                 for film, name in zip(films[first : first + CHUNK], names[first : first + CHUNK])]
+        chunk = [item for item in chunk if item is not None]
+        with _quiet_dicom():
+            screenings = predictor.score([item.prepared for item in chunk])
+        for item, screening in zip(chunk, screenings):
+            maps = _guarded(summary, item.name, warn,
+                            lambda item=item, screening=screening: store_results(client, predictor, item, screening,
+                                                                                 threshold))
+            if maps is None:
+                continue
+            summary.counts[screening.status] = summary.counts.get(screening.status, 0) + 1
+            summary.reports += item.film.needs_report
+            summary.maps += maps
+            if screening.probability is None:
+                say(f"{item.name}: not scored ({screening.status}): {screening.reason}")
+            else:
+                note = f" [{screening.status}: {screening.reason}]" if screening.status == CAUTION else ""
+                say(f"{item.name}: {format_probability(screening.probability)} {screening.label(threshold)}{note}")
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 @contextlib.contextmanager
-def first_ctrl_c_finishes_the_film():
-    """The first Ctrl-C sets the event (the film in hand is finished, then the command stops); a second one
+def first_ctrl_c_finishes_the_chunk():
+    """The first Ctrl-C sets the event (the films in hand are finished, then the command stops); a second one
     interrupts at once."""
     stop = threading.Event()
 
