@@ -104,6 +104,18 @@ def _value(record: dict, keyword: str) -> str:
     return str(values[0])
 
 
+def _status_of_report(client: PacsClient, study: str, report_uid: str, model_sha: str) -> str | None:
+    """The gate status an SR of ours records; None when it cannot be read (the film is then screened again, and
+    only what it lacks is stored)."""
+    try:
+        metadata = client.instance_metadata(study, sr_series_uid(study, model_sha), report_uid)
+        return report_facts(metadata[0] if isinstance(metadata, list) else metadata).get(GATE_STATUS.code)
+    except (PacsAuthError, PacsUnavailableError):
+        raise
+    except Exception:  # a PacsRequestError (say, deleted meanwhile) or metadata this code did not write
+        return None
+
+
 def find_films(client: PacsClient, model_sha: str, since: str | None = None,
                with_map: bool = False) -> tuple[list[Film], int]:
     """The films still to screen, study by study, and how many are already done (QIDO-RS only, plus one SR's
@@ -125,8 +137,7 @@ def find_films(client: PacsClient, model_sha: str, since: str | None = None,
             needs_report = sr_uid(sop, model_sha) not in present
             needs_map = with_map and map_uid(sop, model_sha) not in present
             if needs_map and not needs_report:
-                metadata = client.instance_metadata(study, sr_series_uid(study, model_sha), sr_uid(sop, model_sha))
-                needs_map = report_facts(metadata).get(GATE_STATUS.code) != REFUSED
+                needs_map = _status_of_report(client, study, sr_uid(sop, model_sha), model_sha) != REFUSED
             if needs_report or needs_map:
                 films.append(Film(study, _value(record, "SeriesInstanceUID"), sop, modality, needs_report, needs_map))
             else:
