@@ -32,10 +32,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from inputs import dicom_bytes  # noqa: E402
-from orthanc_server import PASSWORD, USER, Orthanc, missing_reason, orthanc_binaries  # noqa: E402
-from pneumonia.config import DATA_ENV_VAR  # noqa: E402
-from pneumonia.data import discover_split, find_split  # noqa: E402
+from inputs import dicom_bytes
+from orthanc_server import PASSWORD, USER, Orthanc, missing_reason, orthanc_binaries
+
+from pneumonia.config import DATA_ENV_VAR
+from pneumonia.data import discover_split, find_split
 
 COMMAND = "python benchmarks/bench_pacs.py"
 RATE = re.compile(r"([\d.]+) films/s")

@@ -23,14 +23,14 @@ import pytest
 pytest.importorskip("dicomweb_client", reason="the pacs extra is not installed: pip install '.[pacs]'")
 pytest.importorskip("highdicom", reason="the pacs extra is not installed: pip install '.[pacs]'")
 
-import pydicom  # noqa: E402
-from pydicom.uid import generate_uid  # noqa: E402
+import pydicom
+from inputs import PHI, PRIVATE_VALUE, dicom_bytes, radiograph_grey, twelve_bit
+from orthanc_server import PASSWORD, REQUIRE_ENV, USER, Orthanc, free_port, missing_reason, orthanc_binaries
+from pydicom.uid import generate_uid
 
-from inputs import PHI, PRIVATE_VALUE, dicom_bytes, radiograph_grey, twelve_bit  # noqa: E402
-from orthanc_server import PASSWORD, REQUIRE_ENV, USER, Orthanc, free_port, missing_reason, orthanc_binaries  # noqa: E402
-from pneumonia.cli import main  # noqa: E402
-from pneumonia.pacs import structured_report as sr  # noqa: E402
-from pneumonia.pacs.client import (  # noqa: E402
+from pneumonia.cli import main
+from pneumonia.pacs import structured_report as sr
+from pneumonia.pacs.client import (
     Credentials,
     PacsClient,
     PacsError,
@@ -217,17 +217,17 @@ def test_an_odd_header_skips_that_film_only_and_quotes_nothing(orthanc, scan):
 
 
 def test_since_leaves_older_studies_alone_and_a_bad_date_is_one_line(orthanc, mix, scan):
-    code, out, err = scan("--since", "2026-01-16")  # the films are from 2026-01-15
+    code, _, err = scan("--since", "2026-01-16")  # the films are from 2026-01-15
     assert code == 0 and "0 screened" in err and len(stored(orthanc)) == len(mix)
-    code, out, err = scan("--since", "2026-01-15")
+    code, _, err = scan("--since", "2026-01-15")
     assert code == 0 and f"{len(mix)} screened" in err
-    code, out, err = scan("--since", "last tuesday")
+    code, _, err = scan("--since", "last tuesday")
     assert code == 2 and err.strip().splitlines() == [err.strip()] and "YYYY-MM-DD" in err
 
 
 def test_with_map_adds_a_burned_in_grad_cam_capture_once_per_scored_film(orthanc, mix, scan):
     assert scan()[0] == 0  # SRs first, without maps
-    code, out, err = scan("--with-map")  # then only the maps are added, and none for the refused CT slice
+    code, _, err = scan("--with-map")  # then only the maps are added, and none for the refused CT slice
     assert code == 0, err
     captures = stored(orthanc, SC_CLASS)
     assert len(captures) == len(mix) - 1 and len(stored(orthanc, SR_CLASS)) == len(mix)
@@ -239,7 +239,7 @@ def test_with_map_adds_a_burned_in_grad_cam_capture_once_per_scored_film(orthanc
         assert capture.pixel_array[:20].max() > 200  # the band of burned-in white text
         assert capture.StudyInstanceUID == mix[capture.SourceImageSequence[0].ReferencedSOPInstanceUID][0]
     assert len({c.SeriesInstanceUID for c in captures} & {r.SeriesInstanceUID for r in stored(orthanc, SR_CLASS)}) == 0
-    code, out, err = scan("--with-map")
+    code, _, err = scan("--with-map")
     assert code == 0 and "0 screened" in err and len(stored(orthanc)) == 3 * len(mix) - 1
     # docs/pacs.md's recipe removes everything written, and nothing else
     query = json.dumps({"Level": "Series", "Query": {"SeriesDescription": "Pneumonia*demo*"}}).encode()
@@ -269,7 +269,7 @@ def test_a_sigkill_mid_scan_then_a_rescan_stores_each_sr_exactly_once(orthanc, t
     process.communicate()
     written = len(orthanc.rest("/instances")) - len(uids)
     assert 0 < written < len(uids), f"the kill did not land mid-scan ({written} of {len(uids)} written)"
-    rescan = subprocess.run(command, cwd=REPO, env=_cli_env(), capture_output=True, text=True, timeout=300)
+    rescan = subprocess.run(command, cwd=REPO, env=_cli_env(), capture_output=True, text=True, timeout=300, check=False)
     assert rescan.returncode == 0, rescan.stderr
     assert f"{written} already done" in rescan.stderr
     references = [sr.report_facts(r)["source"] for r in stored(orthanc, SR_CLASS)]
@@ -280,7 +280,7 @@ def test_a_wrong_password_is_one_clear_line_and_exit_2(orthanc):
     wrong = "Wr0ng-pass-word"
     result = subprocess.run([sys.executable, "-m", "pneumonia", "pacs", "scan", "--url", orthanc.url, "--user", USER],
                             cwd=REPO, env=_cli_env(PNEUMONIA_PACS_PASSWORD=wrong), capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "refused the login (HTTP 401)" in lines[0], lines
@@ -326,9 +326,9 @@ def _wait_for(condition, process, seconds: float = 180.0) -> None:
 def test_the_app_opens_a_study_from_the_pacs_by_accession_and_shows_nothing_identifying(
         orthanc, committed_predictor, monkeypatch):
     from streamlit.testing.v1 import AppTest
+    from test_app import APP, TIMEOUT, assert_no_exception, page_text, shown_results
 
     from pneumonia.formatting import format_probability
-    from test_app import APP, TIMEOUT, assert_no_exception, page_text, shown_results
 
     monkeypatch.delenv("PNEUMONIA_DICOMWEB_URL", raising=False)
     hidden = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
@@ -359,15 +359,15 @@ def test_the_app_opens_a_study_from_the_pacs_by_accession_and_shows_nothing_iden
     at.text_input(key="pacs_accession").set_value("NO-SUCH-1")
     next(b for b in at.button if b.label == "Open from PACS").click()
     at.run()
-    assert [e.value for e in at.error] == ["Could not open from the PACS: the PACS holds no CR or DX film under that "
-                                           "accession number."]
+    assert [e.value for e in at.error] == [("Could not open from the PACS: the PACS holds no CR or DX film under that "
+                                            "accession number.")]
 
 
 # --- failures of the PACS, credentials (no Orthanc needed) ------------------------------------------------------
 
 
 class _Always503(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.send_response(503)
         self.end_headers()
 
@@ -395,11 +395,11 @@ def test_a_pacs_answering_503_is_retried_with_backoff_then_one_clear_error():
 def test_an_unreachable_pacs_is_one_line_and_exit_2():
     url = f"http://127.0.0.1:{free_port()}/dicom-web"
     result = subprocess.run([sys.executable, "-m", "pneumonia", "pacs", "scan", "--url", url, "--tries", "1"],
-                            cwd=REPO, env=_cli_env(), capture_output=True, text=True, timeout=120)
+                            cwd=REPO, env=_cli_env(), capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: the PACS at {url} failed while checking the login (the connection failed) after 1 tries; check that "
-        "it is running and the URL is right, then run the same command again (results already stored are kept)."]
+        (f"error: the PACS at {url} failed while checking the login (the connection failed) after 1 tries; check that "
+         "it is running and the URL is right, then run the same command again (results already stored are kept).")]
 
 
 def test_secrets_stay_out_of_urls_reprs_and_messages(tmp_path):

@@ -12,9 +12,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from pneumonia.errors import PneumoniaError
@@ -90,7 +90,7 @@ def read_credentials(user: str | None, password_file: Path | None, environ=os.en
     return Credentials(user, password, token)
 
 
-def client_from_environment(url: str, environ=os.environ) -> "PacsClient":
+def client_from_environment(url: str, environ=os.environ) -> PacsClient:
     """The app's client: the URL from PNEUMONIA_DICOMWEB_URL, the user from PNEUMONIA_PACS_USER, and the password
     or token from their variables, as for the command line."""
     return PacsClient(url, read_credentials(environ.get(USER_ENV) or None, None, environ), tries=2)

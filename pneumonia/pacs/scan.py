@@ -16,9 +16,9 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from pneumonia.gate import CAUTION, OK, REFUSED
 from pneumonia.pacs.client import PacsAuthError, PacsClient, PacsError, PacsUnavailableError
