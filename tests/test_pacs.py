@@ -392,6 +392,24 @@ def test_a_pacs_answering_503_is_retried_with_backoff_then_one_clear_error():
     assert "?" not in message  # the request's URL (with its query) is not quoted, only the root
 
 
+def test_a_pacs_that_never_answers_times_out_and_is_retried():
+    import socket
+
+    listener = socket.socket()  # accepts connections (the kernel's backlog) and never says a word
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    waits = []
+    try:
+        client = PacsClient(f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web", timeout_s=0.3, tries=2,
+                            warn=lambda line: None, sleep=waits.append)
+        started = time.monotonic()
+        with pytest.raises(PacsUnavailableError, match=r"no answer within 0\.3 s\) after 2 tries"):
+            client.check_login()
+    finally:
+        listener.close()
+    assert waits == [1.0] and time.monotonic() - started < 10
+
+
 def test_an_unreachable_pacs_is_one_line_and_exit_2():
     url = f"http://127.0.0.1:{free_port()}/dicom-web"
     result = subprocess.run([sys.executable, "-m", "pneumonia", "pacs", "scan", "--url", url, "--tries", "1"],
