@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pneumonia.config import MODELS_DIR, TrainConfig
 from pneumonia.errors import PneumoniaError
+from pneumonia.pacs import cli as pacs_cli
 
 EXIT_USER_ERROR = 2
 """A usage error, a missing or damaged model folder, an output that cannot be written or already exists (without
@@ -155,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--db", metavar="PATH_OR_URL", help="an SQLite file or SQLAlchemy URL (default: PNEUMONIA_DB)")
     export.add_argument("--include-unfinished", action="store_true",
                         help="also write the readings of readers who have not finished (study analyse refuses them)")
+    pacs_cli.add_parser(commands)
     return parser
 
 
@@ -443,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logs(args.verbose)
     handler = {"train": _train, "evaluate": _evaluate, "predict": _predict, "report": _report,
                "calibrate": _calibrate, "calibrate-site": _calibrate_site, "fit-gate": _fit_gate, "card": _card,
-               "study": _study}[args.command]
+               "study": _study, "pacs": pacs_cli.run}[args.command]
     try:
         return handler(args)
     except PneumoniaError as exc:

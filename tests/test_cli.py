@@ -35,6 +35,7 @@ OPTIONS = {
     "fit-gate": ["--data", "--model-dir"],
     "card": ["--model-dir", "--out", "--readme"],
     "study": ["analyse"],
+    "pacs": ["scan", "watch"],
 }
 
 

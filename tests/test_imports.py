@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "training": {BASE, "io", "model", "decision", "screening"},
     "pacs": {BASE, "io", "model", "decision", "screening", "explain", "reports"},
     "cli": {BASE, "io", "model", "decision", "screening", "explain", "reports", "studies", "archive", "training", "pacs"},
-    "ui": {BASE, "io", "model", "decision", "screening", "explain", "reports", "studies", "ui"},
+    "ui": {BASE, "io", "model", "decision", "screening", "explain", "reports", "studies", "pacs", "ui"},
 }
 """Which part may import which: `ui` uses the package, never the reverse; nothing at run time (screening, the
 pages) imports `training`; the gate and the predictor know nothing of reports or pages."""

@@ -110,7 +110,10 @@ def uploads_ui() -> list[Upload]:
     chosen = st.multiselect(
         "…or try bundled sample X-rays", list(samples), help=wording.SAMPLES_HELP, **kept("samples", [])
     )
-    return list(kept_files) + [Upload(name, samples[name].read_bytes()) for name in chosen if name in samples]
+    from ui.pacs_box import pacs_uploads_ui
+
+    opened = pacs_uploads_ui()  # "Open from PACS", only when PNEUMONIA_DICOMWEB_URL is set
+    return list(kept_files) + opened + [Upload(name, samples[name].read_bytes()) for name in chosen if name in samples]
 
 
 def lime_settings_ui():
