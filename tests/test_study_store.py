@@ -519,7 +519,7 @@ def test_postgresql_a_server_crash_mid_study_loses_nothing_acknowledged(postgres
 
 
 def test_cases_are_drawn_by_seed_and_stratified_by_class():
-    test = fake_test_set(60)
+    test = fake_test_set(120)
     share = test.labels.mean()
     for seed in range(5):
         for count in (4, 10, 25):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from pneumonia.artifacts import Predictions
-from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyReading, StudyStore
-from pneumonia.tally import reader_order
+from pneumonia.studies.pool import study_indices
+from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyError, StudyReading, StudyStore
 
 DEFAULT_CASES = 20
 CONFIDENCE_WORDS = {1: "a guess", 2: "unsure", 3: "fairly sure", 4: "sure", 5: "certain"}
@@ -19,9 +21,24 @@ MODALITY_WORDS = {UNAIDED: "alone", AIDED: "with the AI"}
 
 
 def draw_cases(test: Predictions, count: int, seed: int) -> list[StudyCase]:
-    """`count` test images drawn by seed, stratified by class: NORMAL and PNEUMONIA in the test set's
-    proportions, within one case (the first `count` of the seeded, class-interleaved order reader mode uses)."""
-    chosen = reader_order(test.labels, seed, count)
+    """`count` films of the study pool (`pneumonia.studies.pool`: never shown with their truth elsewhere in the
+    app), drawn by seed and stratified by class: NORMAL and PNEUMONIA in the pool's proportions, within one case.
+    The cases' positions (and so their ids in exports) are in a random order, not by class."""
+    pool = study_indices(test.files, test.labels)
+    labels = np.asarray(test.labels)[pool]
+    if count > pool.size:
+        raise StudyError(f"A study draws from the {pool.size} test images kept for studies (no other page shows "
+                         f"them); ask for at most {pool.size} cases, not {count}.")
+    rng = np.random.default_rng(seed)
+    positives = int(round(count * labels.mean())) if pool.size else 0
+    positives = min(max(positives, 1 if count > 1 else 0), count - 1 if count > 1 else count, int(labels.sum()))
+    negatives = count - positives
+    if negatives > int((labels == 0).sum()):
+        negatives = int((labels == 0).sum())
+        positives = count - negatives
+    chosen = np.concatenate([rng.choice(pool[labels == 1], positives, replace=False),
+                             rng.choice(pool[labels == 0], negatives, replace=False)]).astype(int)
+    chosen = rng.permutation(chosen)
     return [
         StudyCase(position, test.files[i], int(test.labels[i]), str(test.subtypes[i]), float(test.probabilities[i]))
         for position, i in enumerate(chosen)
@@ -43,10 +60,19 @@ def rating(call: int, confidence: int) -> int:
 
 
 def reader_positions(cases: list[StudyCase], reader: Reader) -> list[int]:
-    """This reader's own order of the study's cases (seeded per reader, so no order effect is shared by the
-    class), with both classes spread evenly through it."""
-    order = reader_order([c.truth for c in cases], reader.order_seed)
-    return [cases[i].position for i in order]
+    """This reader's own order of the study's cases: a uniformly random permutation seeded by the reader's
+    `order_seed` (drawn when they joined and stored with them, so the order can be replayed). It is neither
+    interleaved nor balanced by class, so the class of one case says nothing about the next one's; and no order
+    effect is shared by the class. In an AI-aided study each case is read alone and then at once with the AI, so
+    the aided reads follow the same random order."""
+    positions = sorted(c.position for c in cases)
+    order = np.random.default_rng(reader.order_seed).permutation(len(positions))
+    return [positions[i] for i in order]
+
+
+def order_of(cases: list[StudyCase], reader: Reader) -> dict[int, int]:
+    """Case position -> its place (from 1) in this reader's order: the `order` column of the export."""
+    return {position: place for place, position in enumerate(reader_positions(cases, reader), start=1)}
 
 
 @dataclass(frozen=True)
