@@ -222,7 +222,8 @@ def read_readings(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise StudyError(f"{path} is not a file; give a CSV with columns {','.join(COLUMNS)}, one row per reading.")
     try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True,
+                            keep_default_na=False, na_values=[""])  # a reader called "NA" stays "NA", not missing
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"{path} is not a readable CSV ({reason}); save it as comma-separated UTF-8 text.") from exc

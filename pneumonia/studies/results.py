@@ -157,7 +157,8 @@ def analyse_csv(text: str):
 
     from pneumonia.studies import mrmc
 
-    table = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True)
+    table = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True,
+                        keep_default_na=False, na_values=[""])  # a reader called "NA" stays "NA", not missing
     table.columns = [str(name).strip().lower() for name in table.columns]
     return mrmc.analyse(table)
 
