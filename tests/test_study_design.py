@@ -4,6 +4,7 @@ sequence to learn), and a study's films are never among those other pages show w
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -138,3 +139,31 @@ def test_cases_are_stratified_in_a_random_order_and_a_study_larger_than_the_pool
     assert len(set(truths)) == 50  # the draw's positions (case ids in exports) follow no class pattern
     with pytest.raises(StudyError, match="at most 208"):
         draw_cases(shipped, 209, 0)
+
+
+def test_the_plain_words_never_print_nan_and_say_what_the_study_can_conclude():
+    import pandas as pd
+
+    from pneumonia.studies.mrmc import analyse
+    from pneumonia.studies.results import plain_words
+
+    # Readers who agree exactly: nothing can be tested, and the words say why.
+    rows = [(r, f"c{k}", int(k < 3), m, float(k < 3)) for r in "AB" for m in ("unaided", "aided") for k in range(6)]
+    words = plain_words(analyse(pd.DataFrame(rows, columns=["reader", "case", "truth", "modality", "rating"])), 0.9)
+    assert "nan" not in words.lower() and "cannot be worked out" in words and "every reader scored the same" in words
+    # A real spread: the verdict, the size of change the study can see, and its limits; no statistic named.
+    rng = np.random.default_rng(0)
+    rows = [(r, f"c{k}", int(k < 8), m, float(rng.normal((k < 8) * (1.5 if m == "aided" else 1.0), 1)))
+            for r in "ABCDE" for m in ("unaided", "aided") for k in range(16)]
+    result = analyse(pd.DataFrame(rows, columns=["reader", "case", "truth", "modality", "rating"]))
+    words = plain_words(result, 0.95)
+    assert "**5 readers** finished all **16 cases**" in words and f"{result.mean_auc['unaided']:.2f} alone" in words
+    assert "With 5 readers and 16 cases, a change smaller than about" in words
+    assert "cannot show that the AI is safe" in words
+    for term in ("AUC", "p =", "p <", "nan", "interval"):
+        assert term not in words, term
+    # One modality: the range is cut to [0, 1].
+    one = analyse(pd.DataFrame([r for r in rows if r[3] == "unaided"],
+                               columns=["reader", "case", "truth", "modality", "rating"]))
+    low, high = (float(v) for v in re.search(r"between (\d\.\d\d) and (\d\.\d\d)", plain_words(one)).groups())
+    assert 0.0 <= low <= high <= 1.0

@@ -591,8 +591,13 @@ def test_export_is_the_analyse_format_with_finished_readers_only(store):
     commit_reading(store, study, cases, dan, next_step(study, cases, dan, []).case.position, UNAIDED, 1, 3)
     snap = snapshot(store, study)
     lines = export_csv(snap).splitlines()
-    assert lines[0] == ",".join(EXPORT_COLUMNS) == "reader,case,truth,modality,rating"
+    assert lines[0] == ",".join(EXPORT_COLUMNS) == "reader,case,truth,modality,rating,order"
     table = pd.read_csv(pd.io.common.StringIO(export_csv(snap)))
+    for reader in finished:  # order: the case's place in that reader's own random order, replayable from the store
+        own = table[(table.reader == reader.pseudonym) & (table.modality == "unaided")]
+        by_place = own.sort_values("order")["case"].tolist()
+        assert by_place == [case_id(p) for p in reader_positions(cases, reader)]
+        assert sorted(own["order"]) == list(range(1, len(cases) + 1))
     assert len(table) == 3 * len(cases) * 2 and set(table["reader"]) == {"Ann", "bob", "Cai"}
     assert set(table["modality"]) == {"unaided", "aided"} and set(table["rating"]) <= set(range(1, 11))
     truth = {case_id(c.position): c.truth for c in cases}
