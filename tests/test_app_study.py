@@ -361,6 +361,10 @@ def test_the_teacher_closes_then_deletes_the_study_with_all_its_readings(store):
     _, ann, _ = store.join(study.join_code, "Ann", "1234")
     reader_at = join(study_page(), study.join_code, "Ann", "1234")
     at = open_dashboard(code)
+    button(at, "Close joining").click().run()
+    assert store.study(study.id).status == "reading" and "Joining closed, reading open" in text_of(ok(at))
+    assert "do not let you in" not in text_of(join(study_page(), study.join_code, "Ann", "1234"))
+    assert "closed to new readers" in join(study_page(), study.join_code, "Bob", "1234").main.error[0].value
     button(at, "Close the study").click().run()
     assert store.study(study.id).status == CLOSED and ok(at).button(key="study_reopen")
     reader_at.run()

@@ -838,3 +838,16 @@ def test_pseudonyms_pandas_would_read_as_missing_survive_export_and_analysis(sto
     # An empty cell is still a missing reader, named as such.
     with pytest.raises(mrmc.StudyError, match="has no reader"):
         analyse_csv(text.replace("\nNULL,", "\n,", 1))
+
+
+def test_the_teacher_closes_the_join_code_and_those_who_joined_read_on(store):
+    study, _, cases = new_study(store)
+    _, ann, _ = store.join(study.join_code, "Ann", "1234")
+    store.set_status(study.id, store_module.JOINING_CLOSED)
+    with pytest.raises(StudyError, match="closed to new readers"):
+        store.join(study.join_code, "Bob", "1234")
+    study, again, new = store.join(study.join_code, "Ann", "1234")
+    assert (again.id, new, study.is_open, study.takes_joiners) == (ann.id, False, True, False)
+    assert read_everything(store, study, cases, ann) == 2 * len(cases)
+    store.set_status(study.id, OPEN)
+    assert store.join(study.join_code, "Bob", "1234")[2] is True

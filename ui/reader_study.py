@@ -31,6 +31,7 @@ from pneumonia.studies.design import (
 from pneumonia.studies.store import (
     AIDED,
     CLOSED,
+    JOINING_CLOSED,
     MAX_CASES,
     MAX_NAME,
     MAX_PSEUDONYM,
@@ -446,6 +447,13 @@ def _close_dashboard() -> None:
 
 def manage_ui(store: StudyStore, study: Study) -> None:
     with st.container(horizontal=True):
+        if study.takes_joiners:
+            st.button("Close joining", key="study_close_joining", on_click=_set_status,
+                      args=(store, study.id, JOINING_CLOSED), width="content",
+                      help="No one new can join; readers who joined carry on reading.")
+        elif study.is_open:
+            st.button("Reopen joining", key="study_reopen_joining", on_click=_set_status, args=(store, study.id, OPEN),
+                      width="content")
         if study.is_open:
             st.button("Close the study", key="study_close", on_click=_set_status, args=(store, study.id, CLOSED),
                       help="Readers can no longer join or save readings; what is saved stays.", width="content")
@@ -510,7 +518,8 @@ def dashboard_ui(store: StudyStore, study: Study) -> None:
     design = "AI-aided: each case alone, then with the AI" if study.aided else "readers alone, without the AI"
     cases = len(store.cases(study.id))
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.created))
-    st.caption(f"{'Open' if study.is_open else 'Closed'} · {cases} cases · {design} · the AI's threshold "
+    state = "Open" if study.takes_joiners else "Joining closed, reading open" if study.is_open else "Closed"
+    st.caption(f"{state} · {cases} cases · {design} · the AI's threshold "
                f"{format_threshold(study.threshold)} · created {created}")
     codes_ui(study)
     manage_ui(store, study)

@@ -38,7 +38,9 @@ from pneumonia.errors import PneumoniaError
 SCHEMA_VERSION = 1
 UNAIDED, AIDED = "unaided", "aided"
 """The two modalities of the sequential design: a call before seeing the model, and one after."""
-OPEN, CLOSED = "open", "closed"
+OPEN, JOINING_CLOSED, CLOSED = "open", "reading", "closed"
+"""A study's states: anyone with the join code may join and read; joining closed, but those who joined read on
+(the teacher closed the join code); closed, no joining and no reading."""
 JOIN_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 """No 0/O, 1/I/L: a join code is read off a projector and typed on a phone."""
 JOIN_LENGTH = 12
@@ -99,6 +101,11 @@ class Study:
 
     @property
     def is_open(self) -> bool:
+        """Readings are taken (joining may be closed)."""
+        return self.status in (OPEN, JOINING_CLOSED)
+
+    @property
+    def takes_joiners(self) -> bool:
         return self.status == OPEN
 
 
@@ -498,9 +505,10 @@ class StudyStore:
             return [_row_study(r) for r in conn.execute(sa.select(STUDIES).order_by(STUDIES.c.id))]
 
     def set_status(self, study_id: int, status: str) -> None:
-        """Close a study (no more joining or reading) or open it again."""
-        if status not in (OPEN, CLOSED):
-            raise ValueError(f"status is {OPEN!r} or {CLOSED!r}, not {status!r}")
+        """Close a study (no more joining or reading), close only its join code (JOINING_CLOSED: those who joined
+        read on), or open it again."""
+        if status not in (OPEN, JOINING_CLOSED, CLOSED):
+            raise ValueError(f"status is {OPEN!r}, {JOINING_CLOSED!r} or {CLOSED!r}, not {status!r}")
         with self._write() as conn:
             conn.execute(STUDIES.update().where(STUDIES.c.id == study_id).values(status=status))
 
@@ -582,7 +590,8 @@ class StudyStore:
         if study is None:
             raise StudyError(DELETED)
         if study.status != OPEN:
-            raise StudyError("This study is closed: no one new can join it. If you have joined before, use the same "
+            what = "closed to new readers" if study.status == JOINING_CLOSED else "closed"
+            raise StudyError(f"This study is {what}: no one new can join it. If you have joined before, use the same "
                              "pseudonym and PIN.")
         count = conn.execute(sa.select(sa.func.count()).select_from(READERS)
                              .where(READERS.c.study_id == study_id)).scalar_one()
@@ -675,7 +684,7 @@ class StudyStore:
                 same = [r for r in earlier if (r.position, r.modality) == (position, modality)]
                 if same:
                     return same[0], False
-                if study.status != OPEN:
+                if study.status == CLOSED:
                     raise StudyError("The teacher has closed this study: readings are no longer taken.")
                 if modality == AIDED and not study.aided:
                     raise StudyError("This study has no AI-aided reading.")
