@@ -93,7 +93,8 @@ def as_teacher(at: AppTest) -> AppTest:
 def new_study(store: StudyStore, aided: bool = True, count: int = 4, name: str = "Ward round"):
     test = read_test_predictions(MODELS_DIR)
     threshold = read_metadata(MODELS_DIR)["threshold"]["default"]
-    study, code = store.create_study(name, draw_cases(test, count, 1), aided=aided, seed=1, threshold=threshold)
+    study, code = store.create_study(name, draw_cases(test, count, 1, MODELS_DIR / THUMBNAILS_DIR), aided=aided,
+                                     seed=1, threshold=threshold)
     return study, code, store.cases(study.id)
 
 
@@ -158,7 +159,12 @@ def test_a_teacher_creates_a_study_and_sees_the_teacher_code_alone_before_the_cl
     assert study.join_code not in text_of(at) and study.join_code not in [c.value for c in at.code]
     assert (study.name, study.aided, study.seed) == ("Tuesday class", True, 3)
     test = read_test_predictions(MODELS_DIR)
-    assert [c.file for c in store.cases(study.id)] == [c.file for c in draw_cases(test, 6, 3)]
+    stored = store.cases(study.id)
+    assert [c.file for c in stored] == [c.file for c in draw_cases(test, 6, 3, MODELS_DIR / THUMBNAILS_DIR)]
+    # Cases are kept by their image's content hash: no test file name (they carry patient numbers) in the database.
+    assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", c.file) for c in stored)
+    database = b"".join(Path(db + suffix).read_bytes() for suffix in ("", "-wal") if Path(db + suffix).is_file())
+    assert not any(Path(f).stem.encode() in database for f in test.files)
     assert study.threshold == read_metadata(MODELS_DIR)["threshold"]["default"]
 
     # Continuing needs the teacher to say the code is saved.

@@ -167,3 +167,20 @@ def test_the_plain_words_never_print_nan_and_say_what_the_study_can_conclude():
                                columns=["reader", "case", "truth", "modality", "rating"]))
     low, high = (float(v) for v in re.search(r"between (\d\.\d\d) and (\d\.\d\d)", plain_words(one)).groups())
     assert 0.0 <= low <= high <= 1.0
+
+
+def test_cases_are_named_by_their_images_content_hash_and_found_again(shipped):
+    from pneumonia.evaluate import THUMBNAILS_DIR, thumbnail_name
+    from pneumonia.studies.design import image_key, thumbnail_keys
+
+    folder = MODELS_DIR / THUMBNAILS_DIR
+    by_name = draw_cases(shipped, 12, 4)
+    by_hash = draw_cases(shipped, 12, 4, folder)
+    keys = thumbnail_keys(folder)
+    for named, hashed in zip(by_name, by_hash):
+        assert hashed.file == image_key((folder / thumbnail_name(named.file)).read_bytes())
+        assert keys[hashed.file] == folder / thumbnail_name(named.file)
+        assert (hashed.truth, hashed.probability) == (named.truth, named.probability)
+        assert "person" not in hashed.file and "IM-" not in hashed.file
+    with pytest.raises(StudyError, match="test images are missing"):
+        draw_cases(shipped, 4, 0, MODELS_DIR / "nowhere")

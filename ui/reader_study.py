@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ from ui.common import (
     grad_cam_map,
     lime_explanation,
     model_files_or_stop,
+    model_dir,
     page_header_ui,
     predictor_or_stop,
     split_predictions,
@@ -188,14 +190,35 @@ def ai_ui(study: Study, step: Step) -> None:
     maps_ui(step.case.file)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _thumbnail_keys(folder: str, stamp: float) -> dict[str, str]:
+    from pneumonia.studies.design import thumbnail_keys
+
+    return {key: str(path) for key, path in thumbnail_keys(folder).items()}
+
+
+def case_image_path(file: str):
+    """The 224-px image of a study case: named by its content hash (studies made now), or by its test file's name
+    (studies made before cases were stored by hash)."""
+    from pneumonia.evaluate import THUMBNAILS_DIR
+    from pneumonia.studies.design import KEY_PREFIX
+
+    if not file.startswith(KEY_PREFIX):
+        return thumbnail_path(file)
+    folder = model_dir() / THUMBNAILS_DIR
+    stamp = folder.stat().st_mtime if folder.is_dir() else 0.0
+    found = _thumbnail_keys(str(folder), stamp).get(file)
+    return folder / "missing.jpg" if found is None else Path(found)
+
+
 def maps_ui(file: str) -> None:
-    """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared with reader mode and every reader
-    of the study, so each case's maps are computed once per server."""
+    """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared by every reader of the study, so
+    each case's maps are computed once per server."""
     from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
 
     predictor = predictor_or_stop()
-    image = predictor.decode(thumbnail_path(file))
-    sha, digest = predictor.metadata["model_sha256"], f"thumbnail:{file}"  # reader mode's cache key for the image
+    image = predictor.decode(case_image_path(file))
+    sha, digest = predictor.metadata["model_sha256"], f"study-case:{file}"
     # Two tiles of a fixed width in a wrapping row, not st.columns: side by side on a phone too, where columns
     # stacked two full-width maps and pushed "Save my reading" some 2,700 px down.
     with st.container(horizontal=True, gap="small"):
@@ -236,7 +259,7 @@ def reading_ui(store: StudyStore, study: Study, reader: Reader) -> None:
         return
     st.progress(step.done / step.total, text=f"Case {step.number} of {step.total}"
                 + (f", {MODALITY_WORDS[step.modality]}" if study.aided else ""))
-    path = thumbnail_path(step.case.file)
+    path = case_image_path(step.case.file)
     if not path.is_file():
         st.info(f"The test images are missing ({path.parent}); run `python -m pneumonia evaluate` to write them.")
         return
@@ -283,8 +306,11 @@ def create_ui(store: StudyStore) -> None:
         if st.form_submit_button("Create the study", type="primary"):
             metadata = model_files_or_stop()
             try:
+                from pneumonia.evaluate import THUMBNAILS_DIR
+
                 study, teacher_code = store.create_study(
-                    name, draw_cases(test, int(count), int(seed)), aided=aided, seed=int(seed),
+                    name, draw_cases(test, int(count), int(seed), model_dir() / THUMBNAILS_DIR), aided=aided,
+                    seed=int(seed),
                     threshold=float(metadata["threshold"]["default"]),
                 )
             except StudyError as exc:

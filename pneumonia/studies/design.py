@@ -7,7 +7,9 @@ the reader then sees the model's score and maps and reads the same case again, k
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -20,10 +22,25 @@ CONFIDENCE_WORDS = {1: "a guess", 2: "unsure", 3: "fairly sure", 4: "sure", 5: "
 MODALITY_WORDS = {UNAIDED: "alone", AIDED: "with the AI"}
 
 
-def draw_cases(test: Predictions, count: int, seed: int) -> list[StudyCase]:
+KEY_PREFIX = "sha256:"
+
+
+def image_key(data: bytes) -> str:
+    """A case's image as the study stores it: the SHA-256 of the image's bytes, never its file name (the data set's
+    names carry patient numbers)."""
+    return KEY_PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def thumbnail_keys(folder: Path) -> dict[str, Path]:
+    """image_key -> path for every 224-px test image in `folder` (how a page finds a case's image again)."""
+    return {image_key(path.read_bytes()): path for path in sorted(Path(folder).glob("*.jpg"))}
+
+
+def draw_cases(test: Predictions, count: int, seed: int, thumbnails: Path | None = None) -> list[StudyCase]:
     """`count` films of the study pool (`pneumonia.studies.pool`: never shown with their truth elsewhere in the
     app), drawn by seed and stratified by class: NORMAL and PNEUMONIA in the pool's proportions, within one case.
-    The cases' positions (and so their ids in exports) are in a random order, not by class."""
+    The cases' positions (and so their ids in exports) are in a random order, not by class. With `thumbnails`
+    (the folder of 224-px copies) each case is named by its image's content hash, not its file name."""
     pool = study_indices(test.files, test.labels)
     labels = np.asarray(test.labels)[pool]
     if count > pool.size:
@@ -39,8 +56,20 @@ def draw_cases(test: Predictions, count: int, seed: int) -> list[StudyCase]:
     chosen = np.concatenate([rng.choice(pool[labels == 1], positives, replace=False),
                              rng.choice(pool[labels == 0], negatives, replace=False)]).astype(int)
     chosen = rng.permutation(chosen)
+    def name(file: str) -> str:
+        if thumbnails is None:
+            return file
+        from pneumonia.evaluate import thumbnail_name
+
+        path = Path(thumbnails) / thumbnail_name(file)
+        if not path.is_file():
+            raise StudyError(f"The test images are missing ({path.parent}); run `python -m pneumonia evaluate` to "
+                             "write them.")
+        return image_key(path.read_bytes())
+
     return [
-        StudyCase(position, test.files[i], int(test.labels[i]), str(test.subtypes[i]), float(test.probabilities[i]))
+        StudyCase(position, name(test.files[i]), int(test.labels[i]), str(test.subtypes[i]),
+                  float(test.probabilities[i]))
         for position, i in enumerate(chosen)
     ]
 
