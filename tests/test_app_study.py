@@ -472,3 +472,40 @@ def test_the_dashboard_shows_no_statistic_outside_its_expander(store):
     assert "finished all" in shown and "with the AI" in shown
     for word in (r"\bAUC\b", r"\bp [=<]", r"\bNone\b", r"\bnan\b", r"\bCSV\b format", "Obuchowski", "Hillis"):
         assert not re.search(word, shown), word
+
+
+def test_a_teacher_makes_a_study_of_their_own_films_and_a_reader_reads_them(db):
+    import io
+    import zipfile
+
+    from test_study_own_cases import teacher_folder
+
+    folder, truth = teacher_folder(Path(db).parent)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
+    at = as_teacher(study_page())
+    at.radio(key="study_source").set_value("My own films").run()
+    at.text_input(key="study_own_name").input("Own films")
+    at.get("file_uploader")[0].set_value(("films.zip", buffer.getvalue(), "application/zip"))
+    at.get("file_uploader")[1].set_value(("truth.csv", truth.encode(), "text/csv"))
+    button(at, "Create the study").click().run()
+    (teacher_code,) = [c.value for c in ok(at).code]
+    left_out = {row["file"]: row["why"] for row in table(at, "why")}
+    assert left_out["notes.txt"] == "not in the truth file" and "holiday.png" in left_out
+    store = StudyStore(db)
+    study = store.study_for_teacher(teacher_code)
+    cases = store.cases(study.id)
+    assert study.name == "Own films" and all(c.subtype == "own" for c in cases)
+
+    reader = join(study_page(), study.join_code, "Ann", "2468")
+    (ann,) = store.readers(study.id)
+    first = next_step(study, cases, ann, []).case
+    shown = [image for image in reader.image if any("224 × 224" in c for c in image.captions)]
+    assert len(shown) == 1
+    save(reader, "PNEUMONIA", 3)
+    captions = [c for image in reader.image for c in image.captions]
+    assert any(c.startswith("LIME") for c in captions) and any(c.startswith("Grad-CAM") for c in captions)
+    assert f"P(pneumonia) {format_probability(first.probability)}" in text_of(reader)
+    store.close()

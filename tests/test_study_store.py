@@ -432,7 +432,28 @@ def test_a_new_database_is_migrated_to_the_current_schema(store):
     assert store.schema_version() == store_module.SCHEMA_VERSION == store_module.MIGRATIONS[-1][0]
     with store.engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"schema_version", "studies", "study_cases", "readers", "readings"} <= tables
+    assert {"schema_version", "studies", "study_cases", "readers", "readings", "study_images"} <= tables
+
+
+def test_a_version_1_database_is_migrated_to_version_2_keeping_its_studies(target):
+    old = StudyStore.__new__(StudyStore)  # a store that knows migration 1 only, as the code before did
+    old.url, old.clock = sa.make_url(store_module.database_url(target)), time.time
+    if old.url.get_backend_name() == "sqlite":
+        store_module._prepare_sqlite_file(old.url)
+    old.engine = sa.create_engine(old.url)
+    if old.engine.dialect.name == "sqlite":
+        store_module._sqlite_setup(old.engine)
+    old._migrate_lock = threading.Lock()
+    assert old.migrate(store_module.MIGRATIONS[:1]) == 1
+    with old.engine.connect() as conn:
+        assert "study_images" not in sa.inspect(conn).get_table_names()
+    study, _, cases = new_study(old)
+    old.engine.dispose()
+    opened = StudyStore(target)
+    assert opened.schema_version() == 2
+    assert opened.study(study.id) == study and opened.cases(study.id) == cases
+    assert opened.case_image(study.id, "sha256:00") is None
+    opened.close()
 
 
 def test_a_later_migration_runs_once_and_keeps_the_data(store, target):
@@ -443,13 +464,14 @@ def test_a_later_migration_runs_once_and_keeps_the_data(store, target):
         calls.append(1)
         conn.execute(sa.text("ALTER TABLE studies ADD COLUMN note VARCHAR(40)"))
 
-    later = [*store_module.MIGRATIONS, (2, "a note per study", add_column)]
-    assert store.migrate(later) == 2
-    assert store.migrate(later) == 2 and calls == [1]
+    version = len(store_module.MIGRATIONS) + 1
+    later = [*store_module.MIGRATIONS, (version, "a note per study", add_column)]
+    assert store.migrate(later) == version
+    assert store.migrate(later) == version and calls == [1]
     assert store.study(study.id) == study and len(store.cases(study.id)) == len(cases)
     store.close()
     with pytest.raises(StudyError, match="newer than this code"):
-        StudyStore(target)  # this code knows version 1 only: it must not write to a version-2 database
+        StudyStore(target)  # this code does not know the later version: it must not write to such a database
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):

@@ -176,7 +176,7 @@ def reading_form_ui(store: StudyStore, study: Study, reader: Reader, step: Step)
                               args=(store, study, reader, step, call_key, confidence_key))
 
 
-def ai_ui(study: Study, step: Step) -> None:
+def ai_ui(study: Study, step: Step, image: bytes) -> None:
     """The model's score and label at the study's threshold, and its LIME and Grad-CAM maps."""
     from pneumonia.inference import label_at
 
@@ -187,7 +187,7 @@ def ai_ui(study: Study, step: Step) -> None:
     st.info(f"**The AI**: P(pneumonia) {format_probability(probability)}, "
             f"**{label_at(probability, study.threshold)}** at its threshold {format_threshold(study.threshold)}.",
             icon=":material/smart_toy:")
-    maps_ui(step.case.file)
+    maps_ui(step.case.file, image)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -211,13 +211,22 @@ def case_image_path(file: str):
     return folder / "missing.jpg" if found is None else Path(found)
 
 
-def maps_ui(file: str) -> None:
+def case_image(store: StudyStore, study: Study, file: str) -> bytes | None:
+    """The case's 224-px image: the teacher's own film from the study, or the shipped test image; None if missing."""
+    own = store.case_image(study.id, file)
+    if own is not None:
+        return own
+    path = case_image_path(file)
+    return path.read_bytes() if path.is_file() else None
+
+
+def maps_ui(file: str, data: bytes) -> None:
     """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared by every reader of the study, so
     each case's maps are computed once per server."""
     from pneumonia.explain import LimeSettings, heatmap_overlay, lime_overlay
 
     predictor = predictor_or_stop()
-    image = predictor.decode(case_image_path(file))
+    image = predictor.decode(data)
     sha, digest = predictor.metadata["model_sha256"], f"study-case:{file}"
     # Two tiles of a fixed width in a wrapping row, not st.columns: side by side on a phone too, where columns
     # stacked two full-width maps and pushed "Save my reading" some 2,700 px down.
@@ -259,16 +268,16 @@ def reading_ui(store: StudyStore, study: Study, reader: Reader) -> None:
         return
     st.progress(step.done / step.total, text=f"Case {step.number} of {step.total}"
                 + (f", {MODALITY_WORDS[step.modality]}" if study.aided else ""))
-    path = case_image_path(step.case.file)
-    if not path.is_file():
-        st.info(f"The test images are missing ({path.parent}); run `python -m pneumonia evaluate` to write them.")
+    data = case_image(store, study, step.case.file)
+    if data is None:
+        st.info("The test images are missing; run `python -m pneumonia evaluate` to write them.")
         return
     picture, side = st.columns([2, 3], gap="medium")
     # At most 320 px wide: on a phone the X-ray, the question and "Save my reading" fit in two screen heights.
-    picture.image(path.read_bytes(), width=320, caption="The X-ray at 224 × 224 pixels, the data set's own size")
+    picture.image(data, width=320, caption="The X-ray at 224 × 224 pixels, the data set's own size")
     with side:
         if step.modality == AIDED:
-            ai_ui(study, step)
+            ai_ui(study, step, data)
         reading_form_ui(store, study, reader, step)
 
 
@@ -288,7 +297,15 @@ def reader_ui(store: StudyStore) -> None:
 # ---------------------------------------------------------------- teacher
 
 
+SOURCE_TEST, SOURCE_OWN = "Test images kept for studies", "My own films"
+REFUSED_KEY = "study_refused"  # (study id, [(film, reason)]) left out of the teacher's own films, for the code step
+
+
 def create_ui(store: StudyStore) -> None:
+    source = st.radio("Cases", [SOURCE_TEST, SOURCE_OWN], horizontal=True, key="study_source")
+    if source == SOURCE_OWN:
+        create_own_ui(store)
+        return
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:
         return
@@ -318,6 +335,39 @@ def create_ui(store: StudyStore) -> None:
                 return
             st.session_state[TEACHER_KEY] = study.id
             st.session_state[NEW_CODE_KEY] = (study.id, teacher_code)
+            st.rerun()
+
+
+def create_own_ui(store: StudyStore) -> None:
+    """A study over the teacher's own films: a ZIP of images and a file,truth CSV, through the input gate."""
+    from pneumonia.studies.own_cases import create_own_study, films_from_zip
+
+    st.caption("A ZIP of the films (JPEG, PNG, DICOM, ...) and a CSV with columns file and truth: each film's file "
+               "name and 1 for PNEUMONIA or 0 for NORMAL. Every film passes the same input check as the Screen page; "
+               "films it refuses are listed and left out. Only the pixels are kept, at 224 pixels, named by a "
+               "fingerprint of their content: no file name and nothing of a DICOM header.")
+    with st.form("study_create_own", border=True):
+        name = st.text_input("Study name", max_chars=MAX_NAME, key="study_own_name",
+                             help="Letters, digits, spaces, dots, dashes and underscores. Readers see it.")
+        films = st.file_uploader("Films (a ZIP file)", type=["zip"], key="study_own_films")
+        truth = st.file_uploader("Truth (CSV: file,truth)", type=["csv"], key="study_own_truth")
+        aided = st.toggle("AI-aided: after each reading alone, show the AI's score and maps and read again",
+                          value=True, key="study_own_aided")
+        if st.form_submit_button("Create the study", type="primary"):
+            if films is None or truth is None:
+                st.warning("Add the ZIP of films and the truth CSV, then create the study.")
+                return
+            predictor = predictor_or_stop()
+            try:
+                with st.spinner("Checking and scoring the films…"):
+                    study, teacher_code, refused = create_own_study(
+                        store, name, films_from_zip(films.getvalue()), truth.getvalue(), predictor, aided=aided)
+            except StudyError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[TEACHER_KEY] = study.id
+            st.session_state[NEW_CODE_KEY] = (study.id, teacher_code)
+            st.session_state[REFUSED_KEY] = (study.id, refused)
             st.rerun()
 
 
@@ -370,8 +420,13 @@ def teacher_code_step_ui(study: Study, teacher_code: str) -> None:
     if st.button("Continue to the class screen (join code)", key="study_code_saved", type="primary",
                  disabled=not saved):
         st.session_state.pop(NEW_CODE_KEY, None)
+        st.session_state.pop(REFUSED_KEY, None)
         st.rerun()
     st.caption("Reloading or closing this page before you continue loses the code; your browser asks first.")
+    refused = st.session_state.get(REFUSED_KEY)
+    if refused and refused[0] == study.id and refused[1]:
+        with st.expander(f"{len(refused[1])} of your files were left out of the study"):
+            st.dataframe(pd.DataFrame(refused[1], columns=["file", "why"]), hide_index=True, key="study_refused_table")
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pneumonia.errors import PneumoniaError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNAIDED, AIDED = "unaided", "aided"
 """The two modalities of the sequential design: a call before seeing the model, and one after."""
 OPEN, JOINING_CLOSED, CLOSED = "open", "reading", "closed"
@@ -260,8 +260,21 @@ def _tables_v1(metadata: sa.MetaData) -> tuple[sa.Table, ...]:
     return studies, cases, readers, readings
 
 
+def _tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, ...]:
+    """Version 2: version 1's tables (unchanged) and study_images, the teacher's own films of a study as 224-px grey
+    PNGs keyed by their SHA-256 (no file name, no DICOM header: only the pixels). Frozen like version 1."""
+    tables = _tables_v1(metadata)
+    images = sa.Table(
+        "study_images", metadata,
+        sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("image_key", sa.String(80), primary_key=True),
+        sa.Column("png", sa.LargeBinary, nullable=False),
+    )
+    return (*tables, images)
+
+
 METADATA = sa.MetaData()
-STUDIES, CASES, READERS, READINGS = _tables_v1(METADATA)
+STUDIES, CASES, READERS, READINGS, IMAGES = _tables_v2(METADATA)
 """The tables as the queries see them: the latest version's."""
 VERSION = sa.Table("schema_version", METADATA, sa.Column("version", sa.Integer, nullable=False))
 
@@ -276,8 +289,16 @@ def _migration_1(conn: Connection) -> None:
     frozen.create_all(conn)
 
 
+def _migration_2(conn: Connection) -> None:
+    """study_images, as version 2 defines it."""
+    frozen = sa.MetaData()
+    _tables_v2(frozen)
+    frozen.tables["study_images"].create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "studies, study_cases, readers, readings", _migration_1),
+    (2, "study_images: the teacher's own films, by content hash", _migration_2),
 ]
 """(version, what it does, function) in order; the store applies those above the database's version."""
 
@@ -442,10 +463,11 @@ class StudyStore:
     # ------------------------------------------------------------ studies (teacher)
 
     def create_study(
-        self, name: str, cases: list[StudyCase], *, aided: bool, seed: int, threshold: float
+        self, name: str, cases: list[StudyCase], *, aided: bool, seed: int, threshold: float,
+        images: dict[str, bytes] | None = None,
     ) -> tuple[Study, str]:
         """A new open study over these cases; returns it with its teacher code, which is shown once and then
-        kept only as a hash."""
+        kept only as a hash. `images` (image key -> PNG) holds the teacher's own films, kept with the study."""
         name = clean_text(name, "study name", MAX_NAME)
         if not MIN_CASES <= len(cases) <= MAX_CASES:
             raise StudyError(f"A study has {MIN_CASES} to {MAX_CASES} cases, not {len(cases)}.")
@@ -469,6 +491,9 @@ class StudyStore:
                 {"study_id": study_id, "position": c.position, "file": c.file, "truth": int(c.truth),
                  "subtype": c.subtype, "probability": float(c.probability)} for c in cases
             ])
+            if images:
+                conn.execute(IMAGES.insert(), [{"study_id": study_id, "image_key": key, "png": png}
+                                               for key, png in images.items()])
             study = _row_study(conn.execute(sa.select(STUDIES).where(STUDIES.c.id == study_id)).one())
         return study, teacher_code
 
@@ -519,6 +544,7 @@ class StudyStore:
             # for that reading and then takes it too, instead of deadlocking on the rows below.
             conn.execute(sa.select(STUDIES.c.id).where(STUDIES.c.id == study_id).with_for_update())
             gone = conn.execute(sa.delete(READINGS).where(READINGS.c.study_id == study_id)).rowcount
+            conn.execute(sa.delete(IMAGES).where(IMAGES.c.study_id == study_id))
             conn.execute(sa.delete(READERS).where(READERS.c.study_id == study_id))
             conn.execute(sa.delete(CASES).where(CASES.c.study_id == study_id))
             conn.execute(sa.delete(STUDIES).where(STUDIES.c.id == study_id))
@@ -528,6 +554,12 @@ class StudyStore:
         with self._read() as conn:
             rows = conn.execute(sa.select(CASES).where(CASES.c.study_id == study_id).order_by(CASES.c.position))
             return [StudyCase(r.position, r.file, r.truth, r.subtype, r.probability) for r in rows]
+
+    def case_image(self, study_id: int, image_key: str) -> bytes | None:
+        """The PNG of one of the teacher's own films, or None (a test-set case: its image ships with the model)."""
+        with self._read() as conn:
+            return conn.execute(sa.select(IMAGES.c.png).where(
+                IMAGES.c.study_id == study_id, IMAGES.c.image_key == image_key)).scalar()
 
     def readers(self, study_id: int) -> list[Reader]:
         with self._read() as conn:
