@@ -47,15 +47,11 @@ def draw_cases(test: Predictions, count: int, seed: int, thumbnails: Path | None
         raise StudyError(f"A study draws from the {pool.size} test images kept for studies (no other page shows "
                          f"them); ask for at most {pool.size} cases, not {count}.")
     rng = np.random.default_rng(seed)
-    positives = int(round(count * labels.mean())) if pool.size else 0
-    positives = min(max(positives, 1 if count > 1 else 0), count - 1 if count > 1 else count, int(labels.sum()))
-    negatives = count - positives
-    if negatives > int((labels == 0).sum()):
-        negatives = int((labels == 0).sum())
-        positives = count - negatives
+    positives = _positives(count, int(labels.sum()), int((labels == 0).sum()))
     chosen = np.concatenate([rng.choice(pool[labels == 1], positives, replace=False),
-                             rng.choice(pool[labels == 0], negatives, replace=False)]).astype(int)
+                             rng.choice(pool[labels == 0], count - positives, replace=False)]).astype(int)
     chosen = rng.permutation(chosen)
+
     def name(file: str) -> str:
         if thumbnails is None:
             return file
@@ -72,6 +68,14 @@ def draw_cases(test: Predictions, count: int, seed: int, thumbnails: Path | None
                   float(test.probabilities[i]))
         for position, i in enumerate(chosen)
     ]
+
+
+def _positives(count: int, positives: int, negatives: int) -> int:
+    """PNEUMONIA cases among `count` in the pool's proportion (within one), at least one of each class where the
+    count allows, and never more of a class than the pool holds."""
+    wanted = int(round(count * positives / max(1, positives + negatives)))
+    wanted = max(1, min(wanted, count - 1)) if count > 1 else wanted
+    return max(count - negatives, min(wanted, positives))
 
 
 def case_id(position: int) -> str:
