@@ -21,9 +21,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pneumonia.studies import store as store_module  # noqa: E402
-from pneumonia.studies.design import commit_reading, draw_cases, next_step  # noqa: E402
-from pneumonia.studies.store import MAX_PIN_FAILURES, StudyError, StudyStore  # noqa: E402
+from pneumonia.studies import store as store_module
+from pneumonia.studies.design import commit_reading, draw_cases, next_step
+from pneumonia.studies.store import MAX_PIN_FAILURES, StudyError, StudyStore
 
 
 def fake_test_set(count: int = 120):
@@ -53,7 +53,7 @@ def wrong_pins(store: StudyStore, name: str, guesses: int, waves: int = 1) -> di
         for wave in range(waves):
             barrier = threading.Barrier(guesses)
 
-            def guess(i, wave=wave):
+            def guess(i, wave=wave, barrier=barrier):
                 barrier.wait()
                 try:
                     store.join(study.join_code, "Ann", f"{5000 + wave * guesses + i}")
@@ -76,7 +76,7 @@ def saves_under_rejoin(store: StudyStore, name: str, readers: int, seconds: floa
     """`readers` readers saving readings while one client rejoins (right PIN) in a loop: save latency, errors."""
     study, _ = store.create_study(name, draw_cases(fake_test_set(), 40, 1), aided=True, seed=1, threshold=0.5)
     cases = store.cases(study.id)
-    _, loop_reader, _ = store.join(study.join_code, "Looper", "1234")
+    store.join(study.join_code, "Looper", "1234")
     stop = time.monotonic() + seconds
     latencies, errors, joins = [], [], [0]
 

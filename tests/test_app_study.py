@@ -16,7 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from pneumonia.artifacts import read_test_predictions, read_metadata
+from pneumonia.artifacts import read_metadata, read_test_predictions
 from pneumonia.config import CLASS_NAMES, MODELS_DIR
 from pneumonia.evaluate import THUMBNAIL_SIDE, THUMBNAILS_DIR
 from pneumonia.formatting import format_probability
@@ -154,6 +154,7 @@ def test_a_teacher_creates_a_study_and_sees_the_teacher_code_alone_before_the_cl
     assert not [h for h in at.header if h.value.startswith("Dashboard")] and "Progress" not in text_of(at)
     assert "beforeunload" in " ".join(str(e.proto) for e in at.get("html"))
     (download,) = [e for e in at.get("download_button") if e.proto.label == "Download the teacher code"]
+    assert download.proto.url  # the file itself is served by the media manager
     store = StudyStore(db)
     study = store.study_for_teacher(teacher_code)
     assert study.join_code not in text_of(at) and study.join_code not in [c.value for c in at.code]
@@ -186,7 +187,7 @@ def test_a_teacher_creates_a_study_and_sees_the_teacher_code_alone_before_the_cl
 
 
 def test_a_new_dashboard_speaks_plainly(store):
-    study, code, _ = new_study(store)
+    _, code, _ = new_study(store)
     at = open_dashboard(code)
     shown = text_of(at)
     assert "No reader has joined yet" in shown and "once at least two readers have read every case" in shown
@@ -406,7 +407,7 @@ def test_a_reader_name_with_an_underscore_is_not_turned_into_italics(store):
 
 
 def test_a_second_window_of_the_same_reader_never_shows_a_dropped_answer_as_saved(store):
-    study, _, cases = new_study(store, aided=False)
+    study, _, _ = new_study(store, aided=False)
     tab_a = join(study_page(), study.join_code, "Ann", "2468")
     tab_b = join(study_page(), study.join_code, "Ann", "2468")
     save(tab_a, "NORMAL", 3)

@@ -3,6 +3,7 @@ sequence to learn), and a study's films are never among those other pages show w
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -50,7 +51,7 @@ def test_no_class_sequence_is_predictable_from_the_case_order(normals, pneumonia
 
     # After a NORMAL, the next case is NORMAL at the rate random order gives: (N - 1) / (n - 1), within sampling
     # error (4 standard errors; the pairs of one reader are nearly independent). Interleaving gives about 0.
-    pairs = Counter((a, b) for s in sequences for a, b in zip(s, s[1:]))
+    pairs = Counter(pair for s in sequences for pair in itertools.pairwise(s))
     after_normal = pairs[(0, 0)] + pairs[(0, 1)]
     expected = (normals - 1) / (n - 1)
     rate = pairs[(0, 0)] / after_normal

@@ -785,7 +785,7 @@ def test_a_locked_sqlite_database_is_retried_then_answered_in_plain_words(tmp_pa
     monkeypatch.setattr(store_module, "BUSY_RETRIES", (0.05, 0.05))
     path = tmp_path / "studies.db"
     opened = StudyStore(str(path))
-    study, _, cases = new_study(opened)
+    study, _, _ = new_study(opened)
     blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:

@@ -48,8 +48,8 @@ from ui.common import (
     FIRST_PAGE_DRAWN,
     grad_cam_map,
     lime_explanation,
-    model_files_or_stop,
     model_dir,
+    model_files_or_stop,
     page_header_ui,
     predictor_or_stop,
     split_predictions,
@@ -579,8 +579,8 @@ def readers_ui(store: StudyStore, study: Study) -> None:
         with st.container(horizontal=True):
             if st.button("Unlock", key="study_unlock", disabled=chosen not in locked_ids, width="content"):
                 store.unlock_reader(study.id, chosen)
-                st.session_state[NOTICE_KEY] = ("success", f"{escape_markdown(by_id[chosen].pseudonym)} can try "
-                                                           "their PIN again.")
+                st.session_state[NOTICE_KEY] = ("success", (f"{escape_markdown(by_id[chosen].pseudonym)} can try "
+                                                            "their PIN again."))
                 st.rerun()
         new_name = st.text_input("New pseudonym", max_chars=MAX_PSEUDONYM, key="study_rename_to")
         if st.button("Rename", key="study_rename", width="content"):
@@ -589,8 +589,8 @@ def readers_ui(store: StudyStore, study: Study) -> None:
             except StudyError as exc:
                 st.error(str(exc))
                 return
-            st.session_state[NOTICE_KEY] = ("success", f"Renamed to {escape_markdown(renamed.pseudonym)}; the reader "
-                                                       "now joins with this name and the same PIN.")
+            st.session_state[NOTICE_KEY] = ("success", (f"Renamed to {escape_markdown(renamed.pseudonym)}; the "
+                                                        "reader now joins with this name and the same PIN."))
             st.rerun()
 
 

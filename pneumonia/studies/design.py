@@ -73,7 +73,7 @@ def draw_cases(test: Predictions, count: int, seed: int, thumbnails: Path | None
 def _positives(count: int, positives: int, negatives: int) -> int:
     """PNEUMONIA cases among `count` in the pool's proportion (within one), at least one of each class where the
     count allows, and never more of a class than the pool holds."""
-    wanted = int(round(count * positives / max(1, positives + negatives)))
+    wanted = round(count * positives / max(1, positives + negatives))
     wanted = max(1, min(wanted, count - 1)) if count > 1 else wanted
     return max(count - negatives, min(wanted, positives))
 

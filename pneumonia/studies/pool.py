@@ -38,7 +38,7 @@ def study_pool_mask(files, labels) -> np.ndarray:
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         ranked = members[np.argsort(keys[members], kind="stable")]
-        mask[ranked[: int(round(members.size * STUDY_SHARE))]] = True
+        mask[ranked[: round(members.size * STUDY_SHARE)]] = True
     return mask
 
 

@@ -263,7 +263,10 @@ def analysis_rows(result) -> list[dict]:
     """The global test (three or more modalities), each comparison, then each modality's own interval: the same
     columns in every row and no empty cell, intervals cut to the figure's limits."""
     words = {UNAIDED: "alone", AIDED: "with the AI"}
-    name = lambda m: words.get(m, m)  # noqa: E731
+
+    def name(modality: str) -> str:
+        return words.get(modality, modality)
+
     rows = []
     if len(result.modalities) > 2 and result.random_readers is not None:
         test = result.random_readers
