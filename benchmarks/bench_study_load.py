@@ -130,6 +130,14 @@ class StudySession(ProtocolSession):
         self._widgets[radio.id] = WidgetState(id=radio.id, string_value=option)
         await self.run()
 
+    async def check(self, label: str) -> None:
+        """A checkbox outside any form, ticked and kept for every later run."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        box = self.latest("checkbox", label)
+        self._widgets[box.id] = WidgetState(id=box.id, bool_value=True)
+        await self.run()
+
     def step_shown(self, since: float) -> re.Match | None:
         """The reader's step as the latest progress bar after `since` states it ("Case 3 of 20, with the AI");
         the LIME progress bar, also a progress element, is skipped."""
@@ -168,11 +176,23 @@ async def teacher_creates(url: str, cases: int) -> tuple[StudySession, str, str]
         teacher.state("number_input", "Seed for drawing the cases", double_value=0),
         teacher.trigger("Create the study"),
     )
-    await wait_for_text(teacher, sent, "Your teacher code")
-    await teacher.wait_for(lambda: len([e for t, e in teacher.elements if t >= sent
-                                        and e.WhichOneof("type") == "code"]) >= 2)
-    join_code, teacher_code = [e.code.code_text for t, e in teacher.elements if t >= sent
-                               and e.WhichOneof("type") == "code"][:2]
+    # Step 1: the teacher code alone; step 2, once it is confirmed saved: the class screen with the join code.
+    await wait_for_text(teacher, sent, "Step 1 of 2: save your teacher code")
+    await teacher.wait_for(lambda: any(t >= sent and e.WhichOneof("type") == "code" for t, e in teacher.elements))
+    teacher_code = [e.code.code_text for t, e in teacher.elements if t >= sent and e.WhichOneof("type") == "code"][0]
+    saved = "I have saved the teacher code somewhere private"
+    await teacher.wait_for(lambda: teacher.latest("checkbox", saved) is not None)
+    await teacher.check(saved)
+    sent = await teacher.run(teacher.trigger("Continue to the class screen (join code)"))
+    await wait_for_text(teacher, sent, "Join code for the readers")
+    join_pattern = re.compile(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}")
+
+    def join_codes() -> list[str]:  # the run that left step 1 drew the teacher code once more: skip it
+        return [e.code.code_text.strip() for t, e in teacher.elements if t >= sent and e.WhichOneof("type") == "code"
+                and join_pattern.fullmatch(e.code.code_text.strip())]
+
+    await teacher.wait_for(lambda: bool(join_codes()))
+    join_code = join_codes()[-1]
     return teacher, join_code, teacher_code
 
 
@@ -380,8 +400,7 @@ async def _study(readers: int, cases: int, think: tuple[float, float], db: str, 
     comparison = analysed["comparisons"][0]
     mean_auc = analysed["mean_auc"]
     same = all(text in dashboard_text for text in (
-        f"{mean_auc['unaided']:.2f} alone", f"{mean_auc['aided']:.2f} with the AI",
-        _p_words(comparison["p"])))
+        f"{mean_auc['unaided']:.2f} alone", f"{mean_auc['aided']:.2f} with the AI", _verdict_words(comparison)))
     return {
         "readers": simulated, "stored": len(stored), "duplicated": len(keys) - len(set(keys)), "lost": lost,
         "unfinished": unfinished, "total": total, "restart": restart, "reading_s": reading_s,
@@ -391,6 +410,17 @@ async def _study(readers: int, cases: int, think: tuple[float, float], db: str, 
 
 def _ci_words(ci: list) -> str:
     return "undefined" if None in ci else f"{ci[0]:+.3f} to {ci[1]:+.3f}"
+
+
+def _verdict_words(comparison: dict) -> str:
+    """The dashboard's plain verdict for `study analyse`'s comparison (aided - unaided)."""
+    p = comparison["p"]
+    if p is None:
+        return "cannot be worked out"
+    if p >= 0.05:
+        return "cannot tell whether the AI helps"
+    return "The AI helped" if comparison["difference"] * (1 if comparison["modalities"][0] == "aided" else -1) > 0 \
+        else "The AI made the readers worse"
 
 
 def _p_words(p: float | None) -> str:

@@ -151,6 +151,22 @@ def _parser() -> argparse.ArgumentParser:
         "Only readers who finished every case are written unless --include-unfinished. The database is "
         "PNEUMONIA_DB's (default ~/.local/share/pneumonia/studies.db) unless --db.",
     )
+    create = study_commands.add_parser(
+        "create",
+        help="create a reader study over your own films (a folder or ZIP and a file,truth CSV); prints both codes",
+        description="Create an open reader study in PNEUMONIA_DB (or --db) over your own films: every film passes the "
+        "input gate and is scored by the model; refused films are listed with their reasons and left out; kept films "
+        "are stored in the study as 224-px grey PNGs named by content hash (no file name, no DICOM header). Prints "
+        "the teacher code (keep it private) and the join code (for the class).",
+    )
+    create.add_argument("--name", required=True, help="the study's name (readers see it)")
+    create.add_argument("--cases", required=True, type=Path, metavar="FOLDER_OR_ZIP", help="the films")
+    create.add_argument("--truth", required=True, type=Path, metavar="CSV",
+                        help="columns file,truth: each film's base name and 1 (PNEUMONIA) or 0 (NORMAL)")
+    create.add_argument("--no-ai", action="store_true", help="readers read alone only (no AI-aided second read)")
+    create.add_argument("--seed", type=int, default=0, help="seed of the cases' order in the study (default 0)")
+    create.add_argument("--db", metavar="PATH_OR_URL", help="an SQLite file or SQLAlchemy URL (default: PNEUMONIA_DB)")
+    create.add_argument("--model-dir", type=Path, default=MODELS_DIR)
     export.add_argument("name", metavar="NAME", help="the study's name, as the teacher gave it (any case)")
     export.add_argument("--csv", required=True, type=Path, metavar="OUT", help="where to write the readings")
     export.add_argument("--db", metavar="PATH_OR_URL", help="an SQLite file or SQLAlchemy URL (default: PNEUMONIA_DB)")
@@ -396,7 +412,32 @@ def _card(args) -> int:
 
 
 def _study(args) -> int:
-    return {"analyse": _study_analyse, "export": _study_export}[args.study_command](args)
+    return {"analyse": _study_analyse, "export": _study_export, "create": _study_create}[args.study_command](args)
+
+
+def _study_create(args) -> int:
+    from pneumonia.screening.predictor import load_predictor
+    from pneumonia.studies.own_cases import create_own_study, films_from
+    from pneumonia.studies.store import StudyStore
+
+    try:
+        truth = args.truth.read_bytes()
+    except OSError as exc:
+        raise PneumoniaError(f"cannot read {args.truth}: {exc.strerror or exc}.") from exc
+    films = films_from(args.cases)
+    store = StudyStore(args.db)
+    try:
+        study, teacher_code, refused = create_own_study(store, args.name, films, truth, load_predictor(args.model_dir),
+                                                        aided=not args.no_ai, seed=args.seed)
+        cases = len(store.cases(study.id))
+    finally:
+        store.close()
+    for name, reason in refused:
+        print(f"left out: {name}: {reason}")
+    print(f"{study.name}: {cases} cases, {'AI-aided' if study.aided else 'readers alone'}")
+    print(f"teacher code (keep it private; it opens the results and deletes the study): {teacher_code}")
+    print(f"join code (for the class): {study.join_code}")
+    return 0
 
 
 def _study_export(args) -> int:

@@ -93,7 +93,8 @@ def as_teacher(at: AppTest) -> AppTest:
 def new_study(store: StudyStore, aided: bool = True, count: int = 4, name: str = "Ward round"):
     test = read_test_predictions(MODELS_DIR)
     threshold = read_metadata(MODELS_DIR)["threshold"]["default"]
-    study, code = store.create_study(name, draw_cases(test, count, 1), aided=aided, seed=1, threshold=threshold)
+    study, code = store.create_study(name, draw_cases(test, count, 1, MODELS_DIR / THUMBNAILS_DIR), aided=aided,
+                                     seed=1, threshold=threshold)
     return study, code, store.cases(study.id)
 
 
@@ -138,28 +139,60 @@ def test_the_test_images_ship_at_224_px_within_8_mb_with_their_attribution():
 # ---------------------------------------------------------------- teacher: create, codes, wrong code
 
 
-def test_a_teacher_creates_a_study_and_is_given_a_join_code_and_a_private_teacher_code(db):
+def test_a_teacher_creates_a_study_and_sees_the_teacher_code_alone_before_the_class_screen(db):
     at = as_teacher(study_page())
     at.text_input(key="study_name").input("Tuesday class")
     at.number_input(key="study_cases").set_value(6)
     at.number_input(key="study_seed").set_value(3)
     button(at, "Create the study").click().run()
     ok(at)
-    join_code, teacher_code = [c.value for c in at.code]
-    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", join_code) and len(teacher_code) == 32
+    # Step 1: the teacher code on its own, with a warning, a download and a browser guard against a reload; no
+    # join code, no dashboard: this screen is never the one projected to the class.
+    (teacher_code,) = [c.value for c in at.code]
+    assert len(teacher_code) == 32 and not re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", teacher_code)
+    assert "Do not project this screen" in at.main.warning[0].value
+    assert not [h for h in at.header if h.value.startswith("Dashboard")] and "Progress" not in text_of(at)
+    assert "beforeunload" in " ".join(str(e.proto) for e in at.get("html"))
+    (download,) = [e for e in at.get("download_button") if e.proto.label == "Download the teacher code"]
+    assert download.proto.url  # the file itself is served by the media manager
     store = StudyStore(db)
     study = store.study_for_teacher(teacher_code)
-    assert (study.name, study.join_code, study.aided, study.seed) == ("Tuesday class", join_code, True, 3)
+    assert study.join_code not in text_of(at) and study.join_code not in [c.value for c in at.code]
+    assert (study.name, study.aided, study.seed) == ("Tuesday class", True, 3)
     test = read_test_predictions(MODELS_DIR)
-    assert [c.file for c in store.cases(study.id)] == [c.file for c in draw_cases(test, 6, 3)]
+    stored = store.cases(study.id)
+    assert [c.file for c in stored] == [c.file for c in draw_cases(test, 6, 3, MODELS_DIR / THUMBNAILS_DIR)]
+    # Cases are kept by their image's content hash: no test file name (they carry patient numbers) in the database.
+    assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", c.file) for c in stored)
+    database = b"".join(Path(db + suffix).read_bytes() for suffix in ("", "-wal") if Path(db + suffix).is_file())
+    assert not any(Path(f).stem.encode() in database for f in test.files)
     assert study.threshold == read_metadata(MODELS_DIR)["threshold"]["default"]
+
+    # Continuing needs the teacher to say the code is saved.
+    assert button(at, "Continue to the class screen (join code)").disabled
+    at.run()  # a rerun (not a reload) keeps the step
+    assert [c.value for c in ok(at).code] == [teacher_code]
+    at.checkbox(key="study_code_saved_check").check().run()
+    button(at, "Continue to the class screen (join code)").click().run()
+
+    # Step 2, the class screen: the join code only, for good; the browser guard is removed.
+    assert [c.value for c in ok(at).code] == [study.join_code]
+    assert teacher_code not in text_of(at) and teacher_code not in " ".join(str(e.proto) for e in at.get("html"))
     assert "Dashboard: Tuesday class" in [h.value for h in at.header]
     assert "Progress: 0 of 0 readers finished" in [s.value for s in at.subheader]
-    button(at, "I have saved the teacher code").click().run()
-    assert [c.value for c in ok(at).code] == [join_code]  # shown once only
+    assert "removeEventListener" in " ".join(str(e.proto) for e in at.get("html"))
+    at.run()
+    assert [c.value for c in ok(at).code] == [study.join_code]
     store.close()
 
 
+def test_a_new_dashboard_speaks_plainly(store):
+    _, code, _ = new_study(store)
+    at = open_dashboard(code)
+    shown = text_of(at)
+    assert "No reader has joined yet" in shown and "once at least two readers have read every case" in shown
+    for word in ("CSV", "rating", "AUC", "p =", "None", "nan", "hold no rows", "reader,case"):
+        assert word not in shown, word
 def test_a_study_name_that_could_become_markup_is_refused(db):
     at = as_teacher(study_page())
     at.text_input(key="study_name").input("<b>Ward</b>")
@@ -225,7 +258,7 @@ def test_a_reader_joins_reads_alone_sees_the_ai_revises_and_comes_back_on_anothe
 
     # Another device: a new session, the same three answers; a wrong PIN gets nothing.
     other = join(study_page(), study.join_code, "ann", "1111")
-    assert "PIN does not match" in other.main.error[0].value and not other.get("progress")
+    assert "do not let you in" in other.main.error[0].value and not other.get("progress")
     other = join(study_page(), study.join_code, "ann", "2468")
     assert "Welcome back, Ann: you carry on where you left off." in [s.value for s in other.main.success]
     assert other.get("progress")[0].proto.text == "Case 2 of 4, alone"
@@ -304,7 +337,7 @@ def test_the_dashboard_shows_progress_points_the_class_mean_and_the_analysis_of_
     (download,) = [e for e in at.get("download_button") if e.proto.label == "Download the readings (CSV)"]
     result = analyse_csv(exported)
     assert plain_words(result).split("\n\n")[0] in text_of(at)
-    auc_table = table(at, "aided")
+    auc_table = table(at, "AUC with the AI")
     assert [row["reader"] for row in auc_table] == ["Reader 0", "Reader 1", "Reader 2", "mean"]
 
     # The same numbers as `python -m pneumonia study analyse` on the exported file.
@@ -317,8 +350,14 @@ def test_the_dashboard_shows_progress_points_the_class_mean_and_the_analysis_of_
     (comparison,) = analysed["comparisons"]
     assert analysed["mean_auc"] == pytest.approx(result.mean_auc)
     assert comparison["p"] == pytest.approx(result.comparisons[0].p)
-    tests = table(at, "comparison")
-    assert tests[0]["p"] == round(comparison["p"], 4) and tests[0]["difference"] == round(comparison["difference"], 4)
+    tests = table(at, "what")
+    assert tests[0]["p"] == f"{comparison['p']:.4f}" and tests[0]["estimate"] == f"{comparison['difference']:.4f}"
+    assert all(isinstance(v, str) and v and v not in ("None", "nan") for row in tests + auc_table for v in row.values())
+    low, high = (max(-1.0, comparison["ci"][0]), min(1.0, comparison["ci"][1]))
+    assert tests[0]["95% interval"] == f"{low:.3f} to {high:.3f}"
+    for row in tests[1:]:  # each modality's mean AUC: its interval cut to [0, 1]
+        a, b = (float(v) for v in row["95% interval"].split(" to "))
+        assert 0.0 <= a <= b <= 1.0
     assert f"{analysed['mean_auc']['unaided']:.2f} alone" in text_of(at)
     assert f"{analysed['mean_auc']['aided']:.2f} with the AI" in text_of(at)
     assert download.proto.url  # the file itself is served by the media manager
@@ -329,6 +368,10 @@ def test_the_teacher_closes_then_deletes_the_study_with_all_its_readings(store):
     _, ann, _ = store.join(study.join_code, "Ann", "1234")
     reader_at = join(study_page(), study.join_code, "Ann", "1234")
     at = open_dashboard(code)
+    button(at, "Close joining").click().run()
+    assert store.study(study.id).status == "reading" and "Joining closed, reading open" in text_of(ok(at))
+    assert "do not let you in" not in text_of(join(study_page(), study.join_code, "Ann", "1234"))
+    assert "closed to new readers" in join(study_page(), study.join_code, "Bob", "1234").main.error[0].value
     button(at, "Close the study").click().run()
     assert store.study(study.id).status == CLOSED and ok(at).button(key="study_reopen")
     reader_at.run()
@@ -358,3 +401,112 @@ def test_a_reader_name_with_an_underscore_is_not_turned_into_italics(store):
     at = join(study_page(), study.join_code, "ann_b_c", "1234")
     assert "Welcome, ann\\_b\\_c." in [s.value for s in at.main.success]
     assert "Reading as **ann\\_b\\_c**" in text_of(at)
+
+
+# ---------------------------------------------------------------- issue 27: two windows, unlock, plain visible text
+
+
+def test_a_second_window_of_the_same_reader_never_shows_a_dropped_answer_as_saved(store):
+    study, _, _ = new_study(store, aided=False)
+    tab_a = join(study_page(), study.join_code, "Ann", "2468")
+    tab_b = join(study_page(), study.join_code, "Ann", "2468")
+    save(tab_a, "NORMAL", 3)
+    assert "Saved: case 1, alone: NORMAL, fairly sure (3 of 5)." in [s.value for s in tab_a.main.success]
+    save(tab_b, "PNEUMONIA", 5)  # tab B still shows case 1
+    assert not [s.value for s in tab_b.main.success if s.value.startswith("Saved")]
+    (warning,) = [w.value for w in tab_b.main.warning]
+    assert "already answered in another window" in warning and "Stored: case 1, alone: NORMAL, fairly sure" in warning
+    (reader,) = store.readers(study.id)
+    assert [(r.call, r.confidence) for r in store.reader_readings(reader.id)] == [(0, 3)]
+    assert tab_b.get("progress")[0].proto.text == "Case 2 of 4"  # and it moves on to the next case
+
+    # The same answer sent again (a double tap) is confirmed as saved, truthfully.
+    save(tab_a, "PNEUMONIA", 4)
+    save(tab_b, "PNEUMONIA", 4)  # tab B still shows case 2
+    assert any(s.value.startswith("Saved already") for s in tab_b.main.success)
+
+
+def test_the_teacher_unlocks_a_locked_out_reader_from_the_dashboard(store):
+    from pneumonia.studies.store import MAX_PIN_FAILURES, WRONG_PIN, StudyError
+
+    study, code, _ = new_study(store)
+    store.join(study.join_code, "Ann", "2468")
+    for _ in range(MAX_PIN_FAILURES):
+        with pytest.raises(StudyError):
+            store.join(study.join_code, "Ann", "0000")
+    reader_at = join(study_page(), study.join_code, "Ann", "2468")
+    assert [e.value for e in reader_at.main.error] == [WRONG_PIN] and not reader_at.get("progress")
+
+    at = open_dashboard(code)
+    assert at.selectbox(key="study_manage_reader").options == ["Ann (locked out)"]
+    button(at, "Unlock").click().run()
+    assert "can try their PIN again" in ok(at).main.success[0].value and store.locked_readers(study.id) == []
+    reader_at = join(study_page(), study.join_code, "Ann", "2468")
+    assert "Welcome back, Ann" in reader_at.main.success[0].value
+
+    at.text_input(key="study_rename_to").input("Reader 9")
+    button(at, "Rename").click().run()
+    assert [r.pseudonym for r in store.readers(study.id)] == ["Reader 9"]
+
+
+def test_a_busy_database_is_a_sentence_on_the_page_not_a_traceback(store, monkeypatch):
+    from pneumonia.studies import store as store_module
+
+    study, _, _ = new_study(store)
+    at = study_page()
+
+    def busy(self, *args, **kwargs):
+        raise store_module.StudyBusy(store_module.BUSY_MESSAGE)
+
+    monkeypatch.setattr(store_module.StudyStore, "_join", busy)
+    at = join(at, study.join_code, "Ann", "2468")
+    assert [e.value for e in at.main.error] == [store_module.BUSY_MESSAGE]
+
+
+def test_the_dashboard_shows_no_statistic_outside_its_expander(store):
+    from test_plain_words import visible_text
+
+    study, code, cases = new_study(store, count=12)
+    finished_class(store, study, cases)
+    at = open_dashboard(code)
+    shown = "\n".join(visible_text(at.main, []))
+    assert "finished all" in shown and "with the AI" in shown
+    for word in (r"\bAUC\b", r"\bp [=<]", r"\bNone\b", r"\bnan\b", r"\bCSV\b format", "Obuchowski", "Hillis"):
+        assert not re.search(word, shown), word
+
+
+def test_a_teacher_makes_a_study_of_their_own_films_and_a_reader_reads_them(db):
+    import io
+    import zipfile
+
+    from test_study_own_cases import teacher_folder
+
+    folder, truth = teacher_folder(Path(db).parent)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
+    at = as_teacher(study_page())
+    at.radio(key="study_source").set_value("My own films").run()
+    at.text_input(key="study_own_name").input("Own films")
+    at.get("file_uploader")[0].set_value(("films.zip", buffer.getvalue(), "application/zip"))
+    at.get("file_uploader")[1].set_value(("truth.csv", truth.encode(), "text/csv"))
+    button(at, "Create the study").click().run()
+    (teacher_code,) = [c.value for c in ok(at).code]
+    left_out = {row["file"]: row["why"] for row in table(at, "why")}
+    assert left_out["notes.txt"] == "not in the truth file" and "holiday.png" in left_out
+    store = StudyStore(db)
+    study = store.study_for_teacher(teacher_code)
+    cases = store.cases(study.id)
+    assert study.name == "Own films" and all(c.subtype == "own" for c in cases)
+
+    reader = join(study_page(), study.join_code, "Ann", "2468")
+    (ann,) = store.readers(study.id)
+    first = next_step(study, cases, ann, []).case
+    shown = [image for image in reader.image if any("224 × 224" in c for c in image.captions)]
+    assert len(shown) == 1
+    save(reader, "PNEUMONIA", 3)
+    captions = [c for image in reader.image for c in image.captions]
+    assert any(c.startswith("LIME") for c in captions) and any(c.startswith("Grad-CAM") for c in captions)
+    assert f"P(pneumonia) {format_probability(first.probability)}" in text_of(reader)
+    store.close()

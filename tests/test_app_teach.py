@@ -16,7 +16,7 @@ from streamlit.util import calc_hash
 
 from pneumonia.config import ASSETS_DIR, MODELS_DIR, TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_FILENAME
 from pneumonia.formatting import format_probability, format_threshold
-from pneumonia.studies.reader_mode import reader_order
+from pneumonia.studies.pool import study_pool_mask, teaching_order
 from pneumonia.threshold import Threshold
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -72,11 +72,11 @@ def read(at: AppTest, call: str, confidence: int | None) -> AppTest:
 
 def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatch, test_table):
     at = open_page("reader", "Reader mode", monkeypatch)
-    order = reader_order(test_table["label"].to_numpy(), 0)
+    order = teaching_order(test_table["file"], test_table["label"].to_numpy(), 0)
     threshold = at.session_state["threshold"].value
     calls = [("PNEUMONIA", 5), ("NORMAL", 2), ("PNEUMONIA", None), ("NORMAL", 4)]
     for position, (call, confidence) in enumerate(calls):
-        assert f"Case {position + 1} of {len(test_table)}" in " ".join(m.value for m in at.markdown)
+        assert f"Case {position + 1} of {len(order)}" in " ".join(m.value for m in at.markdown)
         read(at, call, confidence)
         row = test_table.iloc[order[position]]
         revealed = " ".join(m.value for m in at.markdown)
@@ -101,13 +101,13 @@ def test_reader_mode_reveals_and_tallies_the_reader_against_the_model(monkeypatc
     at.number_input(key="reader_seed").set_value(7)
     at.button(key="reader_restart").click().run()
     state = at.session_state["reader_mode"]
-    assert state.seed == 7 and state.readings == [] and state.order == reader_order(test_table["label"].to_numpy(), 7)
+    assert state.seed == 7 and state.readings == [] and state.order == teaching_order(test_table["file"], test_table["label"].to_numpy(), 7)
     assert state.order != order
 
 
 def test_reader_tally_counts_each_case_at_the_threshold_it_was_read_at(monkeypatch, test_table):
     at = open_page("reader", "Reader mode", monkeypatch)
-    order = reader_order(test_table["label"].to_numpy(), 0)
+    order = teaching_order(test_table["file"], test_table["label"].to_numpy(), 0)
     first = at.session_state["threshold"].value
     read(at, "PNEUMONIA", None)
     at.button(key="reader_next").click().run()
@@ -135,8 +135,10 @@ def test_case_gallery_shows_each_cell_sorted_by_score(monkeypatch, test_table):
     threshold = 0.5
     at.slider(key="explorer_threshold").set_value(threshold).run()
     scores, truth = test_table["probability"].to_numpy(), test_table["label"].to_numpy() == 1
+    teaching = ~study_pool_mask(test_table["file"], test_table["label"])  # a reader study's films are never shown
     masks = {"TP": truth & (scores >= threshold), "FP": ~truth & (scores >= threshold),
              "FN": truth & (scores < threshold), "TN": ~truth & (scores < threshold)}
+    masks = {cell: mask & teaching for cell, mask in masks.items()}
     for cell, mask in masks.items():
         at.segmented_control(key="gallery_cell").set_value(cell).run()
         expected = test_table[mask].sort_values("probability", ascending=False, kind="stable")

@@ -325,7 +325,7 @@ def test_reader_mode_walkthrough_and_narrow_screens(page, server_url, shots, com
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{server_url}/reader", wait_until="networkidle")
     for case, call in enumerate(("PNEUMONIA", "NORMAL"), start=1):
-        page.get_by_text(f"Case {case} of 624", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text(f"Case {case} of 416", exact=False).wait_for(timeout=UI_TIMEOUT_MS)  # the teaching pool
         page.locator("[data-testid=stRadio] label", has_text=call).first.click()
         page.get_by_role("button", name="Commit and reveal").click()
         page.get_by_text("Truth", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)

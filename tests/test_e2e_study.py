@@ -161,13 +161,26 @@ def test_a_teacher_on_a_desktop_and_two_readers_on_phones_run_a_study(playwright
         teacher.get_by_label("Study name", exact=True).fill("Tuesday class")
         teacher.get_by_label("Number of cases", exact=True).fill(str(CASES))  # no Enter: that submits the form
         teacher.get_by_role("button", name="Create the study").click()
-        teacher.get_by_text("Your teacher code", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        # Step 1: the teacher code alone (never beside the join code), and the browser asks before leaving it.
+        teacher.get_by_text("Step 1 of 2: save your teacher code", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
         codes = teacher.locator("[data-testid=stCode]")
-        codes.nth(1).wait_for(timeout=UI_TIMEOUT_MS)
-        join_code, teacher_code = [c.strip() for c in codes.all_inner_texts()]
-        assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){2}", join_code) and len(teacher_code) == 32
-        teacher.get_by_role("button", name="I have saved the teacher code").click()
-        teacher.get_by_text("Your teacher code", exact=False).wait_for(state="detached", timeout=UI_TIMEOUT_MS)
+        codes.first.wait_for(timeout=UI_TIMEOUT_MS)
+        (teacher_code,) = [c.strip() for c in codes.all_inner_texts()]
+        assert len(teacher_code) == 32 and "Join code" not in teacher.inner_text("body")
+        _wait_idle(teacher)
+        dialogs = []
+        teacher.once("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+        teacher.close(run_before_unload=True)  # as a reload or a closed tab would: the browser asks first
+        teacher.wait_for_timeout(1000)
+        assert dialogs == ["beforeunload"] and not teacher.is_closed()
+        assert teacher_code in teacher.inner_text("body")  # staying keeps the code on screen
+        teacher.get_by_text("I have saved the teacher code somewhere private").click()
+        teacher.get_by_role("button", name="Continue to the class screen (join code)").click()
+        teacher.get_by_text("Join code for the readers", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+        _wait_idle(teacher)
+        (join_code,) = [c.strip() for c in codes.all_inner_texts()]
+        assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){2}", join_code)
+        assert teacher_code not in teacher.inner_text("body")  # the class screen never shows it
 
         # Two readers on phones; Ann reads her first case alone and with the AI, and changes her mind.
         _join(ann, url, join_code.lower(), "Ann", "2468", "Welcome, Ann.")
@@ -182,6 +195,12 @@ def test_a_teacher_on_a_desktop_and_two_readers_on_phones_run_a_study(playwright
         ann.wait_for_timeout(1000)
         assert _cut_off(ann) == []
         assert "Bea" not in ann.inner_text("body") and "Dashboard" not in ann.inner_text("body")
+        # The X-ray, the AI's maps, the question and "Save my reading" within two phone screens (was ~2,700 px).
+        span = ann.evaluate(
+            "() => { const top = document.querySelector('[data-testid=stProgress]').getBoundingClientRect().top;"
+            " const save = [...document.querySelectorAll('button')].find(b => b.innerText.includes('Save my reading'));"
+            " return save.getBoundingClientRect().bottom - top; }")
+        assert span <= 2 * PHONE["viewport"]["height"], span
         _screenshot(ann, study_shots / "narrow_study_reader_390.png", width=390)
         ann.set_viewport_size(PHONE["viewport"])
         _read_with_ai(ann, 2)
@@ -190,7 +209,7 @@ def test_a_teacher_on_a_desktop_and_two_readers_on_phones_run_a_study(playwright
         _read_with_ai(bea, 1)
         bea.reload(wait_until="networkidle")
         bea.get_by_label("Join code", exact=True).wait_for(timeout=UI_TIMEOUT_MS)
-        _join(bea, url, join_code, "bea", "0000", "PIN does not match")
+        _join(bea, url, join_code, "bea", "0000", "do not let you in")
         _join(bea, url, join_code, "bea", "1357", "Welcome back, Bea")
         assert _progress(bea).startswith(f"Case 2 of {CASES}, alone")
 

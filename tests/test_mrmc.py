@@ -347,6 +347,31 @@ def test_readers_who_agree_exactly_leave_the_test_undefined_and_the_json_strict(
     assert "cannot be tested" in result.summary()
 
 
+def test_three_modalities_show_the_global_test_before_the_pairs():
+    rng = np.random.default_rng(3)
+    rows = [(r, f"c{k}", int(k < 6), m, float(rng.normal(k < 6, 1.0 + i))) for r in "ABCD"
+            for i, m in enumerate("XYZ") for k in range(12)]
+    result = analyse(pd.DataFrame(rows, columns=["reader", "case", "truth", "modality", "rating"]))
+    summary = result.summary()
+    test = result.random_readers
+    glob = summary.index(f"All 3 modalities together (F = {test.statistic:.3f}")
+    assert glob < summary.index("Readers' average AUC was") and len(result.comparisons) == 3
+    assert "nan" not in summary.lower()
+
+
+def test_intervals_are_cut_to_the_figures_limits_and_never_read_nan():
+    from pneumonia.studies.mrmc import _interval_text
+
+    assert _interval_text((0.93, 1.04)) == "95% interval 0.930 to 1.000, cut at 0 and 1, the limits of the figure"
+    assert _interval_text((-1.2, 0.3), -1.0) == "95% interval -1.000 to 0.300, cut at -1 and 1, the limits of the figure"
+    assert _interval_text((0.2, 0.4)) == "95% interval 0.200 to 0.400"
+    assert "nan" not in _interval_text((float("nan"), float("nan")))
+    # Readers who agree exactly: the summary says why there is no interval, in words.
+    rows = [(r, f"c{k}", int(k < 3), m, float(k < 3)) for r in "AB" for m in "XY" for k in range(6)]
+    summary = analyse(pd.DataFrame(rows, columns=["reader", "case", "truth", "modality", "rating"])).summary()
+    assert "nan" not in summary.lower() and "no interval" in summary
+
+
 # --- the command line ---------------------------------------------------------------------------------------------
 def test_study_analyse_writes_exactly_the_documented_json(tmp_path, capsys, van_dyke):
     out = tmp_path / "out.json"

@@ -5,6 +5,7 @@ is not installed or cannot start). A process killed while writing loses no readi
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import os
 import pwd
@@ -165,7 +166,7 @@ def store(target):
 
 
 def new_study(store: StudyStore, aided: bool = True, count: int = 12, name: str = "Ward round 3"):
-    cases = draw_cases(fake_test_set(), count, seed=5)
+    cases = draw_cases(fake_test_set(max(40, 3 * count + 3)), count, seed=5)
     study, teacher_code = store.create_study(name, cases, aided=aided, seed=5, threshold=0.5)
     return study, teacher_code, cases
 
@@ -236,21 +237,59 @@ def test_a_reader_comes_back_with_pseudonym_and_pin_and_a_wrong_pin_is_refused(s
     assert new
     _, again, new = store.join(study.join_code.lower(), " ann ", "1234")  # another device, typed differently
     assert (again.id, new) == (ann.id, False)
-    with pytest.raises(StudyError, match="PIN does not match"):
+    with pytest.raises(StudyError, match="do not let you in"):
         store.join(study.join_code, "Ann", "4321")
     for pin in ("12", "abcd", "123456789"):
         with pytest.raises(StudyError, match="4 to 8 digits"):
             store.join(study.join_code, "Bob", pin)
 
 
-def test_a_pseudonym_locks_after_too_many_wrong_pins(store):
+def test_a_pseudonym_locks_after_too_many_wrong_pins_saying_nothing_new_and_the_teacher_unlocks_it(store):
     study, _, _ = new_study(store)
-    store.join(study.join_code, "Ann", "1234")
+    _, ann, _ = store.join(study.join_code, "Ann", "1234")
+    answers = set()
     for _ in range(MAX_PIN_FAILURES):
-        with pytest.raises(StudyError, match="PIN does not match"):
+        with pytest.raises(StudyError) as wrong:
             store.join(study.join_code, "Ann", "0000")
-    with pytest.raises(StudyError, match="locked"):
+        answers.add(str(wrong.value))
+    assert store.locked_readers(study.id) == [ann]
+    with pytest.raises(StudyError) as locked:
         store.join(study.join_code, "Ann", "1234")  # even the right PIN: guessing has stopped
+    # A locked pseudonym answers exactly as a wrong PIN does, so the answer does not tell a stranger it is locked.
+    assert answers == {str(locked.value)} == {store_module.WRONG_PIN}
+    assert "locked out" in store_module.WRONG_PIN and "ask your teacher" in store_module.WRONG_PIN
+
+    store.unlock_reader(study.id, ann.id)
+    assert store.locked_readers(study.id) == []
+    _, again, new = store.join(study.join_code, "Ann", "1234")
+    assert (again.id, new) == (ann.id, False)
+
+
+def test_the_teacher_renames_a_reader_who_keeps_their_readings_and_pin(store):
+    study, _, cases = new_study(store)
+    _, ann, _ = store.join(study.join_code, "Jane Smith", "1234")
+    _, bob, _ = store.join(study.join_code, "Bob", "1234")
+    position = next_step(study, cases, ann, []).case.position
+    commit_reading(store, study, cases, ann, position, UNAIDED, 1, 3)
+    renamed = store.rename_reader(study.id, ann.id, "Reader 7")
+    assert (renamed.id, renamed.pseudonym) == (ann.id, "Reader 7")
+    assert store.join(study.join_code, "reader 7", "1234")[1].id == ann.id
+    assert len(store.reader_readings(ann.id)) == 1
+    with pytest.raises(StudyError, match="Another reader"):
+        store.rename_reader(study.id, bob.id, "READER 7")
+    with pytest.raises(StudyError, match="letters, digits"):
+        store.rename_reader(study.id, bob.id, "=cmd()")
+
+
+def test_a_study_takes_at_most_its_cap_of_readers(store, monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_READERS", 3)
+    study, _, _ = new_study(store)
+    for name in ("A", "B", "C"):
+        store.join(study.join_code, name, "1234")
+    with pytest.raises(StudyError, match="has its 3 readers"):
+        store.join(study.join_code, "D", "1234")
+    assert store.join(study.join_code, "b", "1234")[2] is False  # returning readers still get in
+    assert len(store.readers(study.id)) == 3
 
 
 def test_a_right_pin_resets_the_count_of_wrong_ones(store):
@@ -393,7 +432,28 @@ def test_a_new_database_is_migrated_to_the_current_schema(store):
     assert store.schema_version() == store_module.SCHEMA_VERSION == store_module.MIGRATIONS[-1][0]
     with store.engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"schema_version", "studies", "study_cases", "readers", "readings"} <= tables
+    assert {"schema_version", "studies", "study_cases", "readers", "readings", "study_images"} <= tables
+
+
+def test_a_version_1_database_is_migrated_to_version_2_keeping_its_studies(target):
+    old = StudyStore.__new__(StudyStore)  # a store that knows migration 1 only, as the code before did
+    old.url, old.clock = sa.make_url(store_module.database_url(target)), time.time
+    if old.url.get_backend_name() == "sqlite":
+        store_module._prepare_sqlite_file(old.url)
+    old.engine = sa.create_engine(old.url)
+    if old.engine.dialect.name == "sqlite":
+        store_module._sqlite_setup(old.engine)
+    old._migrate_lock = threading.Lock()
+    assert old.migrate(store_module.MIGRATIONS[:1]) == 1
+    with old.engine.connect() as conn:
+        assert "study_images" not in sa.inspect(conn).get_table_names()
+    study, _, cases = new_study(old)
+    old.engine.dispose()
+    opened = StudyStore(target)
+    assert opened.schema_version() == 2
+    assert opened.study(study.id) == study and opened.cases(study.id) == cases
+    assert opened.case_image(study.id, "sha256:00") is None
+    opened.close()
 
 
 def test_a_later_migration_runs_once_and_keeps_the_data(store, target):
@@ -404,13 +464,14 @@ def test_a_later_migration_runs_once_and_keeps_the_data(store, target):
         calls.append(1)
         conn.execute(sa.text("ALTER TABLE studies ADD COLUMN note VARCHAR(40)"))
 
-    later = [*store_module.MIGRATIONS, (2, "a note per study", add_column)]
-    assert store.migrate(later) == 2
-    assert store.migrate(later) == 2 and calls == [1]
+    version = len(store_module.MIGRATIONS) + 1
+    later = [*store_module.MIGRATIONS, (version, "a note per study", add_column)]
+    assert store.migrate(later) == version
+    assert store.migrate(later) == version and calls == [1]
     assert store.study(study.id) == study and len(store.cases(study.id)) == len(cases)
     store.close()
     with pytest.raises(StudyError, match="newer than this code"):
-        StudyStore(target)  # this code knows version 1 only: it must not write to a version-2 database
+        StudyStore(target)  # this code does not know the later version: it must not write to such a database
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
@@ -519,7 +580,7 @@ def test_postgresql_a_server_crash_mid_study_loses_nothing_acknowledged(postgres
 
 
 def test_cases_are_drawn_by_seed_and_stratified_by_class():
-    test = fake_test_set(60)
+    test = fake_test_set(120)
     share = test.labels.mean()
     for seed in range(5):
         for count in (4, 10, 25):
@@ -552,8 +613,13 @@ def test_export_is_the_analyse_format_with_finished_readers_only(store):
     commit_reading(store, study, cases, dan, next_step(study, cases, dan, []).case.position, UNAIDED, 1, 3)
     snap = snapshot(store, study)
     lines = export_csv(snap).splitlines()
-    assert lines[0] == ",".join(EXPORT_COLUMNS) == "reader,case,truth,modality,rating"
+    assert lines[0] == ",".join(EXPORT_COLUMNS) == "reader,case,truth,modality,rating,order"
     table = pd.read_csv(pd.io.common.StringIO(export_csv(snap)))
+    for reader in finished:  # order: the case's place in that reader's own random order, replayable from the store
+        own = table[(table.reader == reader.pseudonym) & (table.modality == "unaided")]
+        by_place = own.sort_values("order")["case"].tolist()
+        assert by_place == [case_id(p) for p in reader_positions(cases, reader)]
+        assert sorted(own["order"]) == list(range(1, len(cases) + 1))
     assert len(table) == 3 * len(cases) * 2 and set(table["reader"]) == {"Ann", "bob", "Cai"}
     assert set(table["modality"]) == {"unaided", "aided"} and set(table["rating"]) <= set(range(1, 11))
     truth = {case_id(c.position): c.truth for c in cases}
@@ -642,3 +708,168 @@ def test_study_export_has_help_naming_its_arguments(capsys):
     assert out.startswith("usage: python -m pneumonia study export")
     for option in ("NAME", "--csv", "--db", "--include-unfinished"):
         assert re.search(rf"^ {{2,}}{re.escape(option)}\b", out, re.MULTILINE), option
+
+
+# ---------------------------------------------------------------- under attack and load (issue 27)
+
+
+def test_forty_wrong_pins_at_once_are_compared_exactly_the_limit_times(store, monkeypatch):
+    """40 simultaneous wrong PINs: each takes one attempt with a conditional UPDATE before its PIN is compared, so
+    exactly MAX_PIN_FAILURES are compared and the pseudonym is then locked (before the fix, PostgreSQL compared all
+    40 and the count ended at 3)."""
+    study, _, _ = new_study(store)
+    _, ann, _ = store.join(study.join_code, "Ann", "1234")
+    compared, lock = [], threading.Lock()
+    real = store_module.pin_matches
+
+    def counting(pin, stored):
+        with lock:
+            compared.append(pin)
+        return real(pin, stored)
+
+    monkeypatch.setattr(store_module, "pin_matches", counting)
+    start, answers = threading.Barrier(40), []
+
+    def guess(i):
+        start.wait()
+        try:
+            store.join(study.join_code, "Ann", f"{5000 + i}")
+            answers.append("in")
+        except StudyError as exc:
+            answers.append(str(exc))
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert answers == [store_module.WRONG_PIN] * 40
+    assert len(compared) == MAX_PIN_FAILURES
+    assert store.locked_readers(study.id) == [ann]
+    with pytest.raises(StudyError):
+        store.join(study.join_code, "Ann", "1234")
+    assert len(compared) == MAX_PIN_FAILURES  # locked: not even the right PIN is compared
+
+
+def test_no_pin_is_hashed_or_compared_inside_a_write_transaction(store, monkeypatch):
+    """scrypt takes tens of milliseconds; inside BEGIN IMMEDIATE it held every other reader's save on SQLite."""
+    depth, seen = [0], []
+    write = store._write
+
+    @contextlib.contextmanager
+    def counted_write():
+        with write() as conn:
+            depth[0] += 1
+            try:
+                yield conn
+            finally:
+                depth[0] -= 1
+
+    monkeypatch.setattr(store, "_write", counted_write)
+    for name in ("hash_pin", "pin_matches"):
+        real = getattr(store_module, name)
+        monkeypatch.setattr(store_module, name, lambda *a, real=real, name=name: (seen.append((name, depth[0])),
+                                                                                   real(*a))[1])
+    study, _, _ = new_study(store)
+    store.join(study.join_code, "Ann", "1234")  # new: hashed
+    store.join(study.join_code, "Ann", "1234")  # returning: compared
+    with pytest.raises(StudyError):
+        store.join(study.join_code, "Ann", "9999")
+    names = [name for name, _ in seen]  # pin_matches hashes too
+    assert names[0] == "hash_pin" and names.count("pin_matches") == 2
+    assert all(inside == 0 for _, inside in seen), seen
+
+
+def test_a_locked_sqlite_database_is_retried_then_answered_in_plain_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store_module, "BUSY_RETRIES", (0.05, 0.05))
+    path = tmp_path / "studies.db"
+    opened = StudyStore(str(path))
+    study, _, _ = new_study(opened)
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(store_module.StudyBusy, match="busy .* nothing was changed"):
+            opened.join(study.join_code, "Ann", "1234")
+    finally:
+        blocker.execute("ROLLBACK")
+    assert opened.readers(study.id) == []
+
+    # A lock released during the retries: the join goes through, once.
+    monkeypatch.setattr(store_module, "BUSY_RETRIES", (0.3, 0.6, 1.0))
+    blocker.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.4, lambda: blocker.execute("ROLLBACK")).start()
+    _, ann, new = opened.join(study.join_code, "Ann", "1234")
+    assert new and [r.id for r in opened.readers(study.id)] == [ann.id]
+    blocker.close()
+    opened.close()
+
+
+def test_a_reading_that_races_the_deletion_of_its_study_gets_a_plain_answer(store):
+    study, _, cases = new_study(store)
+    _, ann, _ = store.join(study.join_code, "Ann", "1234")
+    first = next_step(study, cases, ann, []).case.position
+    inside, results = threading.Event(), {}
+
+    def slow_allowed(earlier):  # runs inside the reading's transaction, after the study was looked up
+        inside.set()
+        time.sleep(0.5)
+        return True
+
+    def record():
+        try:
+            results["reading"] = store.record_reading(ann.id, first, UNAIDED, 1, 3, allowed=slow_allowed)
+        except StudyError as exc:
+            results["error"] = str(exc)
+
+    writer = threading.Thread(target=record)
+    writer.start()
+    assert inside.wait(30)
+    gone = store.delete_study(study.id)  # waits for the reading's transaction, then deletes it too
+    writer.join(30)
+    assert results.get("reading", (None, None))[1] is True and gone == 1, results
+    assert store.study(study.id) is None and store.readings(study.id) == []
+    # After the deletion: a plain sentence, not a foreign-key error.
+    with pytest.raises(StudyError, match="deleted by its teacher"):
+        store.record_reading(ann.id, first, UNAIDED, 1, 3)
+
+
+PANDAS_MISSING_NAMES = ("NA", "None", "null", "NULL", "NaN", "nan")
+
+
+def test_pseudonyms_pandas_would_read_as_missing_survive_export_and_analysis(store, tmp_path):
+    """Six names pandas reads as missing by default; "null" and "NULL" are one pseudonym (names ignore case), so
+    they go to two studies."""
+    from pneumonia.studies import mrmc
+
+    rng = np.random.default_rng(1)
+    for group in (("NA", "None", "null", "NaN"), ("NULL", "nan", "n.a")):
+        study, _, cases = new_study(store, count=8, name=f"Names {len(group)}")
+        for name in group:
+            _, reader, _ = store.join(study.join_code, name, "1234")
+            assert reader.pseudonym == name
+            read_everything(store, study, cases, reader,
+                            call_of=lambda case, modality: int(rng.random() < (0.8 if case.truth else 0.3)),
+                            confidence=int(rng.integers(1, 6)))
+        text = export_csv(snapshot(store, study))
+        path = tmp_path / "readings.csv"
+        path.write_text(text)
+        ours, theirs = analyse_csv(text), mrmc.analyse(mrmc.read_readings(path))
+        assert set(ours.readers) == set(theirs.readers) == set(group)
+        assert ours.to_json() == theirs.to_json()
+    # An empty cell is still a missing reader, named as such.
+    with pytest.raises(mrmc.StudyError, match="has no reader"):
+        analyse_csv(text.replace("\nNULL,", "\n,", 1))
+
+
+def test_the_teacher_closes_the_join_code_and_those_who_joined_read_on(store):
+    study, _, cases = new_study(store)
+    _, ann, _ = store.join(study.join_code, "Ann", "1234")
+    store.set_status(study.id, store_module.JOINING_CLOSED)
+    with pytest.raises(StudyError, match="closed to new readers"):
+        store.join(study.join_code, "Bob", "1234")
+    study, again, new = store.join(study.join_code, "Ann", "1234")
+    assert (again.id, new, study.is_open, study.takes_joiners) == (ann.id, False, True, False)
+    assert read_everything(store, study, cases, ann) == 2 * len(cases)
+    store.set_status(study.id, OPEN)
+    assert store.join(study.join_code, "Bob", "1234")[2] is True

@@ -86,7 +86,7 @@ def about_page() -> None:
             st.caption(f"95% intervals from {test_report['bootstrap']}.")
             st.dataframe(table[~plain], hide_index=True,
                          column_config={"value": st.column_config.NumberColumn(format="%.3f")})
-        hardest_cases_ui(test_report.get("hardest_cases", []), directory)
+        hardest_cases_ui(teaching_cases(test_report.get("hardest_cases", []), test), directory)
     else:
         st.info(f"No test metrics yet. Command: `{EVALUATE_COMMAND}`.")
 
@@ -131,6 +131,14 @@ def model_details_ui(metadata: ModelMetadata, directory: Path, test, validation)
     }
     if curves:
         st.plotly_chart(plots.reliability_figure(curves), width="stretch", key="reliability")
+
+
+def teaching_cases(cases: list[dict], test) -> list[dict]:
+    """The hardest cases less any film kept for reader studies (`pneumonia.studies.pool`), which no page shows."""
+    from pneumonia.studies.pool import study_pool_names
+
+    kept = set() if test is None else study_pool_names(test.files, test.labels)
+    return [case for case in cases if case["source"] not in kept]
 
 
 def hardest_cases_ui(cases: list[dict], directory: Path) -> None:

@@ -18,7 +18,8 @@ from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.io.bundle import Predictions
 from pneumonia.reports.decision_plots import reader_roc_figure
 from pneumonia.screening.predictor import Predictor
-from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
+from pneumonia.studies.pool import teaching_order
+from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_roc, tally, tally_csv
 from pneumonia.threshold import label_at
 from ui.common import (
     current_threshold,
@@ -52,7 +53,7 @@ def reader_session(test: Predictions, seed: int | None = None) -> ReaderSession:
     state = st.session_state.get(STATE)
     if state is None or seed is not None:
         chosen = 0 if seed is None else seed
-        state = ReaderSession(chosen, reader_order(test.labels, chosen))
+        state = ReaderSession(chosen, teaching_order(test.files, test.labels, chosen))  # never a reader study's film
         st.session_state[STATE] = state
     return state
 

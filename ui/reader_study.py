@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -30,9 +32,11 @@ from pneumonia.studies.design import (
 from pneumonia.studies.store import (
     AIDED,
     CLOSED,
+    JOINING_CLOSED,
     MAX_CASES,
     MAX_NAME,
     MAX_PSEUDONYM,
+    MAX_READERS,
     MIN_CASES,
     OPEN,
     Reader,
@@ -44,6 +48,7 @@ from ui.common import (
     FIRST_PAGE_DRAWN,
     grad_cam_map,
     lime_explanation,
+    model_dir,
     model_files_or_stop,
     page_header_ui,
     predictor_or_stop,
@@ -53,9 +58,10 @@ from ui.common import (
 
 READER_KEY = "study_reader"  # (study id, reader id) once joined: all a reader's session holds
 TEACHER_KEY = "study_teacher"  # the study id whose teacher code was given (or which was created) in this session
-NEW_CODE_KEY = "study_new_teacher_code"  # (study id, teacher code), shown once, right after creating the study
+NEW_CODE_KEY = "study_new_teacher_code"  # (study id, teacher code): its own step, before the class screen appears
 NOTICE_KEY = "study_notice"  # (kind, text) set by a form's callback, shown at the top of the next run
 LIVE_REFRESH_S = 5
+MAP_TILE_PX = 170  # two maps abreast within a 390-px phone's content width
 
 INTRO = (
     "A class reads the same test X-rays. Each reader calls every case NORMAL or PNEUMONIA with how sure they are; "
@@ -128,18 +134,30 @@ def _commit(store: StudyStore, study: Study, reader: Reader, step: Step, call_ke
     if call is None or confidence is None:
         st.session_state[NOTICE_KEY] = ("warning", "Choose NORMAL or PNEUMONIA and how sure you are, then save.")
         return
+    sent = (CLASS_NAMES.index(call), int(confidence))
     try:
         cases = store.cases(study.id)
-        reading, _ = commit_reading(store, study, cases, reader, step.case.position, step.modality,
-                                    CLASS_NAMES.index(call), int(confidence))
+        reading, new = commit_reading(store, study, cases, reader, step.case.position, step.modality, *sent)
     except PneumoniaError as exc:
-        st.session_state[NOTICE_KEY] = ("error", str(exc))
+        text = str(exc)
+        if "not the next one" in text:  # this window was behind another one of the same reader
+            text = ("This case was already answered in another window; nothing was saved from this one. Here is "
+                    "your next case.")
+        st.session_state[NOTICE_KEY] = ("warning" if "another window" in text else "error", text)
         return
-    st.session_state[NOTICE_KEY] = (
-        "success",
-        f"Saved: case {step.number}, {MODALITY_WORDS[reading.modality]}: {CLASS_NAMES[reading.call]}, "
-        f"{CONFIDENCE_WORDS[reading.confidence]} ({reading.confidence} of 5).",
-    )
+    st.session_state[NOTICE_KEY] = save_notice(step, reading, new, sent)
+
+
+def save_notice(step: Step, reading, new: bool, sent: tuple[int, int]) -> tuple[str, str]:
+    """A green "Saved" only for a reading stored as this window sent it; otherwise the stored answer, plainly."""
+    stored = (f"case {step.number}, {MODALITY_WORDS[reading.modality]}: {CLASS_NAMES[reading.call]}, "
+              f"{CONFIDENCE_WORDS[reading.confidence]} ({reading.confidence} of 5)")
+    if new:
+        return "success", f"Saved: {stored}."
+    if (reading.call, reading.confidence) == sent:
+        return "success", f"Saved already (another window or a second click): {stored}."
+    return "warning", (f"Not saved: this case was already answered in another window, and the first answer counts. "
+                       f"Stored: {stored}.")
 
 
 def reading_form_ui(store: StudyStore, study: Study, reader: Reader, step: Step) -> None:
@@ -158,7 +176,7 @@ def reading_form_ui(store: StudyStore, study: Study, reader: Reader, step: Step)
                               args=(store, study, reader, step, call_key, confidence_key))
 
 
-def ai_ui(study: Study, step: Step) -> None:
+def ai_ui(study: Study, step: Step, image: bytes) -> None:
     """The model's score and label at the study's threshold, and its LIME and Grad-CAM maps."""
     from pneumonia.threshold import label_at
 
@@ -169,25 +187,57 @@ def ai_ui(study: Study, step: Step) -> None:
     st.info(f"**The AI**: P(pneumonia) {format_probability(probability)}, "
             f"**{label_at(probability, study.threshold)}** at its threshold {format_threshold(study.threshold)}.",
             icon=":material/smart_toy:")
-    maps_ui(step.case.file)
+    maps_ui(step.case.file, image)
 
 
-def maps_ui(file: str) -> None:
-    """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared with reader mode and every reader
-    of the study, so each case's maps are computed once per server."""
+@st.cache_data(show_spinner=False, max_entries=4)
+def _thumbnail_keys(folder: str, stamp: float) -> dict[str, str]:
+    from pneumonia.studies.design import thumbnail_keys
+
+    return {key: str(path) for key, path in thumbnail_keys(folder).items()}
+
+
+def case_image_path(file: str):
+    """The 224-px image of a study case: named by its content hash (studies made now), or by its test file's name
+    (studies made before cases were stored by hash)."""
+    from pneumonia.io.bundle import THUMBNAILS_DIR
+    from pneumonia.studies.design import KEY_PREFIX
+
+    if not file.startswith(KEY_PREFIX):
+        return thumbnail_path(file)
+    folder = model_dir() / THUMBNAILS_DIR
+    stamp = folder.stat().st_mtime if folder.is_dir() else 0.0
+    found = _thumbnail_keys(str(folder), stamp).get(file)
+    return folder / "missing.jpg" if found is None else Path(found)
+
+
+def case_image(store: StudyStore, study: Study, file: str) -> bytes | None:
+    """The case's 224-px image: the teacher's own film from the study, or the shipped test image; None if missing."""
+    own = store.case_image(study.id, file)
+    if own is not None:
+        return own
+    path = case_image_path(file)
+    return path.read_bytes() if path.is_file() else None
+
+
+def maps_ui(file: str, data: bytes) -> None:
+    """LIME and Grad-CAM on the case's 224-px copy, cached per case and shared by every reader of the study, so
+    each case's maps are computed once per server."""
     from pneumonia.explain.maps import LimeSettings, heatmap_overlay, lime_overlay
 
     predictor = predictor_or_stop()
-    image = predictor.decode(thumbnail_path(file))
-    sha, digest = predictor.metadata.model_sha256, f"thumbnail:{file}"  # reader mode's cache key for the image
-    lime_column, cam_column = st.columns(2)
-    with lime_column:
-        explanation = lime_explanation(predictor, sha, digest, LimeSettings(), image)
-        st.image(lime_overlay(image, explanation), caption="LIME: red pushes towards pneumonia, blue away",
-                 width="stretch")
-    with cam_column:
-        st.image(heatmap_overlay(image, grad_cam_map(predictor, sha, digest, image)),
-                 caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
+    image = predictor.decode(data)
+    sha, digest = predictor.metadata.model_sha256, f"study-case:{file}"
+    # Two tiles of a fixed width in a wrapping row, not st.columns: side by side on a phone too, where columns
+    # stacked two full-width maps and pushed "Save my reading" some 2,700 px down.
+    with st.container(horizontal=True, gap="small"):
+        with st.container(width=MAP_TILE_PX):
+            explanation = lime_explanation(predictor, sha, digest, LimeSettings(), image)
+            st.image(lime_overlay(image, explanation), caption="LIME: red pushes towards pneumonia, blue away",
+                     width="stretch")
+        with st.container(width=MAP_TILE_PX):
+            st.image(heatmap_overlay(image, grad_cam_map(predictor, sha, digest, image)),
+                     caption="Grad-CAM: evidence for pneumonia (red = most)", width="stretch")
 
 
 def finished_ui(study: Study, cases, reader: Reader, readings) -> None:
@@ -218,15 +268,16 @@ def reading_ui(store: StudyStore, study: Study, reader: Reader) -> None:
         return
     st.progress(step.done / step.total, text=f"Case {step.number} of {step.total}"
                 + (f", {MODALITY_WORDS[step.modality]}" if study.aided else ""))
-    path = thumbnail_path(step.case.file)
-    if not path.is_file():
-        st.info(f"The test images are missing ({path.parent}); run `python -m pneumonia evaluate` to write them.")
+    data = case_image(store, study, step.case.file)
+    if data is None:
+        st.info("The test images are missing; run `python -m pneumonia evaluate` to write them.")
         return
     picture, side = st.columns([2, 3], gap="medium")
-    picture.image(path.read_bytes(), width="stretch", caption="The X-ray at 224 × 224 pixels, the data set's own size")
+    # At most 320 px wide: on a phone the X-ray, the question and "Save my reading" fit in two screen heights.
+    picture.image(data, width=320, caption="The X-ray at 224 × 224 pixels, the data set's own size")
     with side:
         if step.modality == AIDED:
-            ai_ui(study, step)
+            ai_ui(study, step, data)
         reading_form_ui(store, study, reader, step)
 
 
@@ -246,7 +297,15 @@ def reader_ui(store: StudyStore) -> None:
 # ---------------------------------------------------------------- teacher
 
 
+SOURCE_TEST, SOURCE_OWN = "Test images kept for studies", "My own films"
+REFUSED_KEY = "study_refused"  # (study id, [(film, reason)]) left out of the teacher's own films, for the code step
+
+
 def create_ui(store: StudyStore) -> None:
+    source = st.radio("Cases", [SOURCE_TEST, SOURCE_OWN], horizontal=True, key="study_source")
+    if source == SOURCE_OWN:
+        create_own_ui(store)
+        return
     test = split_predictions(TEST_PREDICTIONS_FILENAME)
     if test is None:
         return
@@ -255,8 +314,8 @@ def create_ui(store: StudyStore) -> None:
                              help="Letters, digits, spaces, dots, dashes and underscores. Readers see it.")
         count = st.number_input("Number of cases", min_value=MIN_CASES, max_value=MAX_CASES, value=DEFAULT_CASES,
                                 step=1, key="study_cases",
-                                help="Drawn from the 624 test images by the seed, NORMAL and PNEUMONIA in the test "
-                                     "set's proportions.")
+                                help="Drawn by the seed from the test images kept for studies (no other page of "
+                                     "the app shows them), NORMAL and PNEUMONIA in their proportions.")
         seed = st.number_input("Seed for drawing the cases", min_value=0, max_value=1_000_000, value=0, step=1,
                                key="study_seed")
         aided = st.toggle("AI-aided: after each reading alone, show the AI's score and maps and read again",
@@ -264,8 +323,11 @@ def create_ui(store: StudyStore) -> None:
         if st.form_submit_button("Create the study", type="primary"):
             metadata = model_files_or_stop()
             try:
+                from pneumonia.io.bundle import THUMBNAILS_DIR
+
                 study, teacher_code = store.create_study(
-                    name, draw_cases(test, int(count), int(seed)), aided=aided, seed=int(seed),
+                    name, draw_cases(test, int(count), int(seed), model_dir() / THUMBNAILS_DIR), aided=aided,
+                    seed=int(seed),
                     threshold=metadata.default_threshold.value,
                 )
             except StudyError as exc:
@@ -273,6 +335,39 @@ def create_ui(store: StudyStore) -> None:
                 return
             st.session_state[TEACHER_KEY] = study.id
             st.session_state[NEW_CODE_KEY] = (study.id, teacher_code)
+            st.rerun()
+
+
+def create_own_ui(store: StudyStore) -> None:
+    """A study over the teacher's own films: a ZIP of images and a file,truth CSV, through the input gate."""
+    from pneumonia.studies.own_cases import create_own_study, films_from_zip
+
+    st.caption("A ZIP of the films (JPEG, PNG, DICOM, ...) and a CSV with columns file and truth: each film's file "
+               "name and 1 for PNEUMONIA or 0 for NORMAL. Every film passes the same input check as the Screen page; "
+               "films it refuses are listed and left out. Only the pixels are kept, at 224 pixels, named by a "
+               "fingerprint of their content: no file name and nothing of a DICOM header.")
+    with st.form("study_create_own", border=True):
+        name = st.text_input("Study name", max_chars=MAX_NAME, key="study_own_name",
+                             help="Letters, digits, spaces, dots, dashes and underscores. Readers see it.")
+        films = st.file_uploader("Films (a ZIP file)", type=["zip"], key="study_own_films")
+        truth = st.file_uploader("Truth (CSV: file,truth)", type=["csv"], key="study_own_truth")
+        aided = st.toggle("AI-aided: after each reading alone, show the AI's score and maps and read again",
+                          value=True, key="study_own_aided")
+        if st.form_submit_button("Create the study", type="primary"):
+            if films is None or truth is None:
+                st.warning("Add the ZIP of films and the truth CSV, then create the study.")
+                return
+            predictor = predictor_or_stop()
+            try:
+                with st.spinner("Checking and scoring the films…"):
+                    study, teacher_code, refused = create_own_study(
+                        store, name, films_from_zip(films.getvalue()), truth.getvalue(), predictor, aided=aided)
+            except StudyError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[TEACHER_KEY] = study.id
+            st.session_state[NEW_CODE_KEY] = (study.id, teacher_code)
+            st.session_state[REFUSED_KEY] = (study.id, refused)
             st.rerun()
 
 
@@ -289,21 +384,61 @@ def open_ui(store: StudyStore) -> None:
 
 
 def codes_ui(study: Study) -> None:
+    """The class screen's code: the join code only (the teacher code was shown on its own step, never here)."""
     st.markdown("**Join code for the readers** (show it to the class):")
     st.code(study.join_code, language=None)
-    new = st.session_state.get(NEW_CODE_KEY)
-    if new and new[0] == study.id:
-        st.markdown("**Your teacher code**: keep it private. It opens this dashboard and can delete the study. "
-                    "It is shown only now: the app keeps only a fingerprint of it.")
-        st.code(new[1], language=None)
-        if st.button("I have saved the teacher code", key="study_code_saved"):
-            st.session_state.pop(NEW_CODE_KEY, None)
-            st.rerun()
+
+
+LEAVE_GUARD = """<script>
+window.pneumoniaTeacherCodeGuard = window.pneumoniaTeacherCodeGuard || function (event) {
+  event.preventDefault(); event.returnValue = "";
+};
+window.addEventListener("beforeunload", window.pneumoniaTeacherCodeGuard);
+</script>"""
+"""While the teacher code is on screen and not yet confirmed saved, the browser asks before a reload or a close."""
+LEAVE_UNGUARD = """<script>
+if (window.pneumoniaTeacherCodeGuard) window.removeEventListener("beforeunload", window.pneumoniaTeacherCodeGuard);
+</script>"""
+
+
+def teacher_code_step_ui(study: Study, teacher_code: str) -> None:
+    """Step 1 of 2 after creating a study: the teacher code alone, with a warning, a copy button and a download,
+    and no join code, so this screen is never the one projected to the class. Step 2 (the class screen) appears
+    only once the teacher confirms the code is saved; until then the browser warns before a reload."""
+    st.header(f"Step 1 of 2: save your teacher code for {escape_markdown(study.name)}", anchor=False)
+    st.warning("**Do not project this screen.** The teacher code opens the results and can delete the study. It is "
+               "shown only now: the app keeps only a fingerprint of it, so if you lose it, no one can open this "
+               "study's results again. Copy it (button at its right) or download it, and keep it private.",
+               icon=":material/lock:")
+    st.code(teacher_code, language=None)
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", study.name).strip("_") or "study"
+    st.download_button("Download the teacher code", data=f"{study.name}\nTeacher code: {teacher_code}\n",
+                       file_name=f"{slug}_teacher_code.txt", mime="text/plain", on_click="ignore",
+                       key="study_code_download", width="content")
+    st.html(LEAVE_GUARD, unsafe_allow_javascript=True)
+    saved = st.checkbox("I have saved the teacher code somewhere private", key="study_code_saved_check")
+    if st.button("Continue to the class screen (join code)", key="study_code_saved", type="primary",
+                 disabled=not saved):
+        st.session_state.pop(NEW_CODE_KEY, None)
+        st.session_state.pop(REFUSED_KEY, None)
+        st.rerun()
+    st.caption("Reloading or closing this page before you continue loses the code; your browser asks first.")
+    refused = st.session_state.get(REFUSED_KEY)
+    if refused and refused[0] == study.id and refused[1]:
+        with st.expander(f"{len(refused[1])} of your files were left out of the study"):
+            st.dataframe(pd.DataFrame(refused[1], columns=["file", "why"]), hide_index=True, key="study_refused_table")
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_ui(study_id: int) -> None:
     """Progress, the ROC picture, the class mean, the analysis and the CSV, refreshed every few seconds."""
+    try:
+        live_body_ui(study_id)
+    except StudyError as exc:  # a busy database: say so; the next refresh tries again
+        st.warning(str(exc))
+
+
+def live_body_ui(study_id: int) -> None:
     from pneumonia.studies.plots import study_roc_figure
     from pneumonia.studies.results import (
         analyse_csv,
@@ -323,7 +458,8 @@ def live_ui(study_id: int) -> None:
     snap = snapshot(store, study)
     st.subheader(f"Progress: {len(snap.finished)} of {len(snap.readers)} readers finished")
     if not snap.readers:
-        st.caption("No reader has joined yet.")
+        st.info("No reader has joined yet. Readers join on this page with the join code above, choosing "
+                "\"I am a reader\".", icon=":material/group:")
     else:
         # A plain table, not a grid: its cells wrap, so all five columns fit a phone without sideways scrolling.
         st.table(pd.DataFrame(progress_rows(snap, time.time())).set_index("reader"))
@@ -340,11 +476,16 @@ def live_ui(study_id: int) -> None:
                       for m, (s, p) in means.items()], hide_index=True, key="study_means")
     st.subheader("Did the AI help?" if study.aided else "How well did the class read?")
     text = export_csv(snap)
-    try:
-        result = analyse_csv(text)
-    except PneumoniaError as exc:
-        result = None
-        st.info(f"The analysis appears once at least two readers have finished every case ({exc}).")
+    result = None
+    if len(snap.finished) >= 2:
+        try:
+            result = analyse_csv(text)
+        except PneumoniaError as exc:
+            st.info(f"The results cannot be worked out yet: {exc}")
+    else:
+        st.info(f"The results appear here once at least two readers have read every case; "
+                f"{len(snap.finished)} {'has' if len(snap.finished) == 1 else 'have'} so far.",
+                icon=":material/hourglass_top:")
     if result is not None:
         st.markdown(plain_words(result, model_auc))
         statistics_ui(result)
@@ -355,34 +496,25 @@ def live_ui(study_id: int) -> None:
         st.download_button("Download every reading so far, unfinished readers too", data=export_csv(snap, True),
                            file_name=f"{slug}_all_readings.csv", mime="text/csv", on_click="ignore",
                            key="study_csv_all", width="content")
-    st.caption("Columns reader, case, truth, modality, rating: the format of "
-               "`python -m pneumonia study analyse`, which gives the same numbers as above.")
+
 
 
 def statistics_ui(result) -> None:
-    from pneumonia.studies.results import statistics_rows
+    from pneumonia.studies.results import analysis_rows, statistics_rows, statistics_words
 
     with st.expander("Statistics: the MRMC analysis in numbers"):
-        st.markdown(
-            "Ratings are calls weighted by confidence, from 1 (NORMAL, certain) through 5 (NORMAL, a guess) and "
-            "6 (PNEUMONIA, a guess) to 10 (PNEUMONIA, certain). Each reader's AUC is the Wilcoxon AUC of their "
-            "ratings; readers and cases are both treated as random samples (Obuchowski–Rockette analysis with "
-            "Hillis's degrees of freedom, jackknife covariances)."
-        )
+        st.markdown(statistics_words(result))
         st.dataframe(statistics_rows(result), hide_index=True, key="study_auc_table")
-        rows = [{"comparison": f"{c.modalities[0]} − {c.modalities[1]}", "difference": round(c.difference, 4),
-                 "std. error": round(c.std_err, 4), "df (Hillis)": round(c.df, 2), "F": round(c.f, 3),
-                 "p": round(c.p, 4), "95% CI": f"{c.ci[0]:.4f} to {c.ci[1]:.4f}"} for c in result.comparisons]
-        rows += [{"comparison": f"{m} alone (single modality)", "difference": round(i.estimate, 4),
-                  "std. error": round(i.std_err, 4), "df (Hillis)": round(i.df, 2),
-                  "95% CI": f"{i.ci[0]:.4f} to {i.ci[1]:.4f}"} for m, i in result.intervals.items()]
-        st.dataframe(rows, hide_index=True, key="study_tests")
+        st.dataframe(analysis_rows(result), hide_index=True, key="study_tests")
         v = result.covariances
         extra = f"Var {v.var:.6f}, Cov1 {v.cov1:.6f}, Cov2 {v.cov2:.6f}, Cov3 {v.cov3:.6f}"
-        if result.fixed_readers is not None:
+        if result.fixed_readers is not None and np.isfinite(result.fixed_readers.p):
             extra += (f"; fixed readers (these readers only): chi-square {result.fixed_readers.statistic:.3f}, "
                       f"p {result.fixed_readers.p:.4f}")
         st.caption(extra)
+        st.caption("The readings download has columns reader, case, truth, modality, rating (1 to 10) and order "
+                   "(the case's place in that reader's own random order); `python -m pneumonia study analyse` on "
+                   "it gives the same numbers.")
 
 
 def _set_status(store: StudyStore, study_id: int, status: str) -> None:
@@ -396,6 +528,13 @@ def _close_dashboard() -> None:
 
 def manage_ui(store: StudyStore, study: Study) -> None:
     with st.container(horizontal=True):
+        if study.takes_joiners:
+            st.button("Close joining", key="study_close_joining", on_click=_set_status,
+                      args=(store, study.id, JOINING_CLOSED), width="content",
+                      help="No one new can join; readers who joined carry on reading.")
+        elif study.is_open:
+            st.button("Reopen joining", key="study_reopen_joining", on_click=_set_status, args=(store, study.id, OPEN),
+                      width="content")
         if study.is_open:
             st.button("Close the study", key="study_close", on_click=_set_status, args=(store, study.id, CLOSED),
                       help="Readers can no longer join or save readings; what is saved stays.", width="content")
@@ -403,6 +542,7 @@ def manage_ui(store: StudyStore, study: Study) -> None:
             st.button("Reopen the study", key="study_reopen", on_click=_set_status, args=(store, study.id, OPEN),
                       width="content")
         st.button("Leave the dashboard", key="study_dashboard_leave", on_click=_close_dashboard, width="content")
+    readers_ui(store, study)
     with st.expander("Delete this study"):
         st.markdown("Deletes the study with every reader and every reading, at once and for good. Download the "
                     "readings first if you need them.")
@@ -411,9 +551,46 @@ def manage_ui(store: StudyStore, study: Study) -> None:
             if " ".join(confirm.split()).casefold() != study.name.casefold():
                 st.warning("The name does not match; nothing was deleted.")
                 return
-            gone = store.delete_study(study.id)
+            try:
+                gone = store.delete_study(study.id)
+            except StudyError as exc:
+                st.error(str(exc))
+                return
             _close_dashboard()
             st.session_state[NOTICE_KEY] = ("success", f"Deleted the study with its {gone} readings.")
+            st.rerun()
+
+
+def readers_ui(store: StudyStore, study: Study) -> None:
+    """Unlock a reader locked out by wrong PINs, or rename one (a real name typed as a pseudonym)."""
+    readers = store.readers(study.id)
+    locked = store.locked_readers(study.id)
+    label = f"Readers: unlock or rename ({len(locked)} locked out)" if locked else "Readers: unlock or rename"
+    with st.expander(label, icon=":material/lock_open:" if locked else None):
+        st.caption(f"A pseudonym is locked after 10 wrong PINs in a row; the reader is told to ask you. A study "
+                   f"takes up to {MAX_READERS} readers.")
+        if not readers:
+            st.caption("No reader has joined yet.")
+            return
+        by_id = {r.id: r for r in readers}
+        locked_ids = {r.id for r in locked}
+        chosen = st.selectbox("Reader", list(by_id), key="study_manage_reader",
+                              format_func=lambda i: by_id[i].pseudonym + (" (locked out)" if i in locked_ids else ""))
+        with st.container(horizontal=True):
+            if st.button("Unlock", key="study_unlock", disabled=chosen not in locked_ids, width="content"):
+                store.unlock_reader(study.id, chosen)
+                st.session_state[NOTICE_KEY] = ("success", (f"{escape_markdown(by_id[chosen].pseudonym)} can try "
+                                                            "their PIN again."))
+                st.rerun()
+        new_name = st.text_input("New pseudonym", max_chars=MAX_PSEUDONYM, key="study_rename_to")
+        if st.button("Rename", key="study_rename", width="content"):
+            try:
+                renamed = store.rename_reader(study.id, chosen, new_name)
+            except StudyError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[NOTICE_KEY] = ("success", (f"Renamed to {escape_markdown(renamed.pseudonym)}; the "
+                                                        "reader now joins with this name and the same PIN."))
             st.rerun()
 
 
@@ -422,7 +599,8 @@ def dashboard_ui(store: StudyStore, study: Study) -> None:
     design = "AI-aided: each case alone, then with the AI" if study.aided else "readers alone, without the AI"
     cases = len(store.cases(study.id))
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(study.created))
-    st.caption(f"{'Open' if study.is_open else 'Closed'} · {cases} cases · {design} · the AI's threshold "
+    state = "Open" if study.takes_joiners else "Joining closed, reading open" if study.is_open else "Closed"
+    st.caption(f"{state} · {cases} cases · {design} · the AI's threshold "
                f"{format_threshold(study.threshold)} · created {created}")
     codes_ui(study)
     manage_ui(store, study)
@@ -432,7 +610,12 @@ def dashboard_ui(store: StudyStore, study: Study) -> None:
 def teacher_ui(store: StudyStore) -> None:
     study_id = st.session_state.get(TEACHER_KEY)
     study = None if study_id is None else store.study(study_id)
+    new = st.session_state.get(NEW_CODE_KEY)
+    if study is not None and new and new[0] == study.id:
+        teacher_code_step_ui(study, new[1])
+        return
     if study is not None:
+        st.html(LEAVE_UNGUARD, unsafe_allow_javascript=True)
         dashboard_ui(store, study)
         return
     if study_id is not None:
@@ -453,7 +636,10 @@ def reader_study_page() -> None:
     _notice_ui()
     role = st.radio("Role", [ROLE_READER, ROLE_TEACHER], horizontal=True, key="study_role",
                     label_visibility="collapsed")
-    if role == ROLE_TEACHER:
-        teacher_ui(store)
-    else:
-        reader_ui(store)
+    try:
+        if role == ROLE_TEACHER:
+            teacher_ui(store)
+        else:
+            reader_ui(store)
+    except StudyError as exc:  # e.g. a database busy through every retry: a sentence, never a traceback
+        st.error(str(exc), icon=":material/error:")

@@ -21,6 +21,7 @@ from pneumonia.formatting import format_probability, format_threshold
 from pneumonia.io.bundle import Predictions
 from pneumonia.reports import plots
 from pneumonia.reports.decision_plots import natural_frequency_html
+from pneumonia.studies.pool import teaching_indices
 from pneumonia.threshold import Threshold, ThresholdSource
 from ui.common import (
     THRESHOLD,
@@ -113,8 +114,10 @@ def case_gallery_ui(test: Predictions, threshold: float) -> None:
     cell = st.segmented_control("Cell of the confusion matrix", list(CELLS), default="FP", key="gallery_cell",
                                 format_func=lambda c: c, help="; ".join(f"{k}: {v}" for k, v in CELLS.items()))
     cell = cell or "FP"
-    indices = cell_indices(test.labels, test.probabilities, threshold, cell)
-    st.caption(f"{len(indices)} {CELLS[cell]} at threshold {format_threshold(threshold)}, highest score first.")
+    teaching = set(teaching_indices(test.files, test.labels).tolist())  # a reader study's films are never shown
+    indices = [i for i in cell_indices(test.labels, test.probabilities, threshold, cell) if i in teaching]
+    st.caption(f"{len(indices)} {CELLS[cell]} at threshold {format_threshold(threshold)}, highest score first (the films kept "
+               "for reader studies are never shown here).")
     shown = indices[:GALLERY_LIMIT]
     # Tiles of a fixed width in a wrapping row: six or more abreast on a desktop, three on a phone, where
     # st.columns would stack them one per screen.

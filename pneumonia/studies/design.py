@@ -7,25 +7,75 @@ the reader then sees the model's score and maps and reads the same case again, k
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from pneumonia.io.bundle import Predictions
-from pneumonia.studies.reader_mode import reader_order
-from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyReading, StudyStore
+from pneumonia.studies.pool import study_indices
+from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyError, StudyReading, StudyStore
 
 DEFAULT_CASES = 20
 CONFIDENCE_WORDS = {1: "a guess", 2: "unsure", 3: "fairly sure", 4: "sure", 5: "certain"}
 MODALITY_WORDS = {UNAIDED: "alone", AIDED: "with the AI"}
 
 
-def draw_cases(test: Predictions, count: int, seed: int) -> list[StudyCase]:
-    """`count` test images drawn by seed, stratified by class: NORMAL and PNEUMONIA in the test set's
-    proportions, within one case (the first `count` of the seeded, class-interleaved order reader mode uses)."""
-    chosen = reader_order(test.labels, seed, count)
+KEY_PREFIX = "sha256:"
+
+
+def image_key(data: bytes) -> str:
+    """A case's image as the study stores it: the SHA-256 of the image's bytes, never its file name (the data set's
+    names carry patient numbers)."""
+    return KEY_PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def thumbnail_keys(folder: Path) -> dict[str, Path]:
+    """image_key -> path for every 224-px test image in `folder` (how a page finds a case's image again)."""
+    return {image_key(path.read_bytes()): path for path in sorted(Path(folder).glob("*.jpg"))}
+
+
+def draw_cases(test: Predictions, count: int, seed: int, thumbnails: Path | None = None) -> list[StudyCase]:
+    """`count` films of the study pool (`pneumonia.studies.pool`: never shown with their truth elsewhere in the
+    app), drawn by seed and stratified by class: NORMAL and PNEUMONIA in the pool's proportions, within one case.
+    The cases' positions (and so their ids in exports) are in a random order, not by class. With `thumbnails`
+    (the folder of 224-px copies) each case is named by its image's content hash, not its file name."""
+    pool = study_indices(test.files, test.labels)
+    labels = np.asarray(test.labels)[pool]
+    if count > pool.size:
+        raise StudyError(f"A study draws from the {pool.size} test images kept for studies (no other page shows "
+                         f"them); ask for at most {pool.size} cases, not {count}.")
+    rng = np.random.default_rng(seed)
+    positives = _positives(count, int(labels.sum()), int((labels == 0).sum()))
+    chosen = np.concatenate([rng.choice(pool[labels == 1], positives, replace=False),
+                             rng.choice(pool[labels == 0], count - positives, replace=False)]).astype(int)
+    chosen = rng.permutation(chosen)
+
+    def name(file: str) -> str:
+        if thumbnails is None:
+            return file
+        from pneumonia.io.bundle import thumbnail_name
+
+        path = Path(thumbnails) / thumbnail_name(file)
+        if not path.is_file():
+            raise StudyError(f"The test images are missing ({path.parent}); run `python -m pneumonia evaluate` to "
+                             "write them.")
+        return image_key(path.read_bytes())
+
     return [
-        StudyCase(position, test.files[i], int(test.labels[i]), str(test.subtypes[i]), float(test.probabilities[i]))
+        StudyCase(position, name(test.files[i]), int(test.labels[i]), str(test.subtypes[i]),
+                  float(test.probabilities[i]))
         for position, i in enumerate(chosen)
     ]
+
+
+def _positives(count: int, positives: int, negatives: int) -> int:
+    """PNEUMONIA cases among `count` in the pool's proportion (within one), at least one of each class where the
+    count allows, and never more of a class than the pool holds."""
+    wanted = round(count * positives / max(1, positives + negatives))
+    wanted = max(1, min(wanted, count - 1)) if count > 1 else wanted
+    return max(count - negatives, min(wanted, positives))
 
 
 def case_id(position: int) -> str:
@@ -43,10 +93,19 @@ def rating(call: int, confidence: int) -> int:
 
 
 def reader_positions(cases: list[StudyCase], reader: Reader) -> list[int]:
-    """This reader's own order of the study's cases (seeded per reader, so no order effect is shared by the
-    class), with both classes spread evenly through it."""
-    order = reader_order([c.truth for c in cases], reader.order_seed)
-    return [cases[i].position for i in order]
+    """This reader's own order of the study's cases: a uniformly random permutation seeded by the reader's
+    `order_seed` (drawn when they joined and stored with them, so the order can be replayed). It is neither
+    interleaved nor balanced by class, so the class of one case says nothing about the next one's; and no order
+    effect is shared by the class. In an AI-aided study each case is read alone and then at once with the AI, so
+    the aided reads follow the same random order."""
+    positions = sorted(c.position for c in cases)
+    order = np.random.default_rng(reader.order_seed).permutation(len(positions))
+    return [positions[i] for i in order]
+
+
+def order_of(cases: list[StudyCase], reader: Reader) -> dict[int, int]:
+    """Case position -> its place (from 1) in this reader's order: the `order` column of the export."""
+    return {position: place for place, position in enumerate(reader_positions(cases, reader), start=1)}
 
 
 @dataclass(frozen=True)

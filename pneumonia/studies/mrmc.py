@@ -199,6 +199,16 @@ class StudyResult:
                 calls = f"; at their calls, average sensitivity {sens:.3f} and specificity {spec:.3f}"
             lines.append(f"  {modality}: readers' average AUC {interval.estimate:.3f} "
                          f"({_interval_text(interval.ci)}){calls}")
+        if len(self.modalities) > 2 and self.random_readers is not None:
+            test = self.random_readers
+            if math.isfinite(test.p):
+                verdict = ("at least one modality differs from the others beyond chance" if test.p < 1 - CONFIDENCE
+                           else "no difference among them beyond chance")
+                lines.append(f"All {len(self.modalities)} modalities together (F = {test.statistic:.3f}, "
+                             f"df {test.df[0]:g} and {test.df[1]:.2f}, {_p_text(test.p)}): {verdict}. The pairs:")
+            else:
+                lines.append(f"All {len(self.modalities)} modalities together cannot be tested: the readers' AUCs do "
+                             "not vary. The pairs:")
         for c in self.comparisons:
             a, b = c.modalities
             said = (f"Readers' average AUC was {self.mean_auc[a]:.3f} in modality {a} against "
@@ -206,9 +216,10 @@ class StudyResult:
             if not math.isfinite(c.p):
                 lines.append(f"{said}, cannot be tested: the readers' AUCs do not vary.")
             elif c.p < 1 - CONFIDENCE:
-                lines.append(f"{said} ({_interval_text(c.ci)}), is unlikely to be chance alone ({_p_text(c.p)}).")
+                lines.append(f"{said} ({_interval_text(c.ci, -1.0)}), is unlikely to be chance alone "
+                             f"({_p_text(c.p)}).")
             else:
-                lines.append(f"{said} ({_interval_text(c.ci)}), could be chance ({_p_text(c.p)}).")
+                lines.append(f"{said} ({_interval_text(c.ci, -1.0)}), could be chance ({_p_text(c.p)}).")
         return "\n".join(lines)
 
 
@@ -218,7 +229,8 @@ def read_readings(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise StudyError(f"{path} is not a file; give a CSV with columns {','.join(COLUMNS)}, one row per reading.")
     try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True,
+                            keep_default_na=False, na_values=[""])  # a reader called "NA" stays "NA", not missing
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"{path} is not a readable CSV ({reason}); save it as comma-separated UTF-8 text.") from exc
@@ -396,8 +408,18 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _interval_text(ci: tuple[float, float]) -> str:
-    return f"{CONFIDENCE:.0%} interval {ci[0]:.3f} to {ci[1]:.3f}"
+def clipped(ci: tuple[float, float], low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
+    """An interval cut to the range its figure can take: [0, 1] for an AUC, [-1, 1] for a difference of AUCs."""
+    return max(low, ci[0]), min(high, ci[1])
+
+
+def _interval_text(ci: tuple[float, float], low: float = 0.0, high: float = 1.0) -> str:
+    """The interval in words, cut to [low, high] and saying so; never "nan to nan"."""
+    if not all(math.isfinite(v) for v in ci):
+        return "no interval: the readers' AUCs do not vary, so their spread cannot be estimated"
+    cut = clipped(ci, low, high)
+    note = f", cut at {low:g} and {high:g}, the limits of the figure" if cut != tuple(ci) else ""
+    return f"{CONFIDENCE:.0%} interval {cut[0]:.3f} to {cut[1]:.3f}{note}"
 
 
 def _p_text(p: float) -> str:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pneumonia.studies.design import case_id, is_finished, rating
+from pneumonia.studies.design import case_id, is_finished, order_of, rating
 from pneumonia.studies.store import AIDED, UNAIDED, Reader, Study, StudyCase, StudyError, StudyReading, StudyStore
 
-EXPORT_COLUMNS = ("reader", "case", "truth", "modality", "rating")
-"""The readings CSV `study analyse` reads: one row per reader, case and modality."""
+EXPORT_COLUMNS = ("reader", "case", "truth", "modality", "rating", "order")
+"""The readings CSV `study analyse` reads: one row per reader, case and modality; `order` is the case's place (from
+1) in that reader's own random order (the analysis ignores it; it lets an order effect be looked for)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def export_csv(snap: StudySnapshot, include_unfinished: bool = False) -> str:
     truth = {c.position: c.truth for c in snap.cases}
     keep = {r.id for r in (snap.readers if include_unfinished else snap.finished)}
     names = {r.id: r.pseudonym for r in snap.readers}
+    places = {r.id: order_of(snap.cases, r) for r in snap.readers}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
@@ -136,7 +138,7 @@ def export_csv(snap: StudySnapshot, include_unfinished: bool = False) -> str:
                   key=lambda r: (names[r.reader_id].casefold(), r.modality != UNAIDED, r.position))
     for r in rows:
         writer.writerow([names[r.reader_id], case_id(r.position), truth[r.position], r.modality,
-                         rating(r.call, r.confidence)])
+                         rating(r.call, r.confidence), places[r.reader_id][r.position]])
     return buffer.getvalue()
 
 
@@ -157,7 +159,8 @@ def analyse_csv(text: str):
 
     from pneumonia.studies import mrmc
 
-    table = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True)
+    table = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True,
+                        keep_default_na=False, na_values=[""])  # a reader called "NA" stays "NA", not missing
     table.columns = [str(name).strip().lower() for name in table.columns]
     return mrmc.analyse(table)
 
@@ -166,42 +169,114 @@ def _p_words(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+SCORE_WORDS = "1 is perfect, 0.5 is no better than tossing a coin"
+AUC_SENTENCE = ("The score is the AUC (area under the ROC curve): the chance that a reader, through their call and how "
+                "sure they were, ranks a random pneumonia above a random normal X-ray; 1 is perfect, 0.5 is a coin "
+                "toss.")
+P_SENTENCE = ("p is the chance of a difference at least this large if the AI made no difference at all, given how "
+              "much readers and cases vary; below 0.05 is taken as more than chance.")
+CLIP_SENTENCE = "Intervals are cut at 0 and 1 for a score (its limits) and at −1 and +1 for a change in score."
+
+
 def plain_words(result, model_auc: float | None = None) -> str:
-    """The analysis for a class: the readers' average AUC alone and with the AI, and whether the difference is
-    more than chance, in sentences (markdown). The numbers behind it go in the statistics expander."""
+    """The analysis for a class, in sentences (markdown): how well the readers told pneumonia from normal alone and
+    with the AI, whether the difference is more than chance, and what a study this size can and cannot conclude.
+    No statistic is named here: the AUC, p and the rest go in the statistics expander (`statistics_words`)."""
+    from pneumonia.studies.mrmc import clipped
+
     n, k = len(result.readers), result.cases
     intro = (f"**{n} readers** finished all **{k} cases** ({result.positives} PNEUMONIA, {result.negatives} NORMAL). "
-             "The AUC says how well a reader's calls and confidences put the pneumonias above the normals: "
-             "1 is perfect, 0.5 is a coin toss.")
-    model = "" if model_auc is None else f" The model's AUC on the same cases is {model_auc:.2f}."
+             f"Their score says how well their calls and how sure they were told pneumonia from normal: "
+             f"{SCORE_WORDS}.")
+    model = "" if model_auc is None or not math.isfinite(model_auc) else \
+        f" The AI alone scored {model_auc:.2f} on the same cases."
+    limits = (f"A class study says how these {n} readers did on these {k} X-rays; it cannot show that the AI is safe "
+              "or useful in a clinic, and other readers and other X-rays like these could give somewhat different "
+              "numbers.")
     if UNAIDED in result.mean_auc and AIDED in result.mean_auc:
         alone, aided = result.mean_auc[UNAIDED], result.mean_auc[AIDED]
         (comparison,) = [c for c in result.comparisons if set(c.modalities) == {UNAIDED, AIDED}]
         sign = 1 if comparison.modalities[0] == AIDED else -1
         change = sign * comparison.difference
-        low, high = sorted(sign * v for v in comparison.ci)
-        said = f"The readers' average AUC was **{alone:.2f} alone** and **{aided:.2f} with the AI**.{model}"
-        if not math.isfinite(comparison.p):
-            verdict = "The change cannot be tested: every reader's AUC is the same."
-        elif comparison.p < 0.05:
-            direction = "helped" if change > 0 else "made the readers worse"
-            verdict = (f"**The AI {direction}**: a change of {change:+.2f} (95% interval {low:+.2f} to {high:+.2f}) is "
-                       f"unlikely to be chance ({_p_words(comparison.p)}), allowing for how readers and cases vary; "
-                       "it should hold for other readers like these reading other cases like these.")
+        said = f"On average the readers scored **{alone:.2f} alone** and **{aided:.2f} with the AI**.{model}"
+        if not math.isfinite(comparison.p) or not all(math.isfinite(v) for v in comparison.ci):
+            verdict = ("Whether the AI helped cannot be worked out: every reader scored the same, so there is no "
+                       "spread between readers to judge a change against.")
+            size = ""
         else:
-            verdict = (f"**This study cannot tell whether the AI helps**: the change, {change:+.2f}, could be chance "
-                       f"({_p_words(comparison.p)}); the 95% interval runs from {low:+.2f} to {high:+.2f}. More "
-                       "readers or more cases would narrow it.")
-        return f"{intro}\n\n{said} {verdict}"
+            low, high = clipped(tuple(sorted(sign * v for v in comparison.ci)), -1.0, 1.0)
+            if comparison.p < 0.05:
+                direction = "helped" if change > 0 else "made the readers worse"
+                verdict = (f"**The AI {direction}**: the score changed by {change:+.2f}, more than chance would "
+                           f"give once readers and cases are allowed to vary; the true change is probably between "
+                           f"{low:+.2f} and {high:+.2f}.")
+            else:
+                verdict = (f"**This study cannot tell whether the AI helps**: a change of {change:+.2f} could be "
+                           f"chance; the true change could be anywhere from {low:+.2f} to {high:+.2f}.")
+            size = (f" With {n} readers and {k} cases, a change smaller than about {(high - low) / 2:.2f} cannot be "
+                    "told from chance; more readers narrow this most, more cases help too.")
+        return f"{intro}\n\n{said} {verdict}{size}\n\n{limits}"
     (modality,) = result.modalities
     interval = result.intervals[modality]
-    return (f"{intro}\n\nThe readers' average AUC was **{interval.estimate:.2f}** (95% interval "
-            f"{interval.ci[0]:.2f} to {interval.ci[1]:.2f}, for other readers like these reading other cases like "
-            f"these).{model}")
+    if all(math.isfinite(v) for v in interval.ci):
+        low, high = clipped(interval.ci)
+        spread = (f" For other readers like these reading other cases like these, it would probably lie between "
+                  f"{low:.2f} and {high:.2f}.")
+    else:
+        spread = " How far it could move with other readers cannot be worked out: every reader scored the same."
+    return f"{intro}\n\nOn average the readers scored **{interval.estimate:.2f}**.{spread}{model}\n\n{limits}"
+
+
+def statistics_words(result) -> str:
+    """What the statistics expander says first: the AUC and p in a sentence each, and the method."""
+    return (f"{AUC_SENTENCE} {P_SENTENCE} {CLIP_SENTENCE} Ratings are calls weighted by confidence, from 1 (NORMAL, "
+            "certain) through 5 (NORMAL, a guess) and 6 (PNEUMONIA, a guess) to 10 (PNEUMONIA, certain); readers "
+            "and cases are both treated as random samples (Obuchowski–Rockette analysis with Hillis's degrees of "
+            "freedom, jackknife covariances).")
+
+
+def _number(value: float, digits: int) -> str:
+    """A statistic as text for a table: never "nan" or an empty cell."""
+    return f"{value:.{digits}f}" if math.isfinite(value) else "not defined"
+
+
+def _range(ci: tuple[float, float], low: float, high: float) -> str:
+    from pneumonia.studies.mrmc import clipped
+
+    if not all(math.isfinite(v) for v in ci):
+        return "not defined (readers' AUCs do not vary)"
+    a, b = clipped(ci, low, high)
+    return f"{a:.3f} to {b:.3f}"
 
 
 def statistics_rows(result) -> list[dict]:
-    """Every reader's AUC in each modality, then the readers' mean, for the statistics expander."""
-    rows = [{"reader": r, **{m: round(result.auc[m][r], 4) for m in result.modalities}} for r in result.readers]
-    rows.append({"reader": "mean", **{m: round(result.mean_auc[m], 4) for m in result.modalities}})
+    """Every reader's AUC in each modality, then the readers' mean, for the statistics expander: text cells,
+    every one filled."""
+    label = {UNAIDED: "AUC alone", AIDED: "AUC with the AI"}
+    rows = [{"reader": r, **{label.get(m, m): _number(result.auc[m][r], 3) for m in result.modalities}}
+            for r in result.readers]
+    rows.append({"reader": "mean", **{label.get(m, m): _number(result.mean_auc[m], 3) for m in result.modalities}})
+    return rows
+
+
+def analysis_rows(result) -> list[dict]:
+    """The global test (three or more modalities), each comparison, then each modality's own interval: the same
+    columns in every row and no empty cell, intervals cut to the figure's limits."""
+    words = {UNAIDED: "alone", AIDED: "with the AI"}
+
+    def name(modality: str) -> str:
+        return words.get(modality, modality)
+
+    rows = []
+    if len(result.modalities) > 2 and result.random_readers is not None:
+        test = result.random_readers
+        rows.append({"what": f"all {len(result.modalities)} modalities equal?", "estimate": "—",
+                     "F": _number(test.statistic, 3), "p": _number(test.p, 4), "95% interval": "—"})
+    for c in result.comparisons:
+        rows.append({"what": f"{name(c.modalities[0])} − {name(c.modalities[1])}",
+                     "estimate": _number(c.difference, 4), "F": _number(c.f, 3), "p": _number(c.p, 4),
+                     "95% interval": _range(c.ci, -1.0, 1.0)})
+    for m, i in result.intervals.items():
+        rows.append({"what": f"{name(m)}: mean AUC", "estimate": _number(i.estimate, 4), "F": "—", "p": "—",
+                     "95% interval": _range(i.ci, 0.0, 1.0)})
     return rows

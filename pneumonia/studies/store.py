@@ -35,10 +35,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from pneumonia.errors import StudyError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNAIDED, AIDED = "unaided", "aided"
 """The two modalities of the sequential design: a call before seeing the model, and one after."""
-OPEN, CLOSED = "open", "closed"
+OPEN, JOINING_CLOSED, CLOSED = "open", "reading", "closed"
+"""A study's states: anyone with the join code may join and read; joining closed, but those who joined read on
+(the teacher closed the join code); closed, no joining and no reading."""
 JOIN_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 """No 0/O, 1/I/L: a join code is read off a projector and typed on a phone."""
 JOIN_LENGTH = 12
@@ -49,10 +51,30 @@ MAX_NAME, MAX_PSEUDONYM = 60, 24
 MIN_CASES, MAX_CASES = 4, 200
 PIN_PATTERN = re.compile(r"\d{4,8}")
 MAX_PIN_FAILURES = 10
-"""Wrong PINs in a row after which a pseudonym is locked (guessing a 4-digit PIN then succeeds 1 time in 1,000)."""
+"""Wrong PINs in a row after which a pseudonym is locked (guessing a 4-digit PIN then succeeds 1 time in 1,000).
+Each PIN check first takes one of these attempts with a single conditional UPDATE (atomic on every back end), and
+only then compares the PIN, so however many guesses arrive at once, at most this many are ever compared."""
+MAX_READERS = 60
+"""Readers one study takes: anyone with the join code could otherwise create readers without end."""
+BUSY_RETRIES = (0.1, 0.3, 0.9, 2.0)
+"""Seconds to wait before each retry of a write the database reports busy (SQLite's "database is locked" after its
+own busy timeout, or a PostgreSQL serialisation failure or deadlock); then the caller gets a plain StudyBusy."""
+SQLITE_BUSY_TIMEOUT_MS = 5000
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 """PIN hashing: about 30 ms and 16 MB per check, so a stolen database does not hand the PINs over at once."""
 NAME_PUNCTUATION = set(" -_.")
+
+
+class StudyBusy(StudyError):
+    """The database stayed busy through every retry: nothing was changed, and trying again later is safe."""
+
+
+BUSY_MESSAGE = ("The study database is busy with many readers at once; nothing was changed. Wait a few seconds and "
+                "try again.")
+WRONG_PIN = ("This pseudonym and PIN do not let you in. If you have joined before, check your PIN; if you are new, "
+             "choose another pseudonym; if you are locked out, ask your teacher.")
+"""The one answer to a wrong PIN and to a locked pseudonym, so a stranger learns nothing about the lock."""
+DELETED = "This study has just been deleted by its teacher; nothing was saved."
 
 
 # ---------------------------------------------------------------- plain values handed to callers
@@ -75,6 +97,11 @@ class Study:
 
     @property
     def is_open(self) -> bool:
+        """Readings are taken (joining may be closed)."""
+        return self.status in (OPEN, JOINING_CLOSED)
+
+    @property
+    def takes_joiners(self) -> bool:
         return self.status == OPEN
 
 
@@ -229,8 +256,21 @@ def _tables_v1(metadata: sa.MetaData) -> tuple[sa.Table, ...]:
     return studies, cases, readers, readings
 
 
+def _tables_v2(metadata: sa.MetaData) -> tuple[sa.Table, ...]:
+    """Version 2: version 1's tables (unchanged) and study_images, the teacher's own films of a study as 224-px grey
+    PNGs keyed by their SHA-256 (no file name, no DICOM header: only the pixels). Frozen like version 1."""
+    tables = _tables_v1(metadata)
+    images = sa.Table(
+        "study_images", metadata,
+        sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("image_key", sa.String(80), primary_key=True),
+        sa.Column("png", sa.LargeBinary, nullable=False),
+    )
+    return (*tables, images)
+
+
 METADATA = sa.MetaData()
-STUDIES, CASES, READERS, READINGS = _tables_v1(METADATA)
+STUDIES, CASES, READERS, READINGS, IMAGES = _tables_v2(METADATA)
 """The tables as the queries see them: the latest version's."""
 VERSION = sa.Table("schema_version", METADATA, sa.Column("version", sa.Integer, nullable=False))
 
@@ -245,8 +285,16 @@ def _migration_1(conn: Connection) -> None:
     frozen.create_all(conn)
 
 
+def _migration_2(conn: Connection) -> None:
+    """study_images, as version 2 defines it."""
+    frozen = sa.MetaData()
+    _tables_v2(frozen)
+    frozen.tables["study_images"].create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "studies, study_cases, readers, readings", _migration_1),
+    (2, "study_images: the teacher's own films, by content hash", _migration_2),
 ]
 """(version, what it does, function) in order; the store applies those above the database's version."""
 
@@ -278,7 +326,7 @@ def _sqlite_setup(engine: Engine) -> None:
     def _connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # pysqlite: no implicit BEGIN; the "begin" hook below issues it
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -289,6 +337,17 @@ def _sqlite_setup(engine: Engine) -> None:
 
 def _row_study(row) -> Study:
     return Study(row.id, row.name, row.join_code, bool(row.aided), row.seed, row.threshold, row.status, row.created)
+
+
+def _row_reader(row) -> Reader:
+    return Reader(row.id, row.study_id, row.pseudonym, row.order_seed, row.created)
+
+
+def _is_busy(exc: sa.exc.OperationalError) -> bool:
+    """SQLite's lock timeouts, and PostgreSQL's serialisation failures and deadlocks: worth a retry."""
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return "database is locked" in text or "database is busy" in text or code in ("40001", "40P01")
 
 
 def _row_reading(row) -> StudyReading:
@@ -335,15 +394,36 @@ class StudyStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(write=True)
-            with conn.begin():
-                yield conn
+        """One short write transaction; a busy database becomes StudyBusy (see `_retrying`), never a raw error."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(write=True)
+                with conn.begin():
+                    yield conn
+        except sa.exc.OperationalError as exc:
+            if _is_busy(exc):
+                raise StudyBusy(BUSY_MESSAGE) from exc
+            raise
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.OperationalError as exc:
+            if _is_busy(exc):
+                raise StudyBusy(BUSY_MESSAGE) from exc
+            raise
+
+    def _retrying(self, work: Callable[[], object]):
+        """`work()` (one or more whole transactions, safe to repeat) again after a busy database, with backoff."""
+        for wait in (*BUSY_RETRIES, None):
+            try:
+                return work()
+            except StudyBusy:
+                if wait is None:
+                    raise
+                time.sleep(wait * (0.5 + secrets.randbelow(1000) / 1000))  # jitter: retries do not march in step
 
     # ------------------------------------------------------------ schema
 
@@ -379,10 +459,11 @@ class StudyStore:
     # ------------------------------------------------------------ studies (teacher)
 
     def create_study(
-        self, name: str, cases: list[StudyCase], *, aided: bool, seed: int, threshold: float
+        self, name: str, cases: list[StudyCase], *, aided: bool, seed: int, threshold: float,
+        images: dict[str, bytes] | None = None,
     ) -> tuple[Study, str]:
         """A new open study over these cases; returns it with its teacher code, which is shown once and then
-        kept only as a hash."""
+        kept only as a hash. `images` (image key -> PNG) holds the teacher's own films, kept with the study."""
         name = clean_text(name, "study name", MAX_NAME)
         if not MIN_CASES <= len(cases) <= MAX_CASES:
             raise StudyError(f"A study has {MIN_CASES} to {MAX_CASES} cases, not {len(cases)}.")
@@ -406,6 +487,9 @@ class StudyStore:
                 {"study_id": study_id, "position": c.position, "file": c.file, "truth": int(c.truth),
                  "subtype": c.subtype, "probability": float(c.probability)} for c in cases
             ])
+            if images:
+                conn.execute(IMAGES.insert(), [{"study_id": study_id, "image_key": key, "png": png}
+                                               for key, png in images.items()])
             study = _row_study(conn.execute(sa.select(STUDIES).where(STUDIES.c.id == study_id)).one())
         return study, teacher_code
 
@@ -442,16 +526,21 @@ class StudyStore:
             return [_row_study(r) for r in conn.execute(sa.select(STUDIES).order_by(STUDIES.c.id))]
 
     def set_status(self, study_id: int, status: str) -> None:
-        """Close a study (no more joining or reading) or open it again."""
-        if status not in (OPEN, CLOSED):
-            raise ValueError(f"status is {OPEN!r} or {CLOSED!r}, not {status!r}")
+        """Close a study (no more joining or reading), close only its join code (JOINING_CLOSED: those who joined
+        read on), or open it again."""
+        if status not in (OPEN, JOINING_CLOSED, CLOSED):
+            raise ValueError(f"status is {OPEN!r}, {JOINING_CLOSED!r} or {CLOSED!r}, not {status!r}")
         with self._write() as conn:
             conn.execute(STUDIES.update().where(STUDIES.c.id == study_id).values(status=status))
 
     def delete_study(self, study_id: int) -> int:
         """Delete a study with its cases, readers and readings; returns how many readings went with it."""
         with self._write() as conn:
+            # The study's row first (PostgreSQL): a reading being saved holds it FOR SHARE, so the deletion waits
+            # for that reading and then takes it too, instead of deadlocking on the rows below.
+            conn.execute(sa.select(STUDIES.c.id).where(STUDIES.c.id == study_id).with_for_update())
             gone = conn.execute(sa.delete(READINGS).where(READINGS.c.study_id == study_id)).rowcount
+            conn.execute(sa.delete(IMAGES).where(IMAGES.c.study_id == study_id))
             conn.execute(sa.delete(READERS).where(READERS.c.study_id == study_id))
             conn.execute(sa.delete(CASES).where(CASES.c.study_id == study_id))
             conn.execute(sa.delete(STUDIES).where(STUDIES.c.id == study_id))
@@ -461,6 +550,12 @@ class StudyStore:
         with self._read() as conn:
             rows = conn.execute(sa.select(CASES).where(CASES.c.study_id == study_id).order_by(CASES.c.position))
             return [StudyCase(r.position, r.file, r.truth, r.subtype, r.probability) for r in rows]
+
+    def case_image(self, study_id: int, image_key: str) -> bytes | None:
+        """The PNG of one of the teacher's own films, or None (a test-set case: its image ships with the model)."""
+        with self._read() as conn:
+            return conn.execute(sa.select(IMAGES.c.png).where(
+                IMAGES.c.study_id == study_id, IMAGES.c.image_key == image_key)).scalar()
 
     def readers(self, study_id: int) -> list[Reader]:
         with self._read() as conn:
@@ -479,50 +574,104 @@ class StudyStore:
 
     def join(self, join_code: str, pseudonym: str, pin: str) -> tuple[Study, Reader, bool]:
         """Join an open study under a pseudonym protected by a PIN, or come back to it (same pseudonym and PIN,
-        any tab or device). Returns the study, the reader and whether the reader is new."""
+        any tab or device). Returns the study, the reader and whether the reader is new.
+
+        No PIN is hashed inside a write transaction (scrypt takes tens of milliseconds and would hold SQLite's
+        write lock). A wrong PIN and a locked pseudonym get the same answer."""
         study = self.study_by_join_code(join_code)
         if study is None:
             raise StudyError("No study has this join code. Check it with your teacher.")
         pseudonym = clean_text(pseudonym, "pseudonym", MAX_PSEUDONYM)
         pin = check_pin(pin)
-        try:
-            return self._join(study, pseudonym, pin)
-        except sa.exc.IntegrityError:  # the same new pseudonym joined by another request at this moment
-            return self._join(study, pseudonym, pin)
+        return self._retrying(lambda: self._join(study, pseudonym, pin))
 
     def _join(self, study: Study, pseudonym: str, pin: str) -> tuple[Study, Reader, bool]:
+        row = self._reader_row(study.id, pseudonym)
+        if row is None:
+            pin_hash = hash_pin(pin)  # outside any transaction
+            try:
+                with self._write() as conn:
+                    reader_id = self._insert_reader(conn, study.id, pseudonym, pin_hash)
+                    row = conn.execute(sa.select(READERS).where(READERS.c.id == reader_id)).one()
+                return study, _row_reader(row), True
+            except sa.exc.IntegrityError:  # the same pseudonym joined at this moment, or the study was deleted
+                row = self._reader_row(study.id, pseudonym)
+                if row is None:
+                    raise StudyError(DELETED) from None
+        if not self._take_attempt(row.id):
+            raise StudyError(WRONG_PIN)
+        if not pin_matches(pin, row.pin_hash):  # outside any transaction; the attempt stays counted
+            raise StudyError(WRONG_PIN)
         with self._write() as conn:
-            row = conn.execute(
-                sa.select(READERS).where(READERS.c.study_id == study.id,
-                                         READERS.c.pseudonym_key == text_key(pseudonym))
-            ).first()
-            if row is None:
-                if not study.is_open:
-                    raise StudyError("This study is closed: no one can join it any more.")
-                pin_hash = hash_pin(pin)
-                reader_id = conn.execute(
-                    READERS.insert().values(
-                        study_id=study.id, pseudonym=pseudonym, pseudonym_key=text_key(pseudonym), pin_hash=pin_hash,
-                        failed_pins=0, order_seed=secrets.randbelow(2**31), created=self.clock(),
-                    )
-                ).inserted_primary_key[0]
-                row, new = conn.execute(sa.select(READERS).where(READERS.c.id == reader_id)).one(), True
-            elif row.failed_pins >= MAX_PIN_FAILURES:
-                raise StudyError("This pseudonym is locked after too many wrong PINs. Join with a new pseudonym.")
-            else:
-                new, wrong = False, not pin_matches(pin, row.pin_hash)
-                failures = row.failed_pins + 1 if wrong else 0
-                if failures != row.failed_pins:
-                    conn.execute(READERS.update().where(READERS.c.id == row.id).values(failed_pins=failures))
-        if not new and wrong:  # raised after the commit, so the failure is counted
-            raise StudyError("This pseudonym is taken in this study and the PIN does not match. Try the PIN again, "
-                             "or choose another pseudonym if you are new.")
-        return study, Reader(row.id, row.study_id, row.pseudonym, row.order_seed, row.created), new
+            conn.execute(READERS.update().where(READERS.c.id == row.id).values(failed_pins=0))
+        return study, _row_reader(row), False
+
+    def _reader_row(self, study_id: int, pseudonym: str):
+        with self._read() as conn:
+            return conn.execute(sa.select(READERS).where(
+                READERS.c.study_id == study_id, READERS.c.pseudonym_key == text_key(pseudonym))).first()
+
+    def _insert_reader(self, conn: Connection, study_id: int, pseudonym: str, pin_hash: str) -> int:
+        """A new reader, if the study is open and not full: the study's row is locked first on PostgreSQL (SQLite's
+        BEGIN IMMEDIATE already serialises writers), so the cap holds however many join at once."""
+        study = conn.execute(sa.select(STUDIES).where(STUDIES.c.id == study_id).with_for_update()).first()
+        if study is None:
+            raise StudyError(DELETED)
+        if study.status != OPEN:
+            what = "closed to new readers" if study.status == JOINING_CLOSED else "closed"
+            raise StudyError(f"This study is {what}: no one new can join it. If you have joined before, use the same "
+                             "pseudonym and PIN.")
+        count = conn.execute(sa.select(sa.func.count()).select_from(READERS)
+                             .where(READERS.c.study_id == study_id)).scalar_one()
+        if count >= MAX_READERS:
+            raise StudyError(f"This study has its {MAX_READERS} readers already; ask your teacher.")
+        return conn.execute(READERS.insert().values(
+            study_id=study_id, pseudonym=pseudonym, pseudonym_key=text_key(pseudonym), pin_hash=pin_hash,
+            failed_pins=0, order_seed=secrets.randbelow(2**31), created=self.clock(),
+        )).inserted_primary_key[0]
+
+    def _take_attempt(self, reader_id: int) -> bool:
+        """Count one PIN attempt, unless the limit is reached: one conditional UPDATE, atomic on SQLite and
+        PostgreSQL alike (PostgreSQL re-checks the WHERE on the row's newest version under its row lock)."""
+        with self._write() as conn:
+            taken = conn.execute(
+                READERS.update()
+                .where(READERS.c.id == reader_id, READERS.c.failed_pins < MAX_PIN_FAILURES)
+                .values(failed_pins=READERS.c.failed_pins + 1)
+            ).rowcount
+        return taken == 1
+
+    def unlock_reader(self, study_id: int, reader_id: int) -> None:
+        """The teacher lets a locked-out reader try their PIN again."""
+        with self._write() as conn:
+            conn.execute(READERS.update().where(READERS.c.id == reader_id, READERS.c.study_id == study_id)
+                         .values(failed_pins=0))
+
+    def rename_reader(self, study_id: int, reader_id: int, pseudonym: str) -> Reader:
+        """The teacher renames a reader (e.g. a real name typed as a pseudonym); readings stay with the reader."""
+        pseudonym = clean_text(pseudonym, "pseudonym", MAX_PSEUDONYM)
+        try:
+            with self._write() as conn:
+                done = conn.execute(READERS.update().where(READERS.c.id == reader_id, READERS.c.study_id == study_id)
+                                    .values(pseudonym=pseudonym, pseudonym_key=text_key(pseudonym))).rowcount
+                if not done:
+                    raise StudyError("This reader is no longer in the study.")
+                row = conn.execute(sa.select(READERS).where(READERS.c.id == reader_id)).one()
+        except sa.exc.IntegrityError:
+            raise StudyError(f"Another reader of this study is called {pseudonym!r}; choose another name.") from None
+        return _row_reader(row)
+
+    def locked_readers(self, study_id: int) -> list[Reader]:
+        """Readers locked out after too many wrong PINs: for the teacher's dashboard only."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(READERS).where(
+                READERS.c.study_id == study_id, READERS.c.failed_pins >= MAX_PIN_FAILURES).order_by(READERS.c.id))
+            return [_row_reader(r) for r in rows]
 
     def reader(self, reader_id: int) -> Reader | None:
         with self._read() as conn:
             r = conn.execute(sa.select(READERS).where(READERS.c.id == reader_id)).first()
-        return None if r is None else Reader(r.id, r.study_id, r.pseudonym, r.order_seed, r.created)
+        return None if r is None else _row_reader(r)
 
     def reader_readings(self, reader_id: int) -> list[StudyReading]:
         """One reader's own readings: all a reader's page ever asks for."""
@@ -546,19 +695,24 @@ class StudyStore:
             raise StudyError("Choose NORMAL or PNEUMONIA.")
         if confidence not in (1, 2, 3, 4, 5):
             raise StudyError("Choose how sure you are, from 1 (a guess) to 5 (certain).")
+        return self._retrying(lambda: self._record(reader_id, position, modality, call, confidence, allowed))
+
+    def _record(self, reader_id, position, modality, call, confidence, allowed) -> tuple[StudyReading, bool]:
         try:
             with self._write() as conn:
                 reader = conn.execute(sa.select(READERS).where(READERS.c.id == reader_id)).first()
+                # FOR SHARE on PostgreSQL: a deletion of the study waits for this reading's transaction, and one
+                # that got in first leaves no study row to find (SQLite's BEGIN IMMEDIATE serialises both already).
                 study = None if reader is None else conn.execute(
-                    sa.select(STUDIES).where(STUDIES.c.id == reader.study_id)).first()
+                    sa.select(STUDIES).where(STUDIES.c.id == reader.study_id).with_for_update(read=True)).first()
                 if study is None:
-                    raise StudyError("This study no longer exists.")
+                    raise StudyError(DELETED)
                 earlier = [_row_reading(r) for r in conn.execute(
                     sa.select(READINGS).where(READINGS.c.reader_id == reader_id).order_by(READINGS.c.id))]
                 same = [r for r in earlier if (r.position, r.modality) == (position, modality)]
                 if same:
                     return same[0], False
-                if study.status != OPEN:
+                if study.status == CLOSED:
                     raise StudyError("The teacher has closed this study: readings are no longer taken.")
                 if modality == AIDED and not study.aided:
                     raise StudyError("This study has no AI-aided reading.")
@@ -576,9 +730,11 @@ class StudyStore:
                 ))
         except sa.exc.IntegrityError:  # the same reading committed at this moment by another request
             existing = [r for r in self.reader_readings(reader_id) if (r.position, r.modality) == (position, modality)]
-            if not existing:
-                raise
-            return existing[0], False
+            if existing:
+                return existing[0], False
+            if self.reader(reader_id) is None:  # the study (and so the reader) was deleted at this moment
+                raise StudyError(DELETED) from None
+            raise
         return StudyReading(reader_id, position, modality, call, confidence, created), True
 
 
