@@ -132,8 +132,9 @@ def test_predict_writes_status_and_reason_and_leaves_refused_rows_unscored(tiny_
     counts = {s: sum(r.status == s for r in expected) for s in ("ok", "caution", "refused")}
     assert f"{counts['ok']} ok, {counts['caution']} caution, {counts['refused']} refused in " in err and "; threshold" in err
 
-    assert main(["predict", str(folder), "--csv", str(out), "--threshold", "0", "--model-dir", model_dir]) == EXIT_SOME_REFUSED
-    with open(out, newline="") as handle:
+    again = tmp_path / "at_zero.csv"  # a new file: an existing CSV is only added to with --resume
+    assert main(["predict", str(folder), "--csv", str(again), "--threshold", "0", "--model-dir", model_dir]) == EXIT_SOME_REFUSED
+    with open(again, newline="") as handle:
         assert {r["label"] for r in csv.DictReader(handle) if r["status"] != "refused"} == {"PNEUMONIA"}
     for name in ("corrupt.jpeg", "photo.png", "scan_without_extension", "notes.txt"):
         (folder / name).unlink()

@@ -170,11 +170,11 @@ def test_recalibration_from_train_alone_reproduces_the_bundle(tiny_model_dir, ti
     copy = tmp_path / "models"
     shutil.copytree(tiny_model_dir, copy)
     before = read_metadata(copy)
-    monkeypatch.setattr("sys.argv", ["pneumonia", "calibrate", "--data", str(tiny_data_dir), "--model-dir", str(copy)])
-    after = recalibrate(tiny_data_dir, copy)
+    command = f"python -m pneumonia calibrate --data {tiny_data_dir} --model-dir {copy}"
+    after = recalibrate(tiny_data_dir, copy, command=command)  # the CLI passes its command line; sys.argv is not read
     today = {"target_sensitivity": TrainConfig.target_sensitivity, "calibration_pool": TrainConfig.calibration_pool}
     assert read_metadata(copy)["recalibration"] == after["recalibration"] == {
-        "command": f"python -m pneumonia calibrate --data {tiny_data_dir} --model-dir {copy}",
+        "command": command,
         "rules": today,
         "replaces": {key: before["training"]["config"][key] for key in today},
         "date": after["created"],

@@ -151,8 +151,9 @@ def _read_raster(data: bytes) -> InputImage:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:  # too large even to open; Pillow's own guard is left as it is
-        raise ImageDecodeError(f"the image is too large: far over {MAX_MEGAPIXELS} megapixels, the limit; send a "
-                               "copy of at most 4,096 pixels a side") from exc
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        _check_size(int(pixels.group(1)) if pixels else 10**12, 1)  # the same plain refusal as for any large image
+        raise ImageDecodeError("the image is too large; send a copy of at most 4,096 pixels a side") from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not an image file this app can read (not a JPEG, PNG, TIFF, BMP, GIF, WebP or DICOM)") from exc
     except (OSError, ValueError, SyntaxError, struct.error, IndexError, TypeError, KeyError) as exc:

@@ -289,11 +289,11 @@ def _teacher(folders: str, size: int):
     for index, folder in enumerate(Path(f.strip()) for f in folders.split(",") if f.strip()):
         predictor = load_predictor(folder, with_gate=False)
         metadata = predictor.metadata
-        if metadata["input"]["size"] != size:
-            raise DataError(f"the teacher in {folder} reads {metadata['input']['size']} px, the student {size} px.")
-        records.append({"folder": folder.name, "model_sha256": metadata["model_sha256"],
-                        "architecture": metadata["architecture"],
-                        "backbone": metadata["training"]["config"].get("backbone", "none")})
+        if metadata.input_size != size:
+            raise DataError(f"the teacher in {folder} reads {metadata.input_size} px, the student {size} px.")
+        records.append({"folder": folder.name, "model_sha256": metadata.model_sha256,
+                        "architecture": metadata.architecture,
+                        "backbone": metadata.training_config.get("backbone", "none")})
         members.append(logits_of(predictor.model, name="teacher" if index == 0 else f"teacher_{index}"))
     if not members:
         raise DataError("--set teacher= names no model folder.")
