@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "screening": {BASE, "io", "model", "decision"},
     "explain": {BASE, "model", "screening"},
     "reports": {BASE, "io", "decision", "screening", "explain"},
-    "studies": {BASE, "io", "decision", "reports"},
+    "studies": {BASE, "io", "decision", "screening", "reports"},
     "archive": {BASE, "io", "screening"},
     "training": {BASE, "io", "model", "decision", "screening"},
     "pacs": {BASE, "io", "model", "decision", "screening", "explain", "reports"},
