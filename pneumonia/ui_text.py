@@ -25,6 +25,17 @@ SAMPLES_HELP = (
     "see assets/samples/ATTRIBUTION.md."
 )
 
+SHOW_NAMES = "Show file names in reports"
+
+SHOW_NAMES_HELP = (
+    "Off: the table, the CSV, the reports and their file names call each file by a code made from its content "
+    "and its place in the upload (such as 3fa2b9c1-2), because hospital file names often carry the patient's "
+    "name or number. On: the file names are used instead, except a name that is a DICOM UID or contains the "
+    "patient's name or ID from the file itself."
+)
+
+KEPT_UPLOADS = "Still here from earlier in this session (in memory only): {count} uploaded file{s}"
+
 THRESHOLD_HELP = (
     "Scores at or above the threshold are called PNEUMONIA. The same threshold applies on every page; "
     "changing it relabels images without re-running the model."
