@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pneumonia.config import CLASS_NAMES
+from pneumonia.formatting import format_percent
 from pneumonia.metrics import threshold_metrics
 
 CLASS_COLOURS = {CLASS_NAMES[0]: "#2b7bba", CLASS_NAMES[1]: "#d1495b"}
@@ -28,7 +29,7 @@ def confusion_heatmap(counts: np.ndarray, normalise: bool = False, title: str | 
     if normalise:
         totals = counts.sum(axis=1, keepdims=True)
         z = np.divide(counts, totals, out=np.full_like(counts, np.nan), where=totals > 0)
-        text = [[f"{v:.1%}" for v in row] for row in z]
+        text = [[format_percent(v) for v in row] for row in z]
     else:
         z = counts
         text = [[f"{int(v):,}" for v in row] for row in z]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.data import is_image_file
-from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.formatting import format_percent, format_probability, format_threshold
 from pneumonia.inference import Screening, label_at
 from pneumonia.report import METRIC_LABELS
 
@@ -51,7 +51,7 @@ def class_percentiles(score: float, labels: np.ndarray, probabilities: np.ndarra
 
 def percentile_text(percentiles: dict[str, float]) -> str:
     return "Scores higher than " + " and ".join(
-        f"{value:.0f}% of test {name} images" for name, value in percentiles.items()
+        f"{format_percent(value / 100, 0)} of test {name} images" for name, value in percentiles.items()
     ) + "."
 
 

@@ -8,6 +8,8 @@ Numbers never appear here: the app fills them in from the model's metadata and p
 
 import re
 
+from pneumonia.formatting import format_percent
+
 SIDEBAR_DISCLAIMER = "Research/teaching demo, **not a medical device**; do not use for diagnosis."
 
 SCREEN_DISCLAIMER = (
@@ -82,7 +84,7 @@ def plain_rule(preset: dict) -> str:
                 f"missed pneumonia counts as {preset['cost_ratio']:g} false alarms")
     if name == "site":
         flagged, films = preset["n_flagged"], preset["n_films"]
-        return (f"flags {flagged} of {films} of your site's own normal films ({flagged / films:.1%}; "
+        return (f"flags {flagged} of {films} of your site's own normal films ({format_percent(flagged / films)}; "
                 f"at most {preset['max_flagged']:.0%} asked)")
     return rule
 

@@ -269,3 +269,17 @@ def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validat
                                  "films (0.0%; at most 10% asked)")
     at.slider(key="screen_threshold").set_value(0.5).run()
     assert given[-1] == "set by hand in the app"
+
+
+def test_npv_at_5_percent_prevalence_never_reads_as_certain(monkeypatch, test_table):
+    """Issue 30: at 5% prevalence the NPV is 99.9x%, not "100.0%"; shown as "> 99.9%" unless exactly 1."""
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    at.radio(key="prevalence_choice").set_value("5%").run()
+    threshold = at.session_state["threshold"]
+    scores, truth = test_table["probability"].to_numpy(), test_table["label"].to_numpy() == 1
+    sensitivity, specificity = np.mean(scores[truth] >= threshold), np.mean(scores[~truth] < threshold)
+    npv = 0.95 * specificity / (0.95 * specificity + 0.05 * (1 - sensitivity))
+    captions = " ".join(c.value for c in at.caption)
+    assert "100.0%" not in captions or npv == 1.0
+    if round(npv, 3) == 1.0 and npv < 1.0:
+        assert "> 99.9% are truly clear (NPV)" in captions

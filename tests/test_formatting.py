@@ -45,3 +45,45 @@ def test_an_adopted_threshold_keeps_every_count_and_prints_back_to_itself(scores
     adopted = adopt_threshold(threshold, scores)
     assert np.array_equal(scores >= adopted, scores >= threshold)  # every film called as before
     assert float(format_threshold(adopted)) == adopted  # the printed number is the applied one
+
+
+def test_percentages_never_round_to_certainty():
+    from pneumonia.formatting import format_percent, format_proportion
+
+    assert format_percent(0.9995) == "> 99.9%"  # the NPV at 5% prevalence that read "100.0%" (issue 30)
+    assert format_percent(1.0) == "100.0%" and format_percent(0.0) == "0.0%"  # exactly so: said so
+    assert format_percent(0.0004) == "< 0.1%" and format_percent(0.5) == "50.0%"
+    assert format_percent(0.996, 0) == "> 99%" and format_percent(0.004, 0) == "< 1%"
+    assert format_percent(float("nan")) == "n/a"
+    assert format_proportion(0.9996) == "> 0.999" and format_proportion(1.0) == "1.000"
+    assert format_proportion(0.0004) == "< 0.001" and format_proportion(0.0) == "0.000"
+
+
+@given(unit, st.integers(0, 3))
+@settings(max_examples=2000)
+def test_a_percentage_reads_100_or_0_only_when_exact(share, decimals):
+    from pneumonia.formatting import format_percent
+
+    text = format_percent(share, decimals)
+    hundred, zero = f"{100:.{decimals}f}%", f"{0:.{decimals}f}%"
+    assert (text == hundred) == (share == 1.0)
+    assert (text == zero) == (share == 0.0)
+    if text.startswith("> "):  # the bound is true
+        assert share * 100 > float(text[2:-1])
+    elif text.startswith("< "):
+        assert share * 100 < float(text[2:-1])
+    else:
+        assert abs(float(text[:-1]) - 100 * share) <= 0.5 * 10.0**-decimals + 1e-9
+
+
+@given(unit)
+@settings(max_examples=2000)
+def test_a_rate_reads_one_or_zero_only_when_exact(value):
+    from pneumonia.formatting import format_proportion
+
+    text = format_proportion(value)
+    assert (text == "1.000") == (value == 1.0) and (text == "0.000") == (value == 0.0)
+    if text.startswith("> "):
+        assert value > float(text[2:])
+    elif text.startswith("< "):
+        assert value < float(text[2:])

@@ -17,7 +17,7 @@ from pneumonia.artifacts import Predictions
 from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME
 from pneumonia.decision_plots import reader_roc_figure
 from pneumonia.inference import Predictor, label_at
-from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.formatting import format_probability, format_proportion, format_threshold
 from pneumonia.tally import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
 from ui.common import (
     THRESHOLD,
@@ -173,7 +173,7 @@ def tally_table(numbers: dict, readings: list[Reading]) -> pd.DataFrame:
 
 
 def _rate(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.3f}"
+    return format_proportion(value)
 
 
 def reader_page() -> None:

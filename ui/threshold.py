@@ -12,7 +12,7 @@ from pneumonia.config import TEST_PREDICTIONS_FILENAME, VALIDATION_PREDICTIONS_F
 from pneumonia.decision import cost_minimising_threshold, cost_rule, expected_cost, natural_frequencies, rounded_counts
 from pneumonia.decision_plots import natural_frequency_html
 from pneumonia.metrics import cell_indices, confusion_at, threshold_metrics
-from pneumonia.formatting import format_probability
+from pneumonia.formatting import format_percent, format_probability, format_proportion
 from pneumonia.site import SiteCalibrationError, calibrate_site_from_sources
 from ui.common import (
     THRESHOLD,
@@ -71,7 +71,8 @@ def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, pr
     counts = rounded_counts(frequencies)
     st.markdown(
         f"**Per 1,000 children** with {prevalence:.0%} pneumonia, at threshold {threshold:.3f} "
-        f"(test-set sensitivity {values['sensitivity']:.3f}, specificity {values['specificity']:.3f}):"
+        f"(test-set sensitivity {format_proportion(values['sensitivity'])}, "
+        f"specificity {format_proportion(values['specificity'])}):"
     )
     shown = [("Pneumonias caught", "caught"), ("Pneumonias missed", "missed"), ("False alarms", "false_alarms"),
              ("True all-clears", "all_clear")]
@@ -87,7 +88,7 @@ def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, pr
 
 
 def _share(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.1%}"
+    return format_percent(value)
 
 
 CELLS = {
@@ -187,7 +188,7 @@ def threshold_explorer_ui(predictor, test: Predictions, validation: Predictions 
         ("Accuracy", "accuracy"),
     ]
     for column, (label, key) in zip(st.columns(len(shown)), shown):
-        column.metric(label, f"{values[key]:.3f}")
+        column.metric(label, format_proportion(values[key]))
     counts = confusion_at(test.labels, test.probabilities, threshold)
     (tn, fp), (fn, tp) = counts
     st.caption(f"Confusion matrix at {threshold:.3f}: TN {tn}, FP {fp}, FN {fn}, TP {tp}")
