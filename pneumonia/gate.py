@@ -20,6 +20,7 @@ import numpy as np
 from pneumonia.config import GATE_COMMAND, GATE_FILENAME, GateConfig
 from pneumonia.errors import ModelError
 from pneumonia.reader import InputImage
+from pneumonia.refusals import border_reason
 from pneumonia.ui_text import REASONS, age_caution
 
 OK, CAUTION, REFUSED = "ok", "caution", "refused"
@@ -137,6 +138,8 @@ class Gate:
             "peak_share": statistics["peak_share"] > t["peak_share_max"],
         }
         refusals = [STATISTIC_REASONS[name] for name in STATISTIC_REASONS if failed[name]][:1]
+        if refusals == [REASONS["document"]]:  # a grey, smooth film with a wide black border is no document
+            refusals = [border_reason(image.grey, 0.5 * statistics["peak_share"]) or REASONS["document"]]
         return refusals, cautions
 
     def judge(self, image: InputImage, statistics: dict[str, float], unusualness: float | None) -> Verdict:
@@ -146,7 +149,8 @@ class Gate:
         return not np.isfinite(unusualness) or unusualness > self.thresholds["unusual_refuse"]
 
     def verdict(
-        self, refusals: list[str], cautions: list[str], unusualness: float | None, inverted: float | None = None
+        self, refusals: list[str], cautions: list[str], unusualness: float | None, inverted: float | None = None,
+        model_input: np.ndarray | None = None,
     ) -> Verdict:
         """The verdict from the precheck's findings and the model's unusualness (None: not measured), so a
         batch keeps only these few strings per image, not the image, while it waits for the model.
@@ -156,7 +160,8 @@ class Gate:
         if not refusals and unusualness is not None:
             if self.refuses_as_unusual(unusualness):
                 negative = inverted is not None and inverted <= self.thresholds["unusual_caution"]
-                refusals.append(REASONS["negative" if negative else "not_chest"])
+                border = None if negative or model_input is None else border_reason(model_input, 0.0, "not_chest_border")
+                refusals.append(border or REASONS["negative" if negative else "not_chest"])
             elif unusualness > self.thresholds["unusual_caution"]:
                 cautions.append(REASONS["unusual"])
         if refusals:

@@ -227,7 +227,7 @@ class Predictor:
         results = []
         for index, (item, probability, unusual) in enumerate(zip(pending, probabilities, unusualness)):
             if use_gate:
-                verdict = self.gate.verdict([], item.cautions, float(unusual), inverted.get(index))
+                verdict = self.gate.verdict([], item.cautions, float(unusual), inverted.get(index), item.model_input)
                 status, reason = verdict.status, verdict.reason
             else:
                 status = UNCHECKED

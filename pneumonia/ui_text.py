@@ -126,16 +126,26 @@ GATE_SUMMARY = (
 
 QUEUE_LINE = "{what}: waiting for the model, {ahead} ahead"
 
+EXPORT_AGAIN = "export the file again from the viewer or PACS"
+"""What a damaged or self-contradicting file's reason tells the reader to do."""
+
 REASONS = {
     "colour": "a colour picture, not an X-ray film: radiographs are grey; check that the right file was chosen",
     "blank": "the image is blank or almost uniform: check the file, or the window and level it was exported with",
     "noise": ("looks like a photograph, a document or a screenshot, not an X-ray film (sharp detail everywhere, "
               "where a radiograph has smooth shading): check that the right file was chosen"),
     "document": "looks like a document or a screenshot, not an X-ray film: check that the right file was chosen",
+    "border": ("a wide black border: {share} of the image is pure black, more than on almost every film the "
+               "model learned from; crop the film to the chest, or export it again without the border, and send it again"),
     "negative": ("looks like a negative image (lungs light, bones dark): the file may be tagged MONOCHROME1 by "
                  "mistake; check how it was exported, or invert it, and send it again"),
     "not_chest": ("does not look like the children's chest X-rays the model learned from: check it is a frontal "
-                  "chest film, not a lateral view, another body part, a CT slice or a photo of a screen"),
+                  "chest film, not a lateral view, another body part, a CT slice or a photo of a screen, and whether "
+                  "the head, arms or belly fill much of it or a stripe or marker runs along an edge; crop it to the "
+                  "chest if so"),
+    "not_chest_border": ("looks like a radiograph, but unlike the children's chest X-rays the model learned from, "
+                         "and {share} of it is a pure black border: crop the film to the chest and send it again; "
+                         "check it is a frontal chest film"),
     "unusual": ("unusual film: less like the training X-rays than almost every film held out from training; "
                 "check the view, the exposure and any text or devices on the film"),
 }

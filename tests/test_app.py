@@ -223,7 +223,8 @@ def test_bad_uploads_get_one_line_reasons_while_the_good_one_is_shown(app, commi
     assert_no_exception(app)
     errors = [e.value for e in app.error]
     assert errors == [
-        "Not scored: the file is cut short (truncated): part of the image is missing",
+        "Not scored: the file is cut short (truncated): part of the image is missing; export the file again from the "
+        "viewer or PACS",
         "Not scored: not an image file this app can read (not a JPEG, PNG, TIFF, BMP, GIF, WebP or DICOM)",
         "Not scored: the file is empty",
     ]
