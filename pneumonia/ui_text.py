@@ -218,8 +218,12 @@ READER_INTRO = (
     "Read first, then reveal. Each test X-ray appears without its label or score. Commit NORMAL or PNEUMONIA "
     "(and, if you like, how sure you are); the page then shows the model's score and label, the truth and both "
     "explanation maps. A tally compares you with the model on the same cases. Cases come in a seeded order that "
-    "mixes both classes; nothing is stored beyond this browser session."
+    "mixes both classes. Your place and calls are kept in this page's address, so a reload carries on where you "
+    "were; nothing is stored on the server."
 )
+
+READER_CODE_BAD = ("The reading code in this page's address could not be read (it may be cut short or from an "
+                   "older version), so reading starts again at case 1.")
 
 READER_MAPS_NOTE = (
     "The maps are computed on the 224-pixel copy shown here; the score is the model's recorded score on the "
