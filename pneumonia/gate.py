@@ -115,6 +115,7 @@ class Gate:
     means: list[np.ndarray]  # per feature layer: (2 classes, features)
     precisions: list[np.ndarray]  # per feature layer: inverse of the shared (class-centred) covariance
     scales: list[float]  # per feature layer: median distance on validation, so the depths weigh alike
+    adult: "AdultCaution | None" = None  # the adult caution for films without an age (pneumonia.adult_caution)
 
     def unusualness(self, features: list[np.ndarray]) -> np.ndarray:
         """Mean over depths of the distance to the nearer class, in units of its validation median (1 = typical)."""
@@ -191,4 +192,6 @@ def load_gate(model_dir: Path, entry: dict | None) -> Gate:
         means = [arrays[f"mean_{i}"] for i in range(count)]
         precisions = [arrays[f"precision_{i}"] for i in range(count)]
         scales = [float(s) for s in arrays["scales"]]
-    return Gate(config, dict(entry["thresholds"]), means, precisions, scales)
+    from pneumonia.adult_caution import load_adult_caution
+
+    return Gate(config, dict(entry["thresholds"]), means, precisions, scales, load_adult_caution(model_dir, entry.get("adult")))

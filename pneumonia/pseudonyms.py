@@ -2,7 +2,7 @@
 
 Hospitals export files as `DOE_JANE_chest.dcm` or as the image's SOP Instance UID, so a file name is
 treated as an identifier. By default an input is called by a pseudonym: the first 8 hex digits of its
-SHA-256 and its position in the upload (`3fa2b9c1-2`), unique within a batch. A user who needs the names
+SHA-256 and its position in the upload (`3fa2b9c1_2`; an underscore, so it never wraps on a phone), unique within a batch. A user who needs the names
 can turn them back on, but a name that is a DICOM UID, or that contains the DICOM's own PatientName or
 PatientID, stays a pseudonym whatever the setting. The patient's name and ID are read only to make that
 check and are never returned, stored or logged.
@@ -24,8 +24,8 @@ MIN_TOKEN = 3
 
 
 def pseudonym(digest: str, position: int) -> str:
-    """`<first 8 hex digits of the SHA-256>-<position>`, position counted from 1."""
-    return f"{digest[:PSEUDONYM_DIGITS]}-{position}"
+    """`<first 8 hex digits of the SHA-256>_<position>`, position counted from 1."""
+    return f"{digest[:PSEUDONYM_DIGITS]}_{position}"
 
 
 def digest_of(data: bytes) -> str:

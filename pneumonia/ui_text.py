@@ -31,7 +31,7 @@ SHOW_NAMES = "Show file names in reports"
 
 SHOW_NAMES_HELP = (
     "Off: the table, the CSV, the reports and their file names call each file by a code made from its content "
-    "and its place in the upload (such as 3fa2b9c1-2), because hospital file names often carry the patient's "
+    "and its place in the upload (such as 3fa2b9c1_2), because hospital file names often carry the patient's "
     "name or number. On: the file names are used instead, except a name that is a DICOM UID or contains the "
     "patient's name or ID from the file itself."
 )
@@ -150,6 +150,12 @@ REASONS = {
                 "check the view, the exposure and any text or devices on the film"),
 }
 """The gate's reasons: each names the likely cause and the check to make."""
+
+
+ADULT_LOOK = ("looks like an adult's chest film: the model was trained on children aged 1–5 years; check the "
+              "patient's age on the request or the film's label, and for an adult or an older child do not rely on "
+              "the score")
+"""The adult caution for a film that carries no age (pneumonia.adult_caution)."""
 
 
 def age_caution(band: str, trained: str) -> str:

@@ -68,7 +68,7 @@ def codes(*datas: bytes) -> list[str]:
     """The pseudonyms a batch gets by default: its SHA-256's first 8 hex digits and its place in the upload."""
     import hashlib
 
-    return [f"{hashlib.sha256(d).hexdigest()[:8]}-{i}" for i, d in enumerate(datas, start=1)]
+    return [f"{hashlib.sha256(d).hexdigest()[:8]}_{i}" for i, d in enumerate(datas, start=1)]
 
 
 def downloads(at: AppTest) -> dict[str, bytes]:

@@ -249,7 +249,7 @@ def test_upload_then_move_threshold_in_a_browser(page, server_url, shots, commit
     assert f"P(pneumonia): {expected[0]}" in report and "Not a medical device" in report
     import hashlib
 
-    code = f"{hashlib.sha256(files[0].read_bytes()).hexdigest()[:8]}-1"  # no file name in a report by default
+    code = f"{hashlib.sha256(files[0].read_bytes()).hexdigest()[:8]}_1"  # no file name in a report by default
     assert f"File: {code}" in report and files[0].stem not in report
     page.set_viewport_size({"width": 800, "height": 1000})
     page.wait_for_timeout(1500)

@@ -161,7 +161,7 @@ def test_screen_rows_show_file_status_label_and_probability_at_both_widths(page,
         for box in boxes(reasons):
             assert inside(box, width) and box["height"] > 0, (width, "reason cut off", box)
         shown = page.locator('table.pneumonia-results td[data-col="file"]').all_inner_texts()
-        assert shown == [f"{hashlib.sha256(p.read_bytes()).hexdigest()[:8]}-{i}" for i, p in enumerate(files, 1)]
+        assert shown == [f"{hashlib.sha256(p.read_bytes()).hexdigest()[:8]}_{i}" for i, p in enumerate(files, 1)]
         shoot(page, "screen", width)
 
 

@@ -180,11 +180,11 @@ def test_pdf_title_and_text_carry_the_name_they_are_given(tiny_predictor, screen
     passes a pseudonym leaks no file name into either."""
     import dataclasses
 
-    renamed = dataclasses.replace(screened[1], name="3fa2b9c1-2")
+    renamed = dataclasses.replace(screened[1], name="3fa2b9c1_2")
     data = image_report(tiny_predictor, renamed, tiny_predictor.threshold, "x", FAST, created=CREATED)
     _, text = pdf_text(data)
-    assert "File: 3fa2b9c1-2" in text and "photo" not in text
-    assert pypdf.PdfReader(io.BytesIO(data)).metadata.title == "Pneumonia screening report: 3fa2b9c1-2"
+    assert "File: 3fa2b9c1_2" in text and "photo" not in text
+    assert pypdf.PdfReader(io.BytesIO(data)).metadata.title == "Pneumonia screening report: 3fa2b9c1_2"
 
 
 def test_report_names_never_clash():
@@ -236,7 +236,7 @@ def test_cli_reports_use_pseudonyms_unless_names_are_asked_for(tiny_predictor, t
     for name, data in films.items():
         (folder / name).write_bytes(data)
     files = sorted(folder.iterdir())  # the order expand_inputs lists them in
-    codes = [f"{hashlib.sha256(p.read_bytes()).hexdigest()[:8]}-{i}" for i, p in enumerate(files, start=1)]
+    codes = [f"{hashlib.sha256(p.read_bytes()).hexdigest()[:8]}_{i}" for i, p in enumerate(files, start=1)]
     out = tmp_path / "reports"
     args = ["report", str(folder), "--out", str(out), "--model-dir", str(tiny_predictor.model_dir)]
     assert main(args) == 0
