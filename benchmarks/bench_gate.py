@@ -52,6 +52,7 @@ def reason_kind(reason: str) -> str:
         ("the image is too small", "shape"),
         (REASONS["unusual"], "Mahalanobis caution"),
         ("low resolution", "low resolution"),
+        ("adult patient", "DICOM age adult"),
     ):
         if reason.startswith(prefix):
             return kind
@@ -67,7 +68,7 @@ def adult_rows(predictor, folder: Path | None) -> list[tuple[str, str]]:
     results = predictor.screen([(p.name, p) for p in paths])
     flagged = [r for r in results if r.status != OK]
     adult = sum(ADULT_LOOK in r.reason for r in results)
-    kinds = collections.Counter(reason_kind(part) for r in flagged for part in r.reason.split("; "))
+    kinds = collections.Counter(reason_kind(r.reason) for r in flagged)  # the first reason: the adult one if given
     return [
         ("Adult development films (adult_dev/, 24 adult chest films: 22 JPEG, 1 PNG, 1 DICOM that gives its age)",
          f"{len(results)} (chose the adult caution's setting; never fitted on)"),

@@ -136,7 +136,8 @@ REASONS = {
               "where a radiograph has smooth shading): check that the right file was chosen"),
     "document": "looks like a document or a screenshot, not an X-ray film: check that the right file was chosen",
     "border": ("a wide black border: {share} of the image is pure black, more than on almost every film the "
-               "model learned from; crop the film to the chest, or export it again without the border, and send it again"),
+               "model learned from; if this is an X-ray film, crop it to the chest (or export it again without the "
+               "border) and send it again; if not, check that the right file was chosen"),
     "negative": ("looks like a negative image (lungs light, bones dark): the file may be tagged MONOCHROME1 by "
                  "mistake; check how it was exported, or invert it, and send it again"),
     "not_chest": ("does not look like the children's chest X-rays the model learned from: check it is a frontal "

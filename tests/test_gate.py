@@ -313,7 +313,7 @@ def test_a_grey_film_with_a_black_border_is_never_called_a_document_and_the_bord
     image = read_input(padded_film(SAMPLES[0], 0.3))
     refusals, _ = gate.precheck(image, image_statistics(image))
     assert len(refusals) == 1 and "document" not in refusals[0] and "screenshot" not in refusals[0]
-    assert refusals[0].startswith("a wide black border: 3") and "crop the film to the chest" in refusals[0]
+    assert refusals[0].startswith("a wide black border: 3") and "crop it to the chest" in refusals[0]
     page = read_input(encode(Image.fromarray(np.where(np.arange(400)[:, None] % 40 < 30, 255, 0).astype(np.uint8)
                                              .repeat(1, 1) * np.ones((1, 300), np.uint8)), "PNG"))
     refusals, _ = gate.precheck(page, image_statistics(page))  # mostly white: still a document
