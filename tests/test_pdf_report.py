@@ -266,7 +266,7 @@ def test_cli_reports_use_pseudonyms_unless_names_are_asked_for(tiny_predictor, t
 def test_cli_threshold_by_hand_is_named_so(tiny_predictor, screened, tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(xray_png(1, 3))  # the image the `screened` fixture checks is scored
     out = tmp_path / "reports"
-    args = ["report", str(tmp_path / "x.png"), "--out", str(out), "--threshold", "0.123456",
+    args = ["report", str(tmp_path / "x.png"), "--names", "--out", str(out), "--threshold", "0.123456",
             "--model-dir", str(tiny_predictor.model_dir)]
     assert main(args) == 0
     _, text = pdf_text((out / "x.pdf").read_bytes())
