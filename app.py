@@ -53,8 +53,12 @@ def main() -> None:
     from ui.threshold import threshold_page
 
     st.set_page_config(page_title="Pneumonia screening demo", page_icon="🫁", layout="wide")
+    screen = {"title": "Screen", "icon": ":material/radiology:"}
     pages = [
-        st.Page(screen_page, title="Screen", icon=":material/radiology:", url_path="screen", default=True),
+        # The default page is served at "/", and Streamlit does not answer its url_path, so /screen needs a page of
+        # its own: the same page, hidden from the menu. The default's url_path only names it (it must differ).
+        st.Page(screen_page, **screen, url_path="home", default=True),
+        st.Page(screen_page, **screen, url_path="screen", visibility="hidden"),
         st.Page(threshold_page, title="Threshold explorer", icon=":material/tune:", url_path="threshold"),
         st.Page(reader_page, title="Reader mode", icon=":material/visibility:", url_path="reader"),
         st.Page(reader_study_page, title="Reader study", icon=":material/groups:", url_path="study"),

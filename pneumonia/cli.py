@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, type=Path, help="folder for the <stem>.pdf reports")
     report.add_argument("--threshold", type=float, help="decision threshold (default: the model's own)")
     report.add_argument("--model-dir", type=Path, default=MODELS_DIR)
+    report.add_argument("--names", action="store_true",
+                        help="name reports after the input files (default: a code from each file's SHA-256 and its "
+                             "place in the list, since file names often identify the patient); a name that is a "
+                             "DICOM UID or contains the file's own patient name or ID is replaced all the same")
 
     calibrate = commands.add_parser(
         "calibrate", help="redo calibration, threshold and validation metrics of a saved model from DIR/train"
@@ -347,17 +351,20 @@ def _predict(args) -> int:
 
 
 def _report(args) -> int:
+    from pneumonia.io.pseudonyms import digest_of, shown_name
     from pneumonia.reports.pdf import image_report, report_file_names
     from pneumonia.screening.gate import REFUSED
 
     files, predictor, threshold = _inputs_model_and_threshold(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = predictor.screen(((str(path), path) for path in files), keep_images=True)
-    for result, name in zip(results, report_file_names(files)):
+    shown = [shown_name(str(path), digest_of(data), position, args.names, data)
+             for position, path in enumerate(files, start=1) for data in [path.read_bytes()]]
+    results = predictor.screen(((name, path) for name, path in zip(shown, files)), keep_images=True)
+    for result, name, path in zip(results, report_file_names([Path(n) for n in shown]), files):
         target = args.out / name
         target.write_bytes(image_report(predictor, result, threshold))
         outcome = "not scored" if result.probability is None else result.label(threshold)
-        print(f"{target}  ({result.status}, {outcome})  {result.name}")
+        print(f"{target}  ({result.status}, {outcome})  {path}")
     refused = sum(r.status == REFUSED for r in results)
     print(f"{len(results)} reports in {args.out}: {len(results) - refused} scored, {refused} refused; "
           f"threshold {threshold.text}", file=sys.stderr)

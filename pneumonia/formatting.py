@@ -49,6 +49,34 @@ def _reads_on_its_side(text: str, at_or_above: bool, threshold: float) -> bool:
     return (float(text) >= threshold) == at_or_above
 
 
+def format_percent(share: float, decimals: int = 1) -> str:
+    """A share (0-1) as a percentage that never rounds to certainty: "100.0%" and "0.0%" only when the share is
+    exactly 1 or 0; a share that would round to either reads "> 99.9%" or "< 0.1%" (with `decimals` places)."""
+    if share != share:  # NaN
+        return "n/a"
+    step = 10.0 ** -decimals
+    text = f"{share:.{decimals}%}"
+    if share != 1 and float(text[:-1]) >= 100:
+        return f"> {100 - step:.{decimals}f}%"
+    if share != 0 and float(text[:-1]) <= 0:
+        return f"< {step:.{decimals}f}%" if share > 0 else f"< -{100 - step:.{decimals}f}%"
+    return text
+
+
+def format_proportion(value: float, decimals: int = 3) -> str:
+    """A rate (sensitivity, specificity, PPV...) with `decimals` places, written "1.000" or "0.000" only when it is
+    exactly so; otherwise the extremes read "> 0.999" and "< 0.001", as probabilities do."""
+    if value != value:
+        return "n/a"
+    text = f"{value:.{decimals}f}"
+    step = 10.0 ** -decimals
+    if value != 1 and float(text) >= 1:
+        return f"> {1 - step:.{decimals}f}"
+    if value != 0 and 0 <= value and float(text) <= 0:
+        return f"< {step:.{decimals}f}"
+    return text
+
+
 def format_threshold(threshold: float) -> str:
     """At least three decimals and as many as it takes to write the threshold exactly: an adopted threshold
     needs few, and any other is written in full rather than rounded to a number that was not applied."""

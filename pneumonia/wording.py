@@ -8,7 +8,7 @@ Numbers never appear here: the app fills them in from the model's metadata and p
 
 import re
 
-from pneumonia.formatting import format_threshold
+from pneumonia.formatting import format_percent, format_threshold
 
 SIDEBAR_DISCLAIMER = "Research/teaching demo, **not a medical device**; do not use for diagnosis."
 
@@ -26,6 +26,17 @@ SAMPLES_HELP = (
     "Images from the test split of Kermany, Zhang and Goldbaum (2018), CC BY 4.0; "
     "see assets/samples/ATTRIBUTION.md."
 )
+
+SHOW_NAMES = "Show file names in reports"
+
+SHOW_NAMES_HELP = (
+    "Off: the table, the CSV, the reports and their file names call each file by a code made from its content "
+    "and its place in the upload (such as 3fa2b9c1_2), because hospital file names often carry the patient's "
+    "name or number. On: the file names are used instead, except a name that is a DICOM UID or contains the "
+    "patient's name or ID from the file itself."
+)
+
+KEPT_UPLOADS = "Still here from earlier in this session (in memory only): {count} uploaded file{s}"
 
 THRESHOLD_HELP = (
     "Scores at or above the threshold are called PNEUMONIA. The same threshold applies on every page; "
@@ -73,7 +84,7 @@ def plain_rule(preset: dict) -> str:
                 f"missed pneumonia counts as {preset['cost_ratio']:g} false alarms")
     if name == "site":
         flagged, films = preset["n_flagged"], preset["n_films"]
-        return (f"flags {flagged} of {films} of your site's own normal films ({flagged / films:.1%}; "
+        return (f"flags {flagged} of {films} of your site's own normal films ({format_percent(flagged / films)}; "
                 f"at most {preset['max_flagged']:.0%} asked)")
     return rule
 
@@ -115,20 +126,37 @@ GATE_SUMMARY = (
 
 QUEUE_LINE = "{what}: waiting for the model, {ahead} ahead"
 
+EXPORT_AGAIN = "export the file again from the viewer or PACS"
+"""What a damaged or self-contradicting file's reason tells the reader to do."""
+
 REASONS = {
     "colour": "a colour picture, not an X-ray film: radiographs are grey; check that the right file was chosen",
     "blank": "the image is blank or almost uniform: check the file, or the window and level it was exported with",
     "noise": ("looks like a photograph, a document or a screenshot, not an X-ray film (sharp detail everywhere, "
               "where a radiograph has smooth shading): check that the right file was chosen"),
     "document": "looks like a document or a screenshot, not an X-ray film: check that the right file was chosen",
+    "border": ("a wide black border: {share} of the image is pure black, more than on almost every film the "
+               "model learned from; if this is an X-ray film, crop it to the chest (or export it again without the "
+               "border) and send it again; if not, check that the right file was chosen"),
     "negative": ("looks like a negative image (lungs light, bones dark): the file may be tagged MONOCHROME1 by "
                  "mistake; check how it was exported, or invert it, and send it again"),
     "not_chest": ("does not look like the children's chest X-rays the model learned from: check it is a frontal "
-                  "chest film, not a lateral view, another body part, a CT slice or a photo of a screen"),
+                  "chest film, not a lateral view, another body part, a CT slice or a photo of a screen, and whether "
+                  "the head, arms or belly fill much of it or a stripe or marker runs along an edge; crop it to the "
+                  "chest if so"),
+    "not_chest_border": ("looks like a radiograph, but unlike the children's chest X-rays the model learned from, "
+                         "and {share} of it is a pure black border: crop the film to the chest and send it again; "
+                         "check it is a frontal chest film"),
     "unusual": ("unusual film: less like the training X-rays than almost every film held out from training; "
                 "check the view, the exposure and any text or devices on the film"),
 }
 """The gate's reasons: each names the likely cause and the check to make."""
+
+
+ADULT_LOOK = ("looks like an adult's chest film: the model was trained on children aged 1–5 years; check the "
+              "patient's age on the request or the film's label, and for an adult or an older child do not rely on "
+              "the score")
+"""The adult caution for a film that carries no age (pneumonia.screening.adult_caution)."""
 
 
 def age_caution(band: str, trained: str) -> str:
@@ -197,8 +225,12 @@ READER_INTRO = (
     "Read first, then reveal. Each test X-ray appears without its label or score. Commit NORMAL or PNEUMONIA "
     "(and, if you like, how sure you are); the page then shows the model's score and label, the truth and both "
     "explanation maps. A tally compares you with the model on the same cases. Cases come in a seeded order that "
-    "mixes both classes; nothing is stored beyond this browser session."
+    "mixes both classes. Your place and calls are kept in this page's address, so a reload carries on where you "
+    "were; nothing is stored on the server."
 )
+
+READER_CODE_BAD = ("The reading code in this page's address could not be read (it may be cut short or from an "
+                   "older version), so reading starts again at case 1.")
 
 READER_MAPS_NOTE = (
     "The maps are computed on the 224-pixel copy shown here; the score is the model's recorded score on the "

@@ -20,11 +20,10 @@ from scipy.stats import percentileofscore
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from pneumonia.io.bundle import read_test_predictions
 from pneumonia.config import MODELS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.formatting import format_probability, format_threshold, margin_text
+from pneumonia.io.bundle import read_test_predictions
 from pneumonia.reports.tables import (
-from ui.about import teaching_cases
     class_percentiles,
     displayed_table,
     results_csv,
@@ -34,6 +33,7 @@ from ui.about import teaching_cases
 from pneumonia.screening.predictor import Predictor, Screening
 from pneumonia.threshold import Threshold, label_at
 from pneumonia.wording import preset_name
+from ui.about import teaching_cases
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 SAMPLES = sorted((APP.parent / "assets" / "samples").glob("*.jpeg"))
@@ -65,6 +65,24 @@ def open_page(at: AppTest, url_path: str, title: str) -> AppTest:
 def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
     at.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files])
     return at.run()
+
+
+def codes(*datas: bytes) -> list[str]:
+    """The pseudonyms a batch gets by default: its SHA-256's first 8 hex digits and its place in the upload."""
+    import hashlib
+
+    return [f"{hashlib.sha256(d).hexdigest()[:8]}_{i}" for i, d in enumerate(datas, start=1)]
+
+
+def downloads(at: AppTest) -> dict[str, bytes]:
+    """Every download the page offers now, by the file name the browser saves it under, with its bytes."""
+    import gc
+
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    ids = {b.proto.url.rsplit("/", 1)[-1].split(".")[0] for b in at.get("download_button")}
+    return {f.filename: f.content for o in gc.get_objects() if isinstance(o, MemoryMediaFileStorage)
+            for key, f in list(o._files_by_id.items()) if key in ids}
 
 
 def metric(at: AppTest, label_start: str):
@@ -147,7 +165,7 @@ def test_sample_upload_shows_the_packages_own_prediction_and_explanations(app, c
     assert shown_label.proto.delta == margin_text(probability, threshold.value)
 
     captions = [caption for image in app.image for caption in image.captions]
-    assert captions[0] == "xray.jpeg"
+    assert captions[0] == codes(data)[0]  # a pseudonym, not the file name
     assert any(c.startswith("LIME (") for c in captions) and any(c.startswith("Grad-CAM") for c in captions)
     # The agreement shown is that of LIME with default settings on this very image.
     image = committed_predictor.decode(data)
@@ -176,7 +194,7 @@ def test_sample_picker_scores_bundled_images(app, committed_predictor):
     shown = [m.value for m in app.metric if m.label == "P(pneumonia)"]
     assert shown == [format_probability(committed_predictor.predict_bytes(p.read_bytes())) for p in SAMPLES]
     table = shown_results(app)
-    assert list(table["file"]) == [p.name for p in SAMPLES]
+    assert list(table["file"]) == codes(*[p.read_bytes() for p in SAMPLES])
     assert list(table["label"]) == [
         label_at(committed_predictor.predict_bytes(p.read_bytes()), committed_predictor.default_threshold)
         for p in SAMPLES
@@ -208,7 +226,8 @@ def test_bad_uploads_get_one_line_reasons_while_the_good_one_is_shown(app, commi
     assert_no_exception(app)
     errors = [e.value for e in app.error]
     assert errors == [
-        "Not scored: the file is cut short (truncated): part of the image is missing",
+        "Not scored: the file is cut short (truncated): part of the image is missing; export the file again from the "
+        "viewer or PACS",
         "Not scored: not an image file this app can read (not a JPEG, PNG, TIFF, BMP, GIF, WebP or DICOM)",
         "Not scored: the file is empty",
     ]
@@ -216,7 +235,7 @@ def test_bad_uploads_get_one_line_reasons_while_the_good_one_is_shown(app, commi
         format_probability(committed_predictor.predict_bytes(good))
     ]
     table = shown_results(app)
-    assert list(table["file"]) == ["truncated.jpeg", "good.jpeg", "notes.jpg", "empty.png"]
+    assert list(table["file"]) == codes(good[: len(good) // 3], good, b"just text", b"")
     assert list(table["status"]) == ["refused", "ok", "refused", "refused"]
     assert table["probability"].tolist() == ["", format_probability(committed_predictor.predict_bytes(good)), "", ""]
 
@@ -237,7 +256,7 @@ def test_a_16_bit_png_a_dicom_and_a_photo_in_one_batch(app, committed_predictor)
     expected = committed_predictor.screen([("sixteen.png", sixteen), ("scan", dicom), ("cat.jpg", photo)])
     assert [r.status for r in expected] == ["ok", "caution", "refused"]
     table = shown_results(app)
-    assert list(table["file"]) == ["sixteen.png", "scan", "cat.jpg"]
+    assert list(table["file"]) == codes(sixteen, dicom, photo)
     assert list(table["status"]) == ["ok", "caution", "refused"]
     assert list(table["reason"]) == [r.reason for r in expected]
     assert table["probability"].tolist() == [format_probability(r.probability) for r in expected[:2]] + [""]
@@ -253,9 +272,9 @@ def test_a_16_bit_png_a_dicom_and_a_photo_in_one_batch(app, committed_predictor)
     assert [e.value for e in app.error] == [f"Not scored: {expected[2].reason}"]
     assert "DICOM: modality DX, view PA, body part CHEST, age adult (18 or over)" in [c.value for c in app.caption]
     # Every card shows the decoded grey image the model saw, the refused photo included.
-    assert [c for image in app.image for c in image.captions][:3] == ["sixteen.png", "scan", "cat.jpg"]
+    assert [c for image in app.image for c in image.captions][:3] == codes(sixteen, dicom, photo)
     # The explanation picker offers only the scored images.
-    assert app.selectbox(key="explain_image").options == ["sixteen.png", "scan"]
+    assert app.selectbox(key="explain_image").options == codes(sixteen, dicom, photo)[:2]
 
 
 def test_a_dicom_full_of_identifying_data_leaves_no_trace_on_the_page_or_in_the_logs(app, caplog):
@@ -523,6 +542,7 @@ def test_results_html_shows_four_columns_per_row_and_the_reason_in_full_below():
 
 
 def test_uploads_samples_choice_and_lime_settings_survive_a_visit_to_another_page(app, committed_predictor):
+    app.checkbox(key="show_names").check().run()
     upload(app, ("first.jpeg", SAMPLES[0].read_bytes()), ("second.jpeg", SAMPLES[1].read_bytes()))
     app.multiselect(key="samples").set_value([SAMPLES[2].name]).run()
     app.selectbox(key="explain_image").set_value("second.jpeg").run()
@@ -536,7 +556,8 @@ def test_uploads_samples_choice_and_lime_settings_survive_a_visit_to_another_pag
     assert_no_exception(app)
     assert [m.value for m in app.metric if m.label == "P(pneumonia)"] == before
     assert list(shown_results(app)["file"]) == ["first.jpeg", "second.jpeg", SAMPLES[2].name]
-    assert "Still here from earlier in this session (in memory only): first.jpeg, second.jpeg" in [
+    assert app.checkbox(key="show_names").value
+    assert "Still here from earlier in this session (in memory only): 2 uploaded files" in [
         c.value for c in app.caption]
     assert app.multiselect(key="samples").value == [SAMPLES[2].name]
     assert app.selectbox(key="explain_image").value == "second.jpeg"
@@ -556,6 +577,7 @@ def test_all_reports_come_in_one_zip_built_in_memory_reusing_prepared_ones(app, 
     built = []
     monkeypatch.setattr(pneumonia.reports.pdf, "image_report",
                         lambda predictor, item, threshold, *rest, **kw: built.append(item.name) or b"%PDF " + item.name.encode())
+    app.checkbox(key="show_names").check().run()
     upload(app, ("a.jpeg", SAMPLES[0].read_bytes()), ("a.png", SAMPLES[1].read_bytes()), ("broken.png", b"\x89PNG no"))
     app.button(key="prepare_0").click().run()  # one card's report, prepared first
     app.button(key="prepare_all_reports").click().run()
@@ -566,3 +588,45 @@ def test_all_reports_come_in_one_zip_built_in_memory_reusing_prepared_ones(app, 
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() == ["a.jpeg.pdf", "a.png.pdf", "broken.pdf"]  # clashing stems kept apart
         assert archive.read("a.png.pdf") == b"%PDF a.png"
+
+
+def test_file_names_stay_off_the_page_csv_pdfs_and_zip_unless_asked_for(app, monkeypatch):
+    """Issue 30: by default the table, the CSV, each card, each PDF's name and content and the ZIP's entries call a
+    film by a pseudonym; "Show file names in reports" brings names back, except one that carries the DICOM's own
+    patient name (or is a UID), which stays a pseudonym."""
+    import io
+    import zipfile
+
+    import pneumonia.reports.pdf
+
+    monkeypatch.setattr(pneumonia.reports.pdf, "image_report",
+                        lambda predictor, item, threshold, *rest, **kw: b"%PDF " + item.name.encode())
+    good = SAMPLES[0].read_bytes()
+    dicom = dicom_bytes(twelve_bit(radiograph_grey(SAMPLES[1])))
+    family = PHI["PatientName"].split("^")[0]
+    files = [("DOE_JANE_chest.jpeg", good), (f"{family}_chest.dcm", dicom), ("DOE_JANE_chest.jpeg", good)]
+    upload(app, *files)
+    expected = codes(*[data for _, data in files])
+    assert len(set(expected)) == 3  # the same file twice still gets two names
+    assert list(shown_results(app)["file"]) == expected
+    app.button(key="prepare_0").click().run()
+    app.button(key="prepare_all_reports").click().run()
+    assert_no_exception(app)
+    offered = downloads(app)
+    assert f"{expected[0]}_report.pdf" in offered and offered[f"{expected[0]}_report.pdf"] == f"%PDF {expected[0]}".encode()
+    table = pd.read_csv(io.BytesIO(offered["pneumonia_screening.csv"]))
+    assert list(table["file"]) == expected
+    with zipfile.ZipFile(io.BytesIO(offered["pneumonia_reports.zip"])) as archive:
+        assert archive.namelist() == [f"{code}.pdf" for code in expected]
+    page = page_text(app)
+    assert "DOE_JANE" not in page and f"{family}_chest" not in page
+
+    app.checkbox(key="show_names").check().run()
+    assert_no_exception(app)
+    assert list(shown_results(app)["file"]) == ["DOE_JANE_chest.jpeg", expected[1], "DOE_JANE_chest.jpeg"]
+    app.button(key="prepare_0").click().run()
+    offered = downloads(app)
+    assert offered["DOE_JANE_chest_report.pdf"] == b"%PDF DOE_JANE_chest.jpeg"
+    assert list(pd.read_csv(io.BytesIO(offered["pneumonia_screening.csv"]))["file"]) == [
+        "DOE_JANE_chest.jpeg", expected[1], "DOE_JANE_chest.jpeg"]
+    assert f"{family}_chest" not in page_text(app)

@@ -267,3 +267,52 @@ def test_the_report_names_the_rule_of_a_cost_or_site_preset(monkeypatch, validat
                                  "films (0.0%; at most 10% asked)")
     at.slider(key="screen_threshold").set_value(0.5).run()
     assert applied(at) == "set by hand in the app"
+
+
+def test_npv_at_5_percent_prevalence_never_reads_as_certain(monkeypatch, test_table):
+    """Issue 30: at 5% prevalence the NPV is 99.9x%, not "100.0%"; shown as "> 99.9%" unless exactly 1."""
+    at = open_page("threshold", "Threshold explorer", monkeypatch)
+    at.radio(key="prevalence_choice").set_value("5%").run()
+    threshold = at.session_state["threshold"].value
+    scores, truth = test_table["probability"].to_numpy(), test_table["label"].to_numpy() == 1
+    sensitivity, specificity = np.mean(scores[truth] >= threshold), np.mean(scores[~truth] < threshold)
+    npv = 0.95 * specificity / (0.95 * specificity + 0.05 * (1 - sensitivity))
+    captions = " ".join(c.value for c in at.caption)
+    assert "100.0%" not in captions or npv == 1.0
+    if round(npv, 3) == 1.0 and npv < 1.0:
+        assert "> 99.9% are truly clear (NPV)" in captions
+
+
+def test_reader_mode_survives_a_reload_through_the_code_in_the_address(monkeypatch, test_table):
+    """Issue 30: three readings went back to 0 and Case 1 on a reload. The place and the tally now live in a short
+    code in the address; a new session (what a reload is) with that address resumes there."""
+    at = open_page("reader", "Reader mode", monkeypatch)
+    at.number_input(key="reader_seed").set_value(5)
+    at.button(key="reader_restart").click().run()
+    for call, confidence in (("PNEUMONIA", 4), ("NORMAL", None), ("PNEUMONIA", 2)):
+        read(at, call, confidence)
+        at.button(key="reader_next").click().run()
+    before = tally_rows(at)
+    code = at.query_params["r"]
+    code = code[0] if isinstance(code, list) else code
+    assert 0 < len(code) <= 40  # short enough to sit in an address
+
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params["r"] = code
+    reloaded.run()
+    reloaded._page_hash = calc_hash("reader")
+    reloaded.run()
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    state = reloaded.session_state["reader_mode"]
+    assert state.seed == 5 and state.position == 3 and [r.reader_call for r in state.readings] == [1, 0, 1]
+    assert [r.confidence for r in state.readings] == [4, None, 2]
+    assert "Case 4 of 624" in " ".join(m.value for m in reloaded.markdown)
+    assert "3 cases read" in reloaded.subheader[0].value and tally_rows(reloaded) == before
+
+    damaged = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    damaged.query_params["r"] = code[:-2] + "zz"
+    damaged.run()
+    damaged._page_hash = calc_hash("reader")
+    damaged.run()
+    assert "could not be read" in " ".join(w.value for w in damaged.warning)
+    assert "Case 1 of 624" in " ".join(m.value for m in damaged.markdown)

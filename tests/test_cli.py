@@ -29,7 +29,7 @@ OPTIONS = {
     "evaluate": ["--data", "--model-dir"],
     "predict": ["FILE_OR_DIR", "--threshold", "--csv", "--parquet", "--resume", "--workers", "--engine", "--chunk-size",
                 "--quiet", "--no-gate", "--model-dir"],
-    "report": ["FILE_OR_DIR", "--out", "--threshold", "--model-dir"],
+    "report": ["FILE_OR_DIR", "--out", "--threshold", "--model-dir", "--names"],
     "calibrate": ["--data", "--model-dir"],
     "calibrate-site": ["NORMALS_DIR", "--max-flagged", "--model-dir"],
     "fit-gate": ["--data", "--model-dir"],

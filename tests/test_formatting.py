@@ -78,3 +78,43 @@ def test_a_score_next_to_the_threshold_gets_the_digits_it_needs():
     assert format_probability(0.9061, 0.906) == "0.906"  # already on its side at three decimals
     assert format_probability(0.99958, 0.99963) == "0.9996"  # "> 0.999" would read as flagged
     assert format_probability(0.99958) == "> 0.999"  # with no threshold, three decimals as before
+def test_percentages_never_round_to_certainty():
+    from pneumonia.formatting import format_percent, format_proportion
+
+    assert format_percent(0.9995) == "> 99.9%"  # the NPV at 5% prevalence that read "100.0%" (issue 30)
+    assert format_percent(1.0) == "100.0%" and format_percent(0.0) == "0.0%"  # exactly so: said so
+    assert format_percent(0.0004) == "< 0.1%" and format_percent(0.5) == "50.0%"
+    assert format_percent(0.996, 0) == "> 99%" and format_percent(0.004, 0) == "< 1%"
+    assert format_percent(float("nan")) == "n/a"
+    assert format_proportion(0.9996) == "> 0.999" and format_proportion(1.0) == "1.000"
+    assert format_proportion(0.0004) == "< 0.001" and format_proportion(0.0) == "0.000"
+
+
+@given(unit, st.integers(0, 3))
+@settings(max_examples=2000)
+def test_a_percentage_reads_100_or_0_only_when_exact(share, decimals):
+    from pneumonia.formatting import format_percent
+
+    text = format_percent(share, decimals)
+    hundred, zero = f"{100:.{decimals}f}%", f"{0:.{decimals}f}%"
+    assert (text == hundred) == (share == 1.0)
+    assert (text == zero) == (share == 0.0)
+    if text.startswith("> "):  # the bound is true
+        assert share * 100 > float(text[2:-1])
+    elif text.startswith("< "):
+        assert share * 100 < float(text[2:-1])
+    else:
+        assert abs(float(text[:-1]) - 100 * share) <= 0.5 * 10.0**-decimals + 1e-9
+
+
+@given(unit)
+@settings(max_examples=2000)
+def test_a_rate_reads_one_or_zero_only_when_exact(value):
+    from pneumonia.formatting import format_proportion
+
+    text = format_proportion(value)
+    assert (text == "1.000") == (value == 1.0) and (text == "0.000") == (value == 0.0)
+    if text.startswith("> "):
+        assert value > float(text[2:])
+    elif text.startswith("< "):
+        assert value < float(text[2:])

@@ -291,3 +291,42 @@ def test_a_photograph_is_not_called_a_negative(committed_predictor):
         Image.fromarray(picture).save(buffer, format="PNG")
         (item,) = committed_predictor.screen([(f"{name}.png", buffer.getvalue())])
         assert item.status == REFUSED and "negative" not in item.reason, (name, item.reason)
+
+
+def padded_film(sample: Path, black: float) -> bytes:
+    """A real film inside a pure black frame covering about `black` of the image (padding or shutters)."""
+    grey = radiograph_grey(sample).astype(np.uint8)
+    height, width = grey.shape
+    pad = int(round((np.sqrt(1 / (1 - black)) - 1) * max(height, width) / 2))
+    framed = np.zeros((height + 2 * pad, width + 2 * pad), np.uint8)
+    framed[pad:pad + height, pad:pad + width] = np.maximum(grey, 3)
+    return encode(Image.fromarray(framed), "PNG")
+
+
+def test_a_grey_film_with_a_black_border_is_never_called_a_document_and_the_border_is_named():
+    """Issue 30: a bacterial pneumonia test film with a wide black border was told it "looks like a document or a
+    screenshot". The few-grey-levels rule still refuses it, with the border as its reason."""
+    gate = Gate(GateConfig(), {"std_min": 1.0, "neighbour_correlation_min": 0.5, "peak_share_max": 0.236,
+                               "saturation_max": 0.04, "unusual_refuse": 4.0, "unusual_caution": 4.0}, [], [], [])
+    from pneumonia.io.images import read_input
+
+    image = read_input(padded_film(SAMPLES[0], 0.3))
+    refusals, _ = gate.precheck(image, image_statistics(image))
+    assert len(refusals) == 1 and "document" not in refusals[0] and "screenshot" not in refusals[0]
+    assert refusals[0].startswith("a wide black border: 3") and "crop it to the chest" in refusals[0]
+    page = read_input(encode(Image.fromarray(np.where(np.arange(400)[:, None] % 40 < 30, 255, 0).astype(np.uint8)
+                                             .repeat(1, 1) * np.ones((1, 300), np.uint8)), "PNG"))
+    refusals, _ = gate.precheck(page, image_statistics(page))  # mostly white: still a document
+    assert refusals == [REASONS["document"]]
+    unusual = gate.verdict([], [], 9.0, None, np.zeros((128, 128), np.float32) + np.eye(128, dtype=np.float32) * 200)
+    assert unusual.status == REFUSED and unusual.reason.startswith("looks like a radiograph, but unlike")
+    assert gate.verdict([], [], 9.0, None, np.full((128, 128), 90.0, np.float32)).reason == REASONS["not_chest"]
+
+
+@pytest.mark.integration
+def test_committed_gate_names_the_border_of_a_framed_sample(committed_predictor):
+    for sample in SAMPLES[:2]:
+        (item,) = committed_predictor.screen([("framed.png", padded_film(sample, 0.3))])
+        assert "document" not in item.reason and "screenshot" not in item.reason, item.reason
+        if item.status == REFUSED:
+            assert "black border" in item.reason

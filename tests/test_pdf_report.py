@@ -187,6 +187,18 @@ def test_a_site_or_cost_threshold_names_its_rule_with_its_numbers(tiny_predictor
     assert "Threshold rule as recorded: preset site: site-derived: flags 3 of 30" in text
 
 
+def test_pdf_title_and_text_carry_the_name_they_are_given(tiny_predictor, screened):
+    """The PDF has no name of its own: it carries the screening's name in its text and its title, so a caller that
+    passes a pseudonym leaks no file name into either."""
+    import dataclasses
+
+    renamed = dataclasses.replace(screened[1], name="3fa2b9c1_2")
+    data = image_report(tiny_predictor, renamed, tiny_predictor.default_threshold, FAST, created=CREATED)
+    _, text = pdf_text(data)
+    assert "File: 3fa2b9c1_2" in text and "photo" not in text
+    assert pypdf.PdfReader(io.BytesIO(data)).metadata.title == "Pneumonia screening report: 3fa2b9c1_2"
+
+
 def test_report_names_never_clash():
     paths = [Path("d/a.png"), Path("d/a.jpg"), Path("d/b.png"), Path("e/a.png"), Path("d/B.dcm"), Path("d/c")]
     assert report_file_names(paths) == ["a.png.pdf", "a.jpg.pdf", "b.png.pdf", "a.png-2.pdf", "B.dcm.pdf", "c.pdf"]
@@ -203,7 +215,8 @@ def test_cli_writes_one_report_per_input(tiny_predictor, tmp_path, capsys):
     expected = tiny_predictor.screen([(str(folder / n), folder / n) for n in names])
     out = tmp_path / "reports"
 
-    assert main(["report", str(folder), "--out", str(out), "--model-dir", str(tiny_predictor.model_dir)]) == 0
+    args = ["report", str(folder), "--out", str(out), "--model-dir", str(tiny_predictor.model_dir)]
+    assert main([*args, "--names"]) == 0
     captured = capsys.readouterr()
     assert sorted(p.name for p in out.iterdir()) == ["one.pdf", "photo.pdf", "two.jpg.pdf", "two.png.pdf"]
     lines = captured.out.splitlines()
@@ -221,10 +234,51 @@ def test_cli_writes_one_report_per_input(tiny_predictor, tmp_path, capsys):
             assert f"P(pneumonia): {format_probability(screening.probability)}" in text
 
 
+def test_cli_reports_use_pseudonyms_unless_names_are_asked_for(tiny_predictor, tmp_path, capsys):
+    """By default no file name reaches a report's file name, its text or its title: each is called by its
+    SHA-256's first 8 hex digits and its place in the list. With --names, a UID or the DICOM's own patient name
+    in a file name is still replaced."""
+    import hashlib
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    films = {"DOE_JANE_chest.png": xray_png(0, 21), "1.2.840.113619.2.55.3.604688.dcm": dicom_bytes(
+        twelve_bit(synthetic_xray(1, 22, size=256))), "SMITH_chest.dcm": dicom_bytes(
+        twelve_bit(synthetic_xray(1, 23, size=256))), "bed12_film.png": xray_png(1, 24)}
+    for name, data in films.items():
+        (folder / name).write_bytes(data)
+    files = sorted(folder.iterdir())  # the order expand_inputs lists them in
+    codes = [f"{hashlib.sha256(p.read_bytes()).hexdigest()[:8]}_{i}" for i, p in enumerate(files, start=1)]
+    out = tmp_path / "reports"
+    args = ["report", str(folder), "--out", str(out), "--model-dir", str(tiny_predictor.model_dir)]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{c}.pdf" for c in codes)
+    for code in codes:
+        data = (out / f"{code}.pdf").read_bytes()
+        _, text = pdf_text(data)
+        title = pypdf.PdfReader(io.BytesIO(data)).metadata.title
+        assert f"File: {code}" in text and title.endswith(code)
+        for name in films:
+            assert Path(name).stem not in text and Path(name).stem not in title
+    capsys.readouterr()
+
+    named = tmp_path / "named"
+    assert main([*args[:3], str(named), *args[4:], "--names"]) == 0
+    phi_name = PHI["PatientName"].split("^")[0]  # the DICOM's own patient name, planted by dicom_bytes
+    (folder / f"{phi_name}_chest.dcm").write_bytes(films["SMITH_chest.dcm"])
+    assert sorted(p.name for p in named.iterdir()) == sorted(
+        ["DOE_JANE_chest.pdf", f"{codes[0]}.pdf", "SMITH_chest.pdf", "bed12_film.pdf"])  # the UID never shows
+    again = tmp_path / "again"
+    assert main([*args[:3], str(again), *args[4:], "--names"]) == 0
+    names = sorted(p.name for p in again.iterdir())
+    assert len(names) == 5 and f"{phi_name}_chest.pdf" not in names  # the DICOM's own patient name: replaced
+    assert "DOE_JANE_chest.pdf" in names  # a PNG carries no patient name to check against
+
+
 def test_cli_threshold_by_hand_is_named_so(tiny_predictor, screened, tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(xray_png(1, 3))  # the image the `screened` fixture checks is scored
     out = tmp_path / "reports"
-    args = ["report", str(tmp_path / "x.png"), "--out", str(out), "--threshold", "0.123456",
+    args = ["report", str(tmp_path / "x.png"), "--names", "--out", str(out), "--threshold", "0.123456",
             "--model-dir", str(tiny_predictor.model_dir)]
     assert main(args) == 0
     _, text = pdf_text((out / "x.pdf").read_bytes())

@@ -125,3 +125,23 @@ def test_curve_legends_sit_under_the_plot_and_the_threshold_point_is_never_clipp
     assert figure.layout.legend.orientation == "h" and figure.layout.legend.y < 0
     point = next(trace for trace in figure.data if trace.name.startswith("threshold"))
     assert point.cliponaxis is False
+
+
+def test_every_titled_chart_hangs_its_title_below_the_toolbar_band():
+    """Issue 30: at 390 px plotly's toolbar covered chart titles. Titles now start TOOLBAR_PX below the top of the
+    chart, and the plot area starts below the title, at any width."""
+    import numpy as np
+
+    from pneumonia.reports import plots
+    from pneumonia.reports.decision_plots import reader_roc_figure
+
+    labels = np.array([0, 1] * 10)
+    scores = np.linspace(0.05, 0.95, 20)
+    figures = [plots.confusion_heatmap(np.array([[5, 2], [1, 7]])), plots.roc_figure(labels, scores, 0.5),
+               plots.pr_figure(labels, scores, 0.5),
+               reader_roc_figure(np.array([0, 1.0]), np.array([0, 1.0]), (0.2, 0.8), (0.3, 0.7), None)]
+    for figure in figures:
+        title = figure.layout.title
+        assert title.text and title.yref == "container" and title.y == 1 and title.yanchor == "top"
+        assert title.pad.t >= plots.TOOLBAR_PX
+        assert figure.layout.margin.t >= plots.TOOLBAR_PX + 30  # room for the title's line below the band

@@ -106,7 +106,8 @@ def test_bad_files_get_plain_one_line_reasons():
     jpeg = encode(Image.fromarray(GREY), "JPEG")
     with pytest.raises(ImageDecodeError) as truncated:
         read_input(jpeg[: len(jpeg) // 2])
-    assert one_line(truncated) == "the file is cut short (truncated): part of the image is missing"
+    assert one_line(truncated) == ("the file is cut short (truncated): part of the image is missing; export the file "
+                                   "again from the viewer or PACS")
 
 
 def test_extreme_and_tiny_images_are_read_so_that_the_gate_can_explain_them():

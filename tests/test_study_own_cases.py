@@ -67,7 +67,7 @@ def test_a_teachers_films_become_a_study_stored_by_content_hash_without_names_or
     cases = store.cases(study.id)
     kept = len(films_from(folder)) - sum(name in reasons for name, _ in films_from(folder))
     assert len(cases) == kept >= 4 and {c.truth for c in cases} == {0, 1}
-    assert store.study_for_teacher(teacher_code) == study and study.threshold == predictor.threshold
+    assert store.study_for_teacher(teacher_code) == study and study.threshold == predictor.default_threshold.value
     for case in cases:
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", case.file) and case.subtype == "own"
         png = store.case_image(study.id, case.file)

@@ -14,12 +14,13 @@ import streamlit as st
 
 from pneumonia import wording
 from pneumonia.config import CLASS_NAMES, TEST_PREDICTIONS_FILENAME
-from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.formatting import format_probability, format_proportion, format_threshold
 from pneumonia.io.bundle import Predictions
 from pneumonia.reports.decision_plots import reader_roc_figure
 from pneumonia.screening.predictor import Predictor
 from pneumonia.studies.pool import teaching_order
-from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_roc, tally, tally_csv
+from pneumonia.studies.reader_code import ReaderCodeError, decode, encode
+from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
 from pneumonia.threshold import label_at
 from ui.common import (
     current_threshold,
@@ -32,6 +33,7 @@ from ui.common import (
 )
 
 STATE = "reader_mode"  # one session-state entry: the order, the position and the readings, in memory only
+CODE_PARAM = "r"  # the address's short code for the reader's place and tally (pneumonia.studies.reader_code)
 CONFIDENCE_OPTIONS = [None, 1, 2, 3, 4, 5]
 
 
@@ -49,13 +51,36 @@ class ReaderSession:
 
 
 def reader_session(test: Predictions, seed: int | None = None) -> ReaderSession:
-    """The session's reader state, started (or restarted with a new seed) on demand."""
+    """The session's reader state, started (or restarted with a new seed) on demand. A new session (a reload, a
+    phone's tab coming back) resumes from the code in the address, if there is one."""
     state = st.session_state.get(STATE)
+    if state is None and seed is None and CODE_PARAM in st.query_params:
+        state = restored(test, st.query_params[CODE_PARAM])
     if state is None or seed is not None:
         chosen = 0 if seed is None else seed
         state = ReaderSession(chosen, teaching_order(test.files, test.labels, chosen))  # never a reader study's film
         st.session_state[STATE] = state
     return state
+
+
+def restored(test: Predictions, code: str) -> ReaderSession | None:
+    """The reader's place and tally from the address's code, kept in the session; None (with one line) if it
+    cannot be read."""
+    try:
+        seed, position, readings = decode(code, test.labels, test.probabilities, list(test.files), list(test.subtypes))
+    except ReaderCodeError:
+        st.warning(wording.READER_CODE_BAD)
+        return None
+    state = ReaderSession(seed, reader_order(test.labels, seed), position, readings)
+    st.session_state[STATE] = state
+    return state
+
+
+def keep_place(state: ReaderSession) -> None:
+    """Write the reader's place and tally into the address, so a reload resumes there."""
+    code = encode(state.seed, state.position, state.readings)
+    if st.query_params.get(CODE_PARAM) != code:
+        st.query_params[CODE_PARAM] = code
 
 
 def restart_ui(state: ReaderSession, test: Predictions) -> None:
@@ -175,7 +200,7 @@ def tally_table(numbers: dict, readings: list[Reading]) -> pd.DataFrame:
 
 
 def _rate(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.3f}"
+    return format_proportion(value)
 
 
 def reader_page() -> None:
@@ -186,6 +211,7 @@ def reader_page() -> None:
     if test is None:
         return
     state = reader_session(test)
+    keep_place(state)
     threshold = current_threshold().value
     restart_ui(state, test)
     if state.position >= len(state.order):

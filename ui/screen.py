@@ -3,7 +3,7 @@ and Grad-CAM for any scored image."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import streamlit as st
 
@@ -12,6 +12,7 @@ from pneumonia.config import ASSETS_DIR, TEST_PREDICTIONS_FILENAME
 from pneumonia.explain.readout import flip_sentence
 from pneumonia.formatting import format_probability, margin_text
 from pneumonia.io.bundle import Predictions
+from pneumonia.io.pseudonyms import report_file_name, shown_name
 from pneumonia.reports import plots
 from pneumonia.reports.tables import (
     Upload,
@@ -80,6 +81,13 @@ def screenings(predictor: Predictor, uploads: list[Upload]) -> list[Screening]:
     return [kept[key] for key in keys]
 
 
+def named(results: list[Screening], uploads: list[Upload], show_names: bool) -> list[Screening]:
+    """The screenings as the table, the CSV, the cards, the PDFs and the ZIP call them: a pseudonym (hash and
+    position) unless names are asked for and the name does not identify the patient (pneumonia.io.pseudonyms)."""
+    return [dataclasses.replace(item, name=shown_name(upload.name, upload.digest, position, show_names, upload.data))
+            for position, (upload, item) in enumerate(zip(uploads, results), start=1)]
+
+
 def _keep_uploads() -> None:
     files = st.session_state.get("uploader") or []
     st.session_state[UPLOADS] = [Upload(f.name, f.getvalue()) for f in files]
@@ -102,9 +110,8 @@ def uploads_ui() -> list[Upload]:
     )
     kept_files: list[Upload] = st.session_state.get(UPLOADS, [])
     if kept_files and not st.session_state.get("uploader"):
-        names = ", ".join(upload.name for upload in kept_files)
         note, button = st.columns([4, 1], vertical_alignment="center")
-        note.caption(f"Still here from earlier in this session (in memory only): {names}")
+        note.caption(wording.KEPT_UPLOADS.format(count=len(kept_files), s="" if len(kept_files) == 1 else "s"))
         button.button("Forget them", on_click=_forget_uploads, key="forget_uploads")
     samples = {path.name: path for path in sample_files(SAMPLES_DIR)}
     chosen = st.multiselect(
@@ -168,7 +175,7 @@ def report_button_ui(predictor: Predictor, digest: str, item: Screening, positio
     slot.download_button(
         "Download report (PDF)",
         data=reports[key],
-        file_name=f"{Path(item.name).stem or 'image'}_report.pdf",
+        file_name=report_file_name(item.name),
         mime="application/pdf",
         on_click="ignore",
         icon=":material/picture_as_pdf:",
@@ -329,11 +336,12 @@ def screen_page() -> None:
     model_files_or_stop()
     page_header_ui("Screen chest X-rays", wording.SCREEN_DISCLAIMER)
     uploads = uploads_ui()
+    show_names = st.checkbox(wording.SHOW_NAMES, help=wording.SHOW_NAMES_HELP, **kept("show_names", False))
     predictor = predictor_or_stop()  # after the uploader: on a cold start the page is usable while the model loads
     if not uploads:
         st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
         return
-    results = screenings(predictor, uploads)
+    results = named(screenings(predictor, uploads), uploads, show_names)
     test_report = predictor.metadata.test_metrics
     ece = test_report["ece"] if test_report else None
     results_ui(predictor, uploads, results, split_predictions(TEST_PREDICTIONS_FILENAME), ece)

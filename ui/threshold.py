@@ -17,7 +17,7 @@ from pneumonia.decision.costs import (
 )
 from pneumonia.decision.metrics import cell_indices, confusion_at, threshold_metrics
 from pneumonia.decision.site import SiteCalibrationError, calibrate_site_from_sources
-from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.formatting import format_percent, format_probability, format_proportion, format_threshold
 from pneumonia.io.bundle import Predictions
 from pneumonia.reports import plots
 from pneumonia.reports.decision_plots import natural_frequency_html
@@ -81,7 +81,8 @@ def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, pr
     counts = rounded_counts(frequencies)
     st.markdown(
         f"**Per 1,000 children** with {prevalence:.0%} pneumonia, at threshold {format_threshold(threshold)} "
-        f"(test-set sensitivity {values['sensitivity']:.3f}, specificity {values['specificity']:.3f}):"
+        f"(test-set sensitivity {format_proportion(values['sensitivity'])}, "
+        f"specificity {format_proportion(values['specificity'])}):"
     )
     shown = [("Pneumonias caught", "caught"), ("Pneumonias missed", "missed"), ("False alarms", "false_alarms"),
              ("True all-clears", "all_clear")]
@@ -97,7 +98,7 @@ def natural_frequencies_ui(test: Predictions, values: dict, threshold: float, pr
 
 
 def _share(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.1%}"
+    return format_percent(value)
 
 
 CELLS = {
@@ -191,7 +192,7 @@ def threshold_explorer_ui(predictor, test: Predictions, validation: Predictions 
         ("Accuracy", "accuracy"),
     ]
     for column, (label, key) in zip(st.columns(len(shown)), shown):
-        column.metric(label, f"{values[key]:.3f}")
+        column.metric(label, format_proportion(values[key]))
     counts = confusion_at(test.labels, test.probabilities, threshold)
     (tn, fp), (fn, tp) = counts
     st.caption(f"Confusion matrix at {applied.text}: TN {tn}, FP {fp}, FN {fn}, TP {tp}")

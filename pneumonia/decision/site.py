@@ -16,7 +16,7 @@ import numpy as np
 
 from pneumonia.decision.metrics import threshold_metrics
 from pneumonia.errors import PneumoniaError
-from pneumonia.formatting import adopt_threshold, format_threshold
+from pneumonia.formatting import adopt_threshold, format_percent, format_threshold
 from pneumonia.threshold import Threshold, ThresholdSource
 
 MIN_NORMALS = 20
@@ -45,7 +45,7 @@ class SiteCalibration:
         """How the threshold was derived, for the preset's label and any report."""
         return (
             f"site-derived: flags {self.n_flagged} of {self.n_scored} of the site's normal films "
-            f"({self.n_flagged / self.n_scored:.1%}, at most {self.max_flagged:.0%} asked)"
+            f"({format_percent(self.n_flagged / self.n_scored)}, at most {self.max_flagged:.0%} asked)"
         )
 
     def as_threshold(self) -> Threshold:
@@ -65,7 +65,7 @@ class SiteCalibration:
         )
         return (
             f"site threshold {format_threshold(self.threshold)}: flags {self.n_flagged} of {self.n_scored} normal films "
-            f"({self.n_flagged / self.n_scored:.1%}); sensitivity on the validation pneumonias "
+            f"({format_percent(self.n_flagged / self.n_scored)}); sensitivity on the validation pneumonias "
             f"{self.validation_sensitivity:.3f} (at the model's default {format_threshold(self.default_threshold)}: "
             f"{self.default_validation_sensitivity:.3f}){refused}{top}."
         )

@@ -23,7 +23,7 @@ from pneumonia.explain.chest_region import (
     outside_sentence,
     share_outside,
 )
-from pneumonia.formatting import format_probability
+from pneumonia.formatting import format_percent, format_probability
 from pneumonia.threshold import Threshold
 from pneumonia.wording import AGREEMENT_SENTENCES, NO_GRAD_CAM_EVIDENCE, STABILITY_SENTENCES, preset_name
 
@@ -102,7 +102,7 @@ def region_detail(region: ChestRegion, outside: dict[str, float]) -> str:
     """How the chest region was found, and the share of each method's positive weight outside it."""
     how = ("the convex hull of the two lung fields found from the grey levels (mirrored, slightly grown)"
            if region.found_lungs else "the centre of the film (the lung fields could not be found)")
-    shares = ", ".join(f"{method} {share:.0%}" for method, share in outside.items())
+    shares = ", ".join(f"{method} {format_percent(share, 0)}" for method, share in outside.items())
     return (f"Chest region: {how}, {region.mask.mean():.0%} of the film. Share of the positive weight outside it: "
             f"{shares}; the readout speaks above {OUTSIDE_MAJORITY:.0%}.")
 

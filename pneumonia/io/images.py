@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumonia.config import DICOM_EXTENSIONS, MAX_MEGAPIXELS, WORKING_SIDE
 from pneumonia.errors import ImageDecodeError
+from pneumonia.wording import EXPORT_AGAIN
 
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
@@ -130,7 +131,7 @@ def _check_finite(values: np.ndarray) -> None:
         pixels = "1 pixel holds" if bad == 1 else f"{bad:,} pixels hold"
         raise ImageDecodeError(
             f"{pixels} no valid value (not a number, or infinite): the file is damaged or was exported wrongly; "
-            "export it again"
+            f"{EXPORT_AGAIN}"
         )
 
 
@@ -157,7 +158,7 @@ def _read_raster(data: bytes) -> InputImage:
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not an image file this app can read (not a JPEG, PNG, TIFF, BMP, GIF, WebP or DICOM)") from exc
     except (OSError, ValueError, SyntaxError, struct.error, IndexError, TypeError, KeyError) as exc:
-        raise ImageDecodeError("the file is damaged: its image header cannot be read") from exc
+        raise ImageDecodeError(f"the file is damaged: its image header cannot be read; {EXPORT_AGAIN}") from exc
     _check_size(*image.size)
     try:
         image.seek(0)  # an animation is read as its first frame
@@ -167,8 +168,8 @@ def _read_raster(data: bytes) -> InputImage:
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, KeyError) as exc:
         text = str(exc).lower()
         if "truncated" in text or "not processed" in text or isinstance(exc, EOFError):
-            raise ImageDecodeError("the file is cut short (truncated): part of the image is missing") from exc
-        raise ImageDecodeError("the file is damaged: its image data cannot be decoded") from exc
+            raise ImageDecodeError(f"the file is cut short (truncated): part of the image is missing; {EXPORT_AGAIN}") from exc
+        raise ImageDecodeError(f"the file is damaged: its image data cannot be decoded; {EXPORT_AGAIN}") from exc
     size = image.size
     grey = _grey_levels(image, _png_significant_bits(data) if source_format == "PNG" else None)
     return InputImage(grey, source_format, _saturation(image), size=size)
@@ -268,7 +269,7 @@ def _read_dicom(data: bytes) -> InputImage:
             dataset = pydicom.dcmread(io.BytesIO(data), force=True)
         except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
                 IndexError, struct.error, OverflowError, UnicodeError, NotImplementedError) as exc:
-            raise ImageDecodeError("the DICOM file is damaged: its header cannot be read") from exc
+            raise ImageDecodeError(f"the DICOM file is damaged: its header cannot be read; {EXPORT_AGAIN}") from exc
         try:
             return _dicom_image(dataset)
         except ImageDecodeError:
@@ -276,7 +277,7 @@ def _read_dicom(data: bytes) -> InputImage:
         except Exception as exc:  # a header field of the wrong type or size can surface anywhere below
             raise ImageDecodeError(
                 "the DICOM file is damaged or breaks the standard in a way this app cannot read "
-                "(its header or pixel data is malformed); export it again"
+                f"(its header or pixel data is malformed); {EXPORT_AGAIN}"
             ) from exc
 
 
@@ -295,7 +296,7 @@ def _dicom_image(dataset) -> InputImage:
     if samples != 1:
         raise ImageDecodeError(
             f"this DICOM file contradicts itself: it says greyscale ({photometric}) but stores {samples} values "
-            "per pixel; export it again"
+            f"per pixel; {EXPORT_AGAIN}"
         )
     rows, columns = _int_or(dataset.get("Rows"), 0), _int_or(dataset.get("Columns"), 0)
     _check_size(columns, rows)
@@ -391,7 +392,7 @@ def _dicom_grey(dataset, photometric: str) -> np.ndarray:
                 "pylibjpeg-libjpeg (not installed; see the README's DICOM section)"
             ) from exc
         named = f" ({syntax.name})" if syntax is not None and hasattr(syntax, "name") else ""
-        raise ImageDecodeError(f"the DICOM image data cannot be decoded{named}; it may be damaged or cut short") from exc
+        raise ImageDecodeError(f"the DICOM image data cannot be decoded{named}; it may be damaged or cut short: {EXPORT_AGAIN}") from exc
     if pixels.ndim != 2:
         raise ImageDecodeError(f"the DICOM pixel data has an unexpected shape {pixels.shape}; send a single radiograph")
     if pixels.dtype.kind == "f":

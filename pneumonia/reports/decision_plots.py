@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.decision.costs import COUNT_KEYS
-from pneumonia.reports.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW
+from pneumonia.reports.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW, clear_of_toolbar
 
 ICON_COLOURS = {"caught": "#d1495b", "missed": "#f0a202", "false_alarms": "#6a4c93", "all_clear": "#c5d3e0"}
 """Sick children in warm colours (missed in alarm amber), false alarms purple, the all-clear majority a quiet grey."""
@@ -121,4 +121,4 @@ def reader_roc_figure(
     figure.update_xaxes(title="False-positive rate", range=[-AXIS_PAD, 1 + AXIS_PAD], automargin=True)
     figure.update_yaxes(title="Sensitivity", range=[-AXIS_PAD, 1 + AXIS_PAD], automargin=True)
     figure.update_layout(title="Reader vs model", height=440, margin=_MARGIN, legend=LEGEND_BELOW)
-    return figure
+    return clear_of_toolbar(figure)

@@ -169,14 +169,25 @@ the classifier's own probability, which rates photographs as confident pneumonia
   image); and images whose CNN features lie far from the training images: class-conditional Mahalanobis distance at
   {' and '.join(f'`{name}`' for name in config['feature_layers'])}, unusualness above {t['unusual_refuse']:.2f}.
 - **Caution**: a short side under {config['caution_side']} px; a DICOM view other than AP/PA, a body part other than chest,
-  or an age band other than {config['trained_age_band']}.
+  or an age band other than {config['trained_age_band']}{adult_line(gate)}.
 - **Fitted** on train/ only: {gate['fitted_on']}; thresholds chosen on {gate['thresholds_chosen_on']}.
   Validation refused {clean['refused']:.2%} (cautioned {clean['cautioned']:.2%}); the stress-shifted copies
   {min(shifted):.2%}–{max(shifted):.2%}.
-- **Limits**: an adult or lateral film saved as a JPEG carries no age or view, and is stopped only if its features are
-  far from the training images. Measured rates on the test split and on held-out non-radiographs:
+- **Limits**: a lateral film saved as a JPEG carries no view, and is stopped only if its features are far from the
+  training images; an adult film without an age is cautioned only when it looks unlike the children. Measured rates on the test split and on held-out non-radiographs:
   `docs/gate_benchmark.md` (`python benchmarks/bench_gate.py`).
 """
+
+
+def adult_line(gate: dict) -> str:
+    """The adult caution's clause of the gate's Caution line (pneumonia.reports.tables.adult_caution), if the gate has one."""
+    adult = gate.get("adult")
+    if not adult:
+        return ""
+    config = adult["config"]
+    return (f"; a film without an age that looks like an adult's (class-conditional Mahalanobis distance of "
+            f"`{config['layer']}` averaged on a {config['grid']}x{config['grid']} grid, {config['components']} principal "
+            f"components, above {adult['threshold']:.1f}, the {config['quantile']:.1%} quantile on validation)")
 
 
 def replace_results(readme: str, metadata: ModelMetadata) -> str:

@@ -12,13 +12,16 @@ from plotly.subplots import make_subplots
 
 from pneumonia.config import CLASS_NAMES
 from pneumonia.decision.metrics import threshold_metrics
-from pneumonia.formatting import format_threshold
+from pneumonia.formatting import format_percent, format_threshold
 
 CLASS_COLOURS = {CLASS_NAMES[0]: "#2b7bba", CLASS_NAMES[1]: "#d1495b"}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.25, "yanchor": "top"}
 """A legend in a row under the plot area, below the axis title, wrapping onto more rows on a narrow screen: a
 legend inside the plot covered curves and points, and a legend beside it left a phone's plot a sliver."""
+TOOLBAR_PX = 40
+"""Height of the band at the top of a chart where plotly's toolbar (and Streamlit's) appears: titles start below it,
+so neither toolbar covers a title on a phone (issue 30)."""
 AXIS_PAD = 0.04
 """Space around a [0, 1] axis, so a point at 0 or 1 is drawn whole (markers also have cliponaxis=False)."""
 
@@ -29,7 +32,7 @@ def confusion_heatmap(counts: np.ndarray, normalise: bool = False, title: str | 
     if normalise:
         totals = counts.sum(axis=1, keepdims=True)
         z = np.divide(counts, totals, out=np.full_like(counts, np.nan), where=totals > 0)
-        text = [[f"{v:.1%}" for v in row] for row in z]
+        text = [[format_percent(v) for v in row] for row in z]
     else:
         z = counts
         text = [[f"{int(v):,}" for v in row] for row in z]
@@ -51,6 +54,18 @@ def confusion_heatmap(counts: np.ndarray, normalise: bool = False, title: str | 
     figure.update_yaxes(autorange="reversed")  # true NORMAL on top, as in a printed confusion matrix
     default_title = "Share of each true class" if normalise else "Counts"
     figure.update_layout(title=title or default_title, height=320, margin=_MARGIN)
+    return clear_of_toolbar(figure)
+
+
+def clear_of_toolbar(figure: go.Figure) -> go.Figure:
+    """Move a figure's title, and its subplot titles, below the toolbar band at the top of the chart, at any width:
+    the title hangs TOOLBAR_PX pixels below the top, and the plot area starts below the title."""
+    margin = figure.layout.margin.t or 0
+    if figure.layout.title.text:
+        figure.update_layout(title={"yref": "container", "y": 1, "yanchor": "top", "pad": {"t": TOOLBAR_PX}},
+                             margin={"t": max(margin, TOOLBAR_PX + 36)})
+    elif figure.layout.annotations:  # subplot titles sit just above the plot area
+        figure.update_layout(margin={"t": max(margin, TOOLBAR_PX + 28)})
     return figure
 
 
@@ -92,7 +107,7 @@ def _curve_with_operating_point(
     figure.update_layout(
         title=title, xaxis_title=x_title, yaxis_title=y_title, height=400, margin=_MARGIN, legend=LEGEND_BELOW
     )
-    return figure
+    return clear_of_toolbar(figure)
 
 
 def roc_figure(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> go.Figure:
@@ -163,7 +178,7 @@ def score_histogram(
         yaxis_title="% of class",
         legend={"orientation": "h", "y": 1.15},
     )
-    return figure
+    return clear_of_toolbar(figure)
 
 
 def training_curves(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure:
@@ -189,7 +204,7 @@ def training_curves(history: pd.DataFrame, best_epoch: int | None = None) -> go.
             figure.add_vline(x=best_epoch, line_dash="dot", line_color="#888", row=1, col=col)
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(height=320, margin=_MARGIN)
-    return figure
+    return clear_of_toolbar(figure)
 
 
 def reliability_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
@@ -216,4 +231,4 @@ def reliability_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
         margin=_MARGIN,
         legend=LEGEND_BELOW,
     )
-    return figure
+    return clear_of_toolbar(figure)

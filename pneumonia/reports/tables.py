@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pneumonia.config import CLASS_NAMES
-from pneumonia.formatting import format_probability, format_threshold
+from pneumonia.formatting import format_percent, format_probability, format_threshold
 from pneumonia.io.dataset import is_image_file
 from pneumonia.reports.model_card import METRIC_LABELS
 from pneumonia.screening.predictor import Screening
@@ -52,7 +52,7 @@ def class_percentiles(score: float, labels: np.ndarray, probabilities: np.ndarra
 
 def percentile_text(percentiles: dict[str, float]) -> str:
     return "Scores higher than " + " and ".join(
-        f"{value:.0f}% of test {name} images" for name, value in percentiles.items()
+        f"{format_percent(value / 100, 0)} of test {name} images" for name, value in percentiles.items()
     ) + "."
 
 

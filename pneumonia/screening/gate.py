@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pneumonia.config import GATE_COMMAND, GateConfig
 from pneumonia.errors import ModelError
 from pneumonia.io.images import InputImage
+from pneumonia.reports.tables.refusals import border_reason
 from pneumonia.wording import REASONS, age_caution
+
+if TYPE_CHECKING:
+    from pneumonia.screening.adult_caution import AdultCaution
 
 OK, CAUTION, REFUSED = "ok", "caution", "refused"
 STATISTICS = ("std", "neighbour_correlation", "peak_share", "saturation")
@@ -113,6 +118,7 @@ class Gate:
     means: list[np.ndarray]  # per feature layer: (2 classes, features)
     precisions: list[np.ndarray]  # per feature layer: inverse of the shared (class-centred) covariance
     scales: list[float]  # per feature layer: median distance on validation, so the depths weigh alike
+    adult: "AdultCaution | None" = None  # the adult caution for films without an age (pneumonia.screening.adult_caution)
 
     def unusualness(self, features: list[np.ndarray]) -> np.ndarray:
         """Mean over depths of the distance to the nearer class, in units of its validation median (1 = typical)."""
@@ -136,6 +142,8 @@ class Gate:
             "peak_share": statistics["peak_share"] > t["peak_share_max"],
         }
         refusals = [STATISTIC_REASONS[name] for name in STATISTIC_REASONS if failed[name]][:1]
+        if refusals == [REASONS["document"]]:  # a grey, smooth film with a wide black border is no document
+            refusals = [border_reason(image.grey, 0.5 * statistics["peak_share"]) or REASONS["document"]]
         return refusals, cautions
 
     def judge(self, image: InputImage, statistics: dict[str, float], unusualness: float | None) -> Verdict:
@@ -145,7 +153,8 @@ class Gate:
         return not np.isfinite(unusualness) or unusualness > self.thresholds["unusual_refuse"]
 
     def verdict(
-        self, refusals: list[str], cautions: list[str], unusualness: float | None, inverted: float | None = None
+        self, refusals: list[str], cautions: list[str], unusualness: float | None, inverted: float | None = None,
+        model_input: np.ndarray | None = None,
     ) -> Verdict:
         """The verdict from the precheck's findings and the model's unusualness (None: not measured), so a
         batch keeps only these few strings per image, not the image, while it waits for the model.
@@ -155,7 +164,8 @@ class Gate:
         if not refusals and unusualness is not None:
             if self.refuses_as_unusual(unusualness):
                 negative = inverted is not None and inverted <= self.thresholds["unusual_caution"]
-                refusals.append(REASONS["negative" if negative else "not_chest"])
+                border = None if negative or model_input is None else border_reason(model_input, 0.0, "not_chest_border")
+                refusals.append(border or REASONS["negative" if negative else "not_chest"])
             elif unusualness > self.thresholds["unusual_caution"]:
                 cautions.append(REASONS["unusual"])
         if refusals:
@@ -185,4 +195,6 @@ def load_gate(model_dir: Path, entry: dict | None) -> Gate:
         means = [arrays[f"mean_{i}"] for i in range(count)]
         precisions = [arrays[f"precision_{i}"] for i in range(count)]
         scales = [float(s) for s in arrays["scales"]]
-    return Gate(config, dict(entry["thresholds"]), means, precisions, scales)
+    from pneumonia.screening.adult_caution import load_adult_caution
+
+    return Gate(config, dict(entry["thresholds"]), means, precisions, scales, load_adult_caution(model_dir, entry.get("adult")))

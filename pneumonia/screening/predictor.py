@@ -22,6 +22,7 @@ from pneumonia.io.images import (
     read_input,
     to_model_input,
 )
+from pneumonia.reports.tables.adult_caution import with_adult_caution
 from pneumonia.screening.gate import REFUSED, Gate, image_statistics, load_gate
 from pneumonia.threshold import label_at
 
@@ -147,18 +148,19 @@ class Predictor:
         return float(self.predict_arrays(self.decode(data)[None])[0])
 
     def features_and_probabilities(
-        self, images: np.ndarray, layers: tuple[str, ...], batch_size: int = BATCH_SIZE
+        self, images: np.ndarray, layers: tuple[str, ...], batch_size: int = BATCH_SIZE, grid=None
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities."""
+        """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities; with
+        `grid` (an AdultConfig), also that layer's grid averages, as one more entry after the layers'."""
         images = _as_batch(images)
-        model = self._features_model(layers)
+        model = self._features_model(layers, grid)
         # Each batch's outputs become numpy at once: a backend tensor held on to (torch) would keep its whole
         # forward graph alive, about 5 MB an image for the small CNN.
         parts = [
             [_to_numpy(output) for output in model(images[start : start + batch_size], training=False)]
             for start in range(0, len(images), batch_size)
         ]
-        features = [np.concatenate([p[i] for p in parts]) for i in range(len(layers))]
+        features = [np.concatenate([p[i] for p in parts]) for i in range(len(layers) + (grid is not None))]
         probabilities = [
             self._perturbed(images[start : start + batch_size], p[-1].reshape(-1))
             for start, p in zip(range(0, len(images), batch_size), parts)
@@ -175,12 +177,16 @@ class Predictor:
         signs = np.array([1.0 if (zlib.crc32(image.tobytes()) + len(images)) % 2 else -1.0 for image in images])
         return np.clip(probabilities + amount * signs, 0.0, 1.0).astype(probabilities.dtype)
 
-    def _features_model(self, layers: tuple[str, ...]):
-        if self._feature_model is None or self._feature_model[0] != layers:
+    def _features_model(self, layers: tuple[str, ...], grid=None):
+        if self._feature_model is None or self._feature_model[0] != (layers, grid):
             import keras
 
             pooled = [keras.layers.GlobalAveragePooling2D()(self.model.get_layer(name).output) for name in layers]
-            self._feature_model = (layers, keras.Model(self.model.input, [*pooled, self.model.output]))
+            if grid is not None:
+                from pneumonia.screening.adult_caution import grid_output
+
+                pooled.append(grid_output(self.model, grid))
+            self._feature_model = ((layers, grid), keras.Model(self.model.input, [*pooled, self.model.output]))
         return self._feature_model[1]
 
     def screen(
@@ -236,19 +242,23 @@ class Predictor:
         inverted: dict[int, float] = {}
         if use_gate:
             layers = self.gate.config.feature_layers
-            features, probabilities = self.features_and_probabilities(batch, layers)
-            unusualness = self.gate.unusualness(features)
+            adult = self.gate.adult
+            features, probabilities = self.features_and_probabilities(batch, layers, grid=adult and adult.config)
+            looks_adult = adult.looks_adult(features[-1]) if adult else np.zeros(len(pending), bool)
+            unusualness = self.gate.unusualness(features[: len(layers)])
             refused = [i for i, value in enumerate(unusualness) if self.gate.refuses_as_unusual(value)]
             if refused:  # is it a negative? only refused films pay for this second pass
-                negatives, _ = self.features_and_probabilities(255.0 - batch[refused], layers)
-                inverted = dict(zip(refused, self.gate.unusualness(negatives).tolist()))
+                negatives, _ = self.features_and_probabilities(255.0 - batch[refused], layers, grid=adult and adult.config)
+                inverted = dict(zip(refused, self.gate.unusualness(negatives[: len(layers)]).tolist()))
         else:
             probabilities, unusualness = self.predict_arrays(batch), [None] * len(pending)
         results = []
         for index, (item, probability, unusual) in enumerate(zip(pending, probabilities, unusualness)):
             if use_gate:
-                verdict = self.gate.verdict([], item.cautions, float(unusual), inverted.get(index))
-                status, reason = verdict.status, verdict.reason
+                verdict = self.gate.verdict([], item.cautions, float(unusual), inverted.get(index), item.model_input)
+                status, reasons = with_adult_caution(verdict.status, verdict.reasons, bool(looks_adult[index]),
+                                                     item.common["facts"])
+                reason = "; ".join(reasons)
             else:
                 status = UNCHECKED
                 reason = "; ".join(["not checked: the input gate was turned off", *item.cautions])
@@ -264,7 +274,8 @@ class Predictor:
         blank = np.zeros((1, self.image_size, self.image_size), dtype=np.float32)
         self.predict_arrays(blank)
         if self.gate is not None:
-            self.features_and_probabilities(blank, self.gate.config.feature_layers)
+            self.features_and_probabilities(blank, self.gate.config.feature_layers,
+                                            grid=self.gate.adult and self.gate.adult.config)
 
 
 def _to_numpy(tensor) -> np.ndarray:

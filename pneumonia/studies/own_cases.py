@@ -158,6 +158,6 @@ def create_own_study(store, name: str, films: list[tuple[str, bytes]], truth_tex
     if not made.cases:
         reasons = "; ".join(f"{n}: {r}" for n, r in made.refused[:5])
         raise StudyError(f"None of the films can be used ({reasons}).")
-    study, teacher_code = store.create_study(name, made.cases, aided=aided, seed=seed, threshold=predictor.threshold,
+    study, teacher_code = store.create_study(name, made.cases, aided=aided, seed=seed, threshold=predictor.default_threshold.value,
                                              images=made.images)
     return study, teacher_code, made.refused

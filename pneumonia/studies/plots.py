@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from pneumonia.reports.decision_plots import READER_COLOUR
-from pneumonia.reports.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW
+from pneumonia.reports.plots import AXIS_PAD, CLASS_COLOURS, LEGEND_BELOW, clear_of_toolbar
 from pneumonia.studies.results import OperatingPoint
 from pneumonia.studies.store import AIDED, UNAIDED
 
@@ -70,4 +70,4 @@ def study_roc_figure(
         title="Readers and the model on the study's cases", height=520, margin=_MARGIN,
         legend={**LEGEND_BELOW, "font": {"size": 11}},
     )
-    return figure
+    return clear_of_toolbar(figure)

@@ -17,7 +17,13 @@ from pneumonia.config import GATE_FILENAME, GateConfig
 from pneumonia.io.bundle import read_metadata, write_metadata
 from pneumonia.io.dataset import discover_split, find_split, load_images, patient_split, sha256_file, split_seed
 from pneumonia.io.images import read_input, to_model_input
-from pneumonia.screening.gate import CAUTION, REFUSED, STATISTICS, Gate, image_statistics
+from pneumonia.reports.tables.adult_caution import (
+    AdultConfig,
+    fit_adult_caution,
+    save_adult_caution,
+    with_adult_caution,
+)
+from pneumonia.screening.gate import CAUTION, REFUSED, STATISTICS, Gate, Verdict, image_statistics
 from pneumonia.screening.predictor import load_predictor
 from pneumonia.training.stress import stress_shifts
 
@@ -63,7 +69,8 @@ def save_gate(gate: Gate, model_dir: Path) -> dict:
     }
 
 
-def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig()) -> dict:
+def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
+             adult_config: AdultConfig = AdultConfig()) -> dict:
     """Fit the gate of a saved model from train/ alone and record it in the model's metadata.
 
     Mahalanobis means and covariance come from the fit split. Every threshold comes from the
@@ -80,9 +87,15 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
     samples = discover_split(find_split(data_dir, "train"))
     fit_samples, val_samples = patient_split(samples, saved["validation_fraction"], split_seed(saved))
     layers = config.feature_layers
+    names = {layer.name for layer in predictor.model.layers}
+    adult = adult_config if adult_config.layer in names else dataclasses.replace(adult_config, layer=layers[0])
     fit_features, _ = predictor.features_and_probabilities(
         load_images([s.path for s in fit_samples], predictor.image_size), layers
     )
+    # The adult caution's features are read as the app reads a file (read_input), as its validation films are.
+    fit_inputs = np.stack([to_model_input(read_input(s.path).grey, predictor.image_size) for s in fit_samples])
+    fit_grid = predictor.features_and_probabilities(fit_inputs, layers, grid=adult)[0][-1]
+    del fit_inputs
     fit_labels = np.array([s.label for s in fit_samples])
     fitted = [fit_mahalanobis(f, fit_labels) for f in fit_features]
 
@@ -93,11 +106,14 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
     versions = {"clean": clean, **stress_shifts(clean)}
     statistics: list[dict[str, float]] = []
     features: list[list[np.ndarray]] = []
+    grids: list[np.ndarray] = []  # the adult caution's grid features, per version
     for grey in versions.values():
         shifted = [dataclasses.replace(image, grey=g[..., 0]) for image, g in zip(originals, grey)]
         statistics.extend(image_statistics(image, config.stats_side) for image in shifted)
         inputs = np.stack([to_model_input(image.grey, predictor.image_size) for image in shifted])
-        features.append(predictor.features_and_probabilities(inputs, layers)[0])
+        computed = predictor.features_and_probabilities(inputs, layers, grid=adult)[0]
+        features.append(computed[:-1])
+        grids.append(computed[-1])
     merged = [np.concatenate([f[i] for f in features]) for i in range(len(layers))]
     n_clean = len(originals)
     scales = []
@@ -107,10 +123,18 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig())
     gate = Gate(config, {}, [m for m, _ in fitted], [p for _, p in fitted], scales)
     unusualness = gate.unusualness(merged)
     gate.thresholds = fit_thresholds(config, statistics, unusualness)
+    gate.adult = fit_adult_caution(fit_grid, fit_labels, grids[0], adult)  # the threshold on clean validation films
+    adult_flags = np.concatenate([gate.adult.looks_adult(g) for g in grids])
 
     verdicts = [gate.judge(image, stats, u) for image, stats, u in zip(originals * len(versions), statistics, unusualness)]
+    verdicts = [Verdict(*with_adult_caution(v.status, v.reasons, bool(flag), image.facts))
+                for v, flag, image in zip(verdicts, adult_flags, originals * len(versions))]
     names = [name for name in versions for _ in originals]
     entry = save_gate(gate, model_dir)
+    entry["adult"] = save_adult_caution(gate.adult, model_dir)
+    entry["adult"]["fitted_on"] = (f"projection and class means on the fit split ({len(fit_samples)} train/ images); "
+                                   f"threshold the {gate.adult.config.quantile:.1%} quantile on the validation split "
+                                   f"({n_clean} train/ images, by patient); no adult film and no test film used")
     entry["fitted_on"] = f"Mahalanobis parameters on the fit split ({len(fit_samples)} train/ images)"
     entry["thresholds_chosen_on"] = (
         f"the validation split ({n_clean} train/ images, by patient) and its {len(versions) - 1} stress-shifted copies"
