@@ -180,7 +180,7 @@ the classifier's own probability, which rates photographs as confident pneumonia
 
 
 def adult_line(gate: dict) -> str:
-    """The adult caution's clause of the gate's Caution line (pneumonia.reports.tables.adult_caution), if the gate has one."""
+    """The adult caution's clause of the gate's Caution line (pneumonia.screening.adult_caution), if the gate has one."""
     adult = gate.get("adult")
     if not adult:
         return ""

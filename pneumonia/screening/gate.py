@@ -20,7 +20,7 @@ import numpy as np
 from pneumonia.config import GATE_COMMAND, GateConfig
 from pneumonia.errors import ModelError
 from pneumonia.io.images import InputImage
-from pneumonia.reports.tables.refusals import border_reason
+from pneumonia.screening.refusals import border_reason
 from pneumonia.wording import REASONS, age_caution
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from pneumonia.io.images import (
     read_input,
     to_model_input,
 )
-from pneumonia.reports.tables.adult_caution import with_adult_caution
+from pneumonia.screening.adult_caution import with_adult_caution
 from pneumonia.screening.gate import REFUSED, Gate, image_statistics, load_gate
 from pneumonia.threshold import label_at
 

@@ -17,7 +17,7 @@ from pneumonia.config import GATE_FILENAME, GateConfig
 from pneumonia.io.bundle import read_metadata, write_metadata
 from pneumonia.io.dataset import discover_split, find_split, load_images, patient_split, sha256_file, split_seed
 from pneumonia.io.images import read_input, to_model_input
-from pneumonia.reports.tables.adult_caution import (
+from pneumonia.screening.adult_caution import (
     AdultConfig,
     fit_adult_caution,
     save_adult_caution,
