@@ -306,7 +306,7 @@ def test_reader_mode_survives_a_reload_through_the_code_in_the_address(monkeypat
     state = reloaded.session_state["reader_mode"]
     assert state.seed == 5 and state.position == 3 and [r.reader_call for r in state.readings] == [1, 0, 1]
     assert [r.confidence for r in state.readings] == [4, None, 2]
-    assert "Case 4 of 624" in " ".join(m.value for m in reloaded.markdown)
+    assert "Case 4 of 416" in " ".join(m.value for m in reloaded.markdown)
     assert "3 cases read" in reloaded.subheader[0].value and tally_rows(reloaded) == before
 
     damaged = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -315,4 +315,4 @@ def test_reader_mode_survives_a_reload_through_the_code_in_the_address(monkeypat
     damaged._page_hash = calc_hash("reader")
     damaged.run()
     assert "could not be read" in " ".join(w.value for w in damaged.warning)
-    assert "Case 1 of 624" in " ".join(m.value for m in damaged.markdown)
+    assert "Case 1 of 416" in " ".join(m.value for m in damaged.markdown)

@@ -20,7 +20,7 @@ from pneumonia.reports.decision_plots import reader_roc_figure
 from pneumonia.screening.predictor import Predictor
 from pneumonia.studies.pool import teaching_order
 from pneumonia.studies.reader_code import ReaderCodeError, decode, encode
-from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_order, reader_roc, tally, tally_csv
+from pneumonia.studies.reader_mode import Reading, model_thresholds_text, reader_roc, tally, tally_csv
 from pneumonia.threshold import label_at
 from ui.common import (
     current_threshold,
@@ -71,7 +71,7 @@ def restored(test: Predictions, code: str) -> ReaderSession | None:
     except ReaderCodeError:
         st.warning(wording.READER_CODE_BAD)
         return None
-    state = ReaderSession(seed, reader_order(test.labels, seed), position, readings)
+    state = ReaderSession(seed, teaching_order(test.files, test.labels, seed), position, readings)
     st.session_state[STATE] = state
     return state
 
