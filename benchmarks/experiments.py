@@ -19,7 +19,7 @@ from pneumonia.io.bundle import read_metadata  # noqa: E402
 
 # Options whose absence means what their default means (no backbone, no teacher; the fine-tuning knobs only act
 # with a backbone, and f1, the first backbone run, kept batch norm frozen as the default does).
-SAME_AS_DEFAULT_WHEN_ABSENT = {"backbone", "frozen_epochs", "head_learning_rate", "freeze_batch_norm", "teacher",
+SAME_AS_DEFAULT_WHEN_ABSENT = {"backbone", "frozen_epochs", "head_learning_rate", "freeze_batch_norm", "teacher", "split_seed",
                                "distill_weight", "distill_temperature"}
 
 

@@ -8,6 +8,7 @@ they arrive. `ray.init()` starts a local Ray, or joins the cluster named by RAY_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -38,6 +39,9 @@ def _prepare_batch(batch: dict, model_dir: str, use_gate: bool) -> dict:
                            dtype=object),
         "model_input": np.stack([item.model_input if p else np.zeros((size, size), np.float32)
                                  for p, item in zip(pending, items)]),
+        # The reader's non-identifying facts (a DICOM's age band decides the adult caution), as JSON text.
+        "facts": np.array([json.dumps(item.common.get("facts") or {}) if p else "{}" for p, item in zip(pending, items)],
+                          dtype=object),
     }
 
 
@@ -53,9 +57,11 @@ class ScoreBatches:
 
     def __call__(self, batch: dict) -> dict:
         prepared = [
-            PendingInput(str(name), np.asarray(image, np.float32), [c for c in str(reason).split("; ") if c], {}, False)
+            PendingInput(str(name), np.asarray(image, np.float32), [c for c in str(reason).split("; ") if c],
+                         {"facts": json.loads(str(facts))}, False)
             if status == PENDING else Screening(str(name), str(status), str(reason))
-            for name, status, reason, image in zip(batch["file"], batch["status"], batch["reason"], batch["model_input"])
+            for name, status, reason, image, facts in zip(batch["file"], batch["status"], batch["reason"],
+                                                          batch["model_input"], batch["facts"])
         ]
         results = self.predictor.score(prepared, self.use_gate)
         return {

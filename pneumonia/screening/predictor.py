@@ -257,7 +257,7 @@ class Predictor:
             if use_gate:
                 verdict = self.gate.verdict([], item.cautions, float(unusual), inverted.get(index), item.model_input)
                 status, reasons = with_adult_caution(verdict.status, verdict.reasons, bool(looks_adult[index]),
-                                                     item.common["facts"])
+                                                     item.common.get("facts") or {})
                 reason = "; ".join(reasons)
             else:
                 status = UNCHECKED
