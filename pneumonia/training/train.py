@@ -30,7 +30,7 @@ from pneumonia.config import (
 from pneumonia.decision.metrics import expected_calibration_error, full_report, operating_points
 from pneumonia.errors import DataError
 from pneumonia.formatting import format_threshold
-from pneumonia.io.bundle import METADATA_SCHEMA_VERSION, write_metadata, write_predictions
+from pneumonia.io.bundle import METADATA_SCHEMA_VERSION, ModelMetadata, write_metadata, write_predictions
 from pneumonia.io.dataset import (
     discover_split,
     find_split,
@@ -446,32 +446,32 @@ def _describe_architecture(config: TrainConfig, parameters: int) -> str:
 
 def recalibrate(data_dir: Path, model_dir: Path, command: str | None = None) -> dict:
     """Redo calibration, threshold and validation metrics of a saved model from train/ alone."""
-    from pneumonia.io.bundle import read_metadata
+    from pneumonia.io.bundle import read_model_metadata, thawed
     from pneumonia.model.network import logits_of
     from pneumonia.screening.predictor import load_predictor
 
     data_dir, model_dir = Path(data_dir), Path(model_dir)
-    metadata = read_metadata(model_dir)
-    saved = metadata["training"]["config"]
+    old = read_model_metadata(model_dir)  # read through the typed view; the dict below is the record being written
+    saved = thawed(old.training_config)
     # Training settings as saved; calibration and threshold rules as they are today.
     today = {key: getattr(TrainConfig, key) for key in ("target_sensitivity", "calibration_pool")}
     config = _config_from_dict({**saved, **today})
     samples = discover_split(find_split(data_dir, "train"))
-    if manifest_hash(samples, data_dir) != metadata["training"]["train_manifest_sha256"]:
+    if manifest_hash(samples, data_dir) != old.training["train_manifest_sha256"]:
         raise DataError(f"{data_dir}/train is not the data this model was trained on (manifest hash differs).")
     _, val_samples = patient_split(samples, config.validation_fraction, split_seed(config))
     x_val = load_images([s.path for s in val_samples], config.image_size)
     logits_model = logits_of(load_predictor(model_dir, with_gate=False).model)
-    model_path = model_dir / metadata["model_file"]
-    before = {"bytes": model_path.read_bytes(), "sha256": metadata["model_sha256"],
-              "calibration": metadata["calibration"], "gate": metadata.get("gate")}
-    metadata = finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, metadata["training"])
-    same_model = all(before["calibration"].get(key) == metadata["calibration"][key] for key in ("temperature", "bias"))
+    model_path = model_dir / old.model_file
+    kept_bytes = model_path.read_bytes()
+    metadata = finalize(logits_model, data_dir, model_dir, config, val_samples, x_val, thawed(old.training))
+    new = ModelMetadata.from_dict(metadata, model_dir)
+    same_model = all(old.calibration.get(key) == new.calibration.get(key) for key in ("temperature", "bias"))
     if same_model:
         # Same weights and calibration: keep the file byte for byte, so its hash, and everything measured on it,
         # still names it; its gate (fitted on the same features) stays too.
-        model_path.write_bytes(before["bytes"])
-        metadata["model_sha256"] = before["sha256"]
+        model_path.write_bytes(kept_bytes)
+        metadata["model_sha256"] = old.model_sha256
     # training.config keeps the rules the model was trained with; this block says which ones made today's bundle.
     metadata["recalibration"] = {
         "command": command,
@@ -479,10 +479,10 @@ def recalibrate(data_dir: Path, model_dir: Path, command: str | None = None) -> 
         # Before calibration_pool existed, calibration and thresholds used validation alone.
         "replaces": {"target_sensitivity": saved["target_sensitivity"],
                      "calibration_pool": saved.get("calibration_pool", "validation")},
-        "date": metadata["created"],
+        "date": new.created,
     }
-    keep_gate = same_model and before["gate"] is not None
+    keep_gate = same_model and old.gate is not None
     if keep_gate:
-        metadata["gate"] = before["gate"]
+        metadata["gate"] = thawed(old.gate)
     write_metadata(model_dir, metadata)
     return metadata if keep_gate else _with_gate(data_dir, model_dir, metadata)
