@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from pneumonia.config import MODELS_DIR, TrainConfig
 from pneumonia.errors import PneumoniaError
+from pneumonia.interrupts import first_ctrl_c_finishes_the_chunk
 from pneumonia.pacs import cli as pacs_cli
 
 EXIT_USER_ERROR = 2
@@ -245,24 +243,6 @@ def _inputs_model_and_threshold(args):
     return files, predictor, Threshold.by_hand(args.threshold, "set with --threshold")
 
 
-@contextlib.contextmanager
-def _first_ctrl_c_finishes_the_chunk():
-    """The first Ctrl-C sets an event, and the run stops once the chunk in hand is written; a second one
-    interrupts at once. Raised inside the model's native code, a KeyboardInterrupt could come back as another
-    error and refuse a chunk of films that were fine, so the first press never raises."""
-    stop = threading.Event()
-
-    def first_press(*_) -> None:
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, first_press)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _write_chunk(chunk, threshold, writers, counts: dict, bar, quiet: bool) -> None:
     from pneumonia.formatting import format_probability
     from pneumonia.reports.tables import results_table
@@ -325,7 +305,7 @@ def _predict(args) -> int:
                smoothing=0.1, dynamic_ncols=True)
     started = time.perf_counter()
     try:
-        with _first_ctrl_c_finishes_the_chunk() as stop:
+        with first_ctrl_c_finishes_the_chunk() as stop:
             for chunk in chunks:
                 _write_chunk(chunk, threshold, writers, counts, bar, args.quiet)
                 if stop.is_set():

@@ -57,8 +57,9 @@ def _client(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from pneumonia.interrupts import first_ctrl_c_finishes_the_chunk
     from pneumonia.pacs.client import PacsAuthError, PacsError
-    from pneumonia.pacs.scan import first_ctrl_c_finishes_the_chunk, scan_pass, since_filter
+    from pneumonia.pacs.scan import scan_pass, since_filter
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise PneumoniaError(f"--threshold must lie in [0, 1], got {args.threshold}.")

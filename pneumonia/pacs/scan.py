@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import signal
 import threading
 import time
 import warnings
@@ -244,23 +243,6 @@ def scan_pass(client: PacsClient, predictor, threshold: Threshold, with_map: boo
                 say(f"{item.name}: {format_probability(screening.probability, threshold)} {screening.label(threshold)}{note}")
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-@contextlib.contextmanager
-def first_ctrl_c_finishes_the_chunk():
-    """The first Ctrl-C sets the event (the films in hand are finished, then the command stops); a second one
-    interrupts at once."""
-    stop = threading.Event()
-
-    def first_press(*_) -> None:
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, first_press)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 MAX_OPENED = 24
