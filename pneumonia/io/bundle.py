@@ -74,16 +74,21 @@ def read_metadata(model_dir: Path) -> dict:
         metadata = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} is not valid JSON ({exc}); restore it with `git checkout {path}` or retrain.") from exc
-    if metadata.get("schema_version") != METADATA_SCHEMA_VERSION:
-        version = metadata.get("schema_version", 0)
-        why = OLDER_SCHEMAS.get(version, f"this code reads version {METADATA_SCHEMA_VERSION}")
-        raise ModelError(f"{path} has metadata schema version {version}: {why}; retrain the model, or check out the "
-                         f"package version that wrote it ({metadata.get('package_version', 'unknown')}).")
+    _check_schema(metadata, path)
     return metadata
 
 
 OLDER_SCHEMAS = {0: "it predates schema versions (before 2026-11)"}
 """Schemas this code no longer reads, and why; a bundle from one is refused with what to do."""
+
+
+def _check_schema(metadata: dict, source: Path | str) -> None:
+    """A ModelError saying what to do, unless the metadata has the schema this code reads."""
+    version = metadata.get("schema_version", 0)
+    if version != METADATA_SCHEMA_VERSION:
+        why = OLDER_SCHEMAS.get(version, f"this code reads version {METADATA_SCHEMA_VERSION}")
+        raise ModelError(f"{source} has metadata schema version {version}: {why}; retrain the model, or check out the "
+                         f"package version that wrote it ({metadata.get('package_version', 'unknown')}).")
 
 
 @dataclass(frozen=True)
@@ -125,16 +130,12 @@ class ModelMetadata:
     def from_dict(cls, metadata: dict, source: Path | str = METADATA_FILENAME) -> ModelMetadata:
         """The typed view of a metadata dict; a missing field or an unknown schema is a ModelError saying what
         to do, not a KeyError later on some page."""
-        version = metadata.get("schema_version", 0)
-        if version != METADATA_SCHEMA_VERSION:
-            why = OLDER_SCHEMAS.get(version, f"this code reads version {METADATA_SCHEMA_VERSION}")
-            raise ModelError(f"{source} has metadata schema version {version}: {why}; retrain the model, or check "
-                             f"out the package version that wrote it ({metadata.get('package_version', 'unknown')}).")
+        _check_schema(metadata, source)
         try:
             entry = metadata["threshold"]
             frozen = {key: _frozen(metadata.get(key)) for key in ("calibration", "training", "recalibration", "gate")}
             return cls(
-                schema_version=version, name=metadata["name"], package_version=metadata["package_version"],
+                schema_version=METADATA_SCHEMA_VERSION, name=metadata["name"], package_version=metadata["package_version"],
                 created=metadata["created"], model_file=metadata["model_file"], model_sha256=metadata["model_sha256"],
                 input_size=int(metadata["input"]["size"]), preprocessing=metadata["input"]["preprocessing"],
                 architecture=metadata["architecture"], default_threshold=Threshold.model_default(entry),
