@@ -153,7 +153,9 @@ def validation_rows(metadata) -> list[tuple[str, str]]:
     gate = metadata.gate
     rows = [("Validation (train/, set the thresholds)", gate["thresholds_chosen_on"])]
     for name, rates in gate["validation"].items():
-        rows.append((f"  {name}: refused / cautioned", f"{rates['refused']:.2%} / {rates['cautioned']:.2%} of {rates['n']}"))
+        adult = f" (told adult-looking {rates['looks_adult']:.2%})" if "looks_adult" in rates else ""
+        rows.append((f"  {name}: refused / cautioned",
+                     f"{rates['refused']:.2%} / {rates['cautioned']:.2%} of {rates['n']}{adult}"))
     return rows
 
 
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{name} {value:.3f}" for name, value in thresholds.items())
         + (f"; adult caution: {adult['config']['layer']} on a {adult['config']['grid']}x{adult['config']['grid']} grid, "
            f"{adult['config']['components']} components, distance threshold {adult['threshold']:.1f} (the "
-           f"{adult['config']['quantile']:.1%} quantile on validation)" if (adult := predictor.metadata.gate.get("adult")) else ""),
+           f"{adult['config']['quantile']:.1%} quantile on validation and its stress copies)"
+           if (adult := predictor.metadata.gate.get("adult")) else ""),
         "",
     ]
     text = "\n".join(lines)

@@ -169,6 +169,18 @@ def test_training_fits_a_gate_whose_thresholds_come_from_validation(tiny_model_d
     assert tiny_predictor.gate.thresholds == entry["thresholds"]
 
 
+def test_adult_threshold_spares_the_stress_copies_too(tiny_model_dir):
+    """The adult caution's quantile holds over validation and its stress copies pooled, as the gate's other
+    thresholds do: a child's film from another machine must not be told it looks like an adult's."""
+    entry = json.loads((tiny_model_dir / METADATA_FILENAME).read_text())["gate"]
+    versions = entry["validation"].values()
+    flagged = sum(v["looks_adult"] * v["n"] for v in versions)
+    total = sum(v["n"] for v in versions)
+    allowed = (1 - entry["adult"]["config"]["quantile"]) * total
+    assert flagged <= allowed + 1, (flagged, total)
+    assert "stress-shifted copies" in entry["adult"]["fitted_on"]
+
+
 def test_screening_scores_radiographs_and_refuses_the_rest_without_a_probability(tiny_predictor):
     rng = np.random.default_rng(3)
     xray = encode(Image.fromarray(synthetic_xray(1, 11, size=256)), "PNG")

@@ -201,6 +201,7 @@ table.pneumonia-results th {text-align: left; font-weight: 600; opacity: 0.7; pa
 table.pneumonia-results td {padding: 0.3rem 0.4rem; vertical-align: top; overflow-wrap: anywhere;}
 table.pneumonia-results tr.result td {border-top: 1px solid rgba(128, 128, 128, 0.25);}
 table.pneumonia-results td.col-status {overflow-wrap: normal;}
+table.pneumonia-results td.col-file {min-width: 12ch;}  /* a pseudonym (8 hex digits, _, position) on one line */
 table.pneumonia-results td.col-label, table.pneumonia-results td.col-probability {white-space: nowrap;
   overflow-wrap: normal;}
 table.pneumonia-results tr.reason td {padding-top: 0; font-size: 0.8125rem; opacity: 0.75;}

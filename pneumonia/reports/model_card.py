@@ -187,7 +187,8 @@ def adult_line(gate: dict) -> str:
     config = adult["config"]
     return (f"; a film without an age that looks like an adult's (class-conditional Mahalanobis distance of "
             f"`{config['layer']}` averaged on a {config['grid']}x{config['grid']} grid, {config['components']} principal "
-            f"components, above {adult['threshold']:.1f}, the {config['quantile']:.1%} quantile on validation)")
+            f"components, above {adult['threshold']:.1f}, the {config['quantile']:.1%} quantile on validation and its "
+            "stress copies)")
 
 
 def replace_results(readme: str, metadata: ModelMetadata) -> str:

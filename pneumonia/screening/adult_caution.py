@@ -4,7 +4,8 @@ chest film is scored with a caution saying so.
 How. The network's block-3 activations, averaged over a 3x3 grid of the film (where in the film things are, so body
 size, rib shape and how much of the film the chest fills show), log-scaled, projected on their first 64 principal
 components, and the class-conditional Mahalanobis distance (Ledoit-Wolf shrinkage) to the training children of the
-fit split. A film further from both classes than 99.5% of the validation split (train/, by patient) is flagged.
+fit split. A film further from both classes than 99.5% of the validation split (train/, by patient) and its
+stress-shifted copies, pooled as for the gate's other thresholds, is flagged.
 
 Chosen, never fitted, on 24 adult development films (../shared/data/adult_dev, not in the project): among block 3,
 4 and 5 grids with 32, 64, 128 components or none, at the 99.5% validation quantile, block 3 with 64 components
@@ -31,7 +32,7 @@ class AdultConfig:
     layer: str = "block3_relu"
     grid: int = 3  # cells a side; the layer's map is averaged over blocks of (side // grid) pixels
     components: int = 64
-    quantile: float = 0.995  # share of validation children left unflagged
+    quantile: float = 0.995  # share of validation children (clean and stress-shifted, pooled) left unflagged
 
 
 @dataclass
@@ -68,7 +69,8 @@ def grid_output(model, config: AdultConfig):
 
 def fit_adult_caution(fit_raw: np.ndarray, fit_labels: np.ndarray, validation_raw: np.ndarray,
                       config: AdultConfig = AdultConfig()) -> AdultCaution:
-    """Projection and class means from the fit split; the threshold from the validation split (children only)."""
+    """Projection and class means from the fit split; the threshold from `validation_raw`: the validation split's
+    children (the gate passes them with their stress-shifted copies)."""
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 

@@ -123,7 +123,9 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
     gate = Gate(config, {}, [m for m, _ in fitted], [p for _, p in fitted], scales)
     unusualness = gate.unusualness(merged)
     gate.thresholds = fit_thresholds(config, statistics, unusualness)
-    gate.adult = fit_adult_caution(fit_grid, fit_labels, grids[0], adult)  # the threshold on clean validation films
+    # The threshold on validation and its stress copies pooled, as every other threshold of the gate: a child's film
+    # from another machine must not read as an adult's.
+    gate.adult = fit_adult_caution(fit_grid, fit_labels, np.concatenate(grids), adult)
     adult_flags = np.concatenate([gate.adult.looks_adult(g) for g in grids])
 
     verdicts = [gate.judge(image, stats, u) for image, stats, u in zip(originals * len(versions), statistics, unusualness)]
@@ -134,7 +136,8 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
     entry["adult"] = save_adult_caution(gate.adult, model_dir)
     entry["adult"]["fitted_on"] = (f"projection and class means on the fit split ({len(fit_samples)} train/ images); "
                                    f"threshold the {gate.adult.config.quantile:.1%} quantile on the validation split "
-                                   f"({n_clean} train/ images, by patient); no adult film and no test film used")
+                                   f"({n_clean} train/ images, by patient) and its {len(versions) - 1} stress-shifted "
+                                   "copies; no adult film and no test film used")
     entry["fitted_on"] = f"Mahalanobis parameters on the fit split ({len(fit_samples)} train/ images)"
     entry["thresholds_chosen_on"] = (
         f"the validation split ({n_clean} train/ images, by patient) and its {len(versions) - 1} stress-shifted copies"
@@ -144,6 +147,7 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
             "n": sum(1 for n in names if n == name),
             "refused": float(np.mean([v.status == REFUSED for v, n in zip(verdicts, names) if n == name])),
             "cautioned": float(np.mean([v.status == CAUTION for v, n in zip(verdicts, names) if n == name])),
+            "looks_adult": float(np.mean([flag for flag, n in zip(adult_flags, names) if n == name])),
         }
         for name in versions
     }
