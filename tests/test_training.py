@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,38 @@ def test_a_distilled_student_records_its_teacher(tiny_data_dir, tiny_model_dir, 
     card_text = teacher_text(metadata["training"])
     assert card_text.startswith(f"Distilled from a teacher model (`{teacher['model_sha256'][:12]}`")
     assert "ImageNet" not in card_text  # a small CNN teacher has no pretrained weights to attribute
+
+
+def test_an_ensemble_teacher_is_the_mean_logit_of_its_members(tiny_model_dir, tmp_path):
+    """Round 4's dE: several folders teach as one, the mean of their logits, and the record names each member."""
+    import shutil
+
+    from pneumonia.io.bundle import read_metadata, write_metadata
+    from pneumonia.io.dataset import sha256_file
+    from pneumonia.model.network import logits_of
+    from pneumonia.reports.model_card import teacher_text
+    from pneumonia.screening.predictor import load_predictor
+    from pneumonia.training.train import _teacher
+
+    second = tmp_path / "second"
+    shutil.copytree(tiny_model_dir, second)
+    model = load_predictor(second, with_gate=False).model
+    scaled = [w * 1.5 if w.ndim == 2 else w for w in model.get_weights()]  # a different member: its dense layer
+    model.set_weights(scaled)
+    model.save(second / "pneumonia_cnn.keras")
+    metadata = read_metadata(second)
+    metadata["model_sha256"] = sha256_file(second / "pneumonia_cnn.keras")
+    write_metadata(second, metadata)
+    teacher, record = _teacher(f"{tiny_model_dir}, {second}", TINY_SIZE)
+    films = np.random.default_rng(0).uniform(0, 255, (4, TINY_SIZE, TINY_SIZE, 1)).astype(np.float32)
+    members = [logits_of(load_predictor(Path(f), with_gate=False).model) for f in (tiny_model_dir, second)]
+    member_logits = [np.asarray(m.predict(films, verbose=0)) for m in members]
+    assert not np.allclose(member_logits[0], member_logits[1], atol=1e-3)
+    np.testing.assert_allclose(np.asarray(teacher.predict(films, verbose=0)), np.mean(member_logits, axis=0),
+                               rtol=1e-4, atol=1e-4)
+    assert [m["folder"] for m in record["ensemble"]] == [tiny_model_dir.name, "second"]
+    text = teacher_text({"teacher": record, "config": {"distill_weight": 0.5, "distill_temperature": 2.0}})
+    assert text.startswith("Distilled from an ensemble of 2 teacher models (the mean of their logits)")
 
 
 def test_a_teacher_of_another_input_size_is_refused(tiny_data_dir, tiny_model_dir, tmp_path):
