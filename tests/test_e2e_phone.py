@@ -158,6 +158,11 @@ def test_screen_rows_show_file_status_label_and_probability_at_both_widths(page,
         assert reasons.count() >= 1  # the photo's
         for box in boxes(reasons):
             assert inside(box, width) and box["height"] > 0, (width, "reason cut off", box)
+        visible = page.locator("[data-testid=stMain]").inner_text()  # the upload box's list included (issue 30)
+        assert not [p.name for p in files if p.name in visible]
+        chips = page.locator("[data-testid=stFileChipName]")
+        assert chips.count() == len(files)
+        assert {c.evaluate("e => getComputedStyle(e, '::before').content") for c in chips.all()} == {'"name hidden"'}
         shown = page.locator('table.pneumonia-results td[data-col="file"]').all_inner_texts()
         assert shown == [f"{hashlib.sha256(p.read_bytes()).hexdigest()[:8]}_{i}" for i, p in enumerate(files, 1)]
         shoot(page, "screen", width)

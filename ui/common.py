@@ -222,6 +222,15 @@ def disclaimer_ui(text: str = wording.SIDEBAR_DISCLAIMER) -> None:
         st.markdown(f":material/warning: {text}")
 
 
+UPLOAD_NAMES_HIDDEN_CSS = """<style>
+.st-key-uploader [data-testid=stFileChipName] {visibility: hidden; font-size: 0;}
+.st-key-uploader [data-testid=stFileChipName]::before {visibility: visible; content: "name hidden"; font-size: 0.875rem;
+  opacity: 0.7;}
+</style>"""
+"""Hospital file names carry patients' names: with names off, the upload box's own list hides them too, so a
+projected screen shows none (Streamlit keeps the name in the chip's hover title)."""
+
+
 def page_header_ui(title: str, disclaimer: str = wording.SIDEBAR_DISCLAIMER) -> None:
     """What every page starts with: its title (never broken inside a word) and the disclaimer."""
     st.html(APP_CSS)

@@ -32,6 +32,7 @@ from pneumonia.threshold import Threshold
 from ui.common import (
     EXPLANATION_TTL_S,
     KEPT,
+    UPLOAD_NAMES_HIDDEN_CSS,
     current_threshold,
     grad_cam_map,
     kept,
@@ -337,6 +338,8 @@ def screen_page() -> None:
     page_header_ui("Screen chest X-rays", wording.SCREEN_DISCLAIMER)
     uploads = uploads_ui()
     show_names = st.checkbox(wording.SHOW_NAMES, help=wording.SHOW_NAMES_HELP, **kept("show_names", False))
+    if not show_names:
+        st.html(UPLOAD_NAMES_HIDDEN_CSS)
     predictor = predictor_or_stop()  # after the uploader: on a cold start the page is usable while the model loads
     if not uploads:
         st.info("Upload one or more X-rays, or pick a sample above, to see the model's scores.")
