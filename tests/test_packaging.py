@@ -98,6 +98,8 @@ def test_licence_and_notice_files():
     assert "END OF TERMS AND CONDITIONS" in licence  # the full text, not a stub
     notice = (REPO / "NOTICE").read_text()
     assert "CC BY 4.0" in notice and "10.17632/rscbjbr9sj.2" in notice and "Kermany" in notice
+    for path in re.findall(r"\b(?:pneumonia|tools)/[\w/]+\.py", notice):  # every file it names is where it says
+        assert (REPO / path).is_file(), path
 
 
 def _build_wheel(tmp_path: Path) -> Path:
