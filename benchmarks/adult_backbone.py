@@ -14,10 +14,9 @@ learns that noise, blur and exposure are a child's too (these features move with
 
 What it printed (2026-12-03): at 224 px, fitted on clean films, the stage grids see adults (block 4, 128
 components: 24/24 beyond the clean validation 99.5% quantile) but 85-100% of the noise copies of validation children
-cross the same line, so at the pooled quantiles the best setting tells 5/24 (99.5%) and 3/24 (99.9%), against 13 and
-9-11 for the network's own block 3. At 112 px the noise sensitivity mostly goes and so do the adults (at best 10/24
-and 6/24). With `--stress-fit`, at 224 px, block 4 with 128 components tells 24/24 (99.5%) and 22/24 (99.9%); the
-network's own block 3, fitted the same way, 14 and 13."""
+cross the same line, so at the pooled quantiles the best setting tells 5/24 (99.5%) and 3/24 (99.9%), against 15 and
+11 for the network's own block 3 (`python benchmarks/adult_choice.py --pooled`, the same count of 24). At 112 px the noise sensitivity mostly goes and so do the adults (at best 10/24
+and 6/24). With `--stress-fit`, at 224 px, block 4 with 128 components tells 24/24 (99.5%) and 22/24 (99.9%)."""
 import sys
 import time
 from pathlib import Path
