@@ -15,8 +15,8 @@ learns that noise, blur and exposure are a child's too (these features move with
 What it printed (2026-12-03): at 224 px, fitted on clean films, the stage grids see adults (block 4, 128
 components: 24/24 beyond the clean validation 99.5% quantile) but 85-100% of the noise copies of validation children
 cross the same line, so at the pooled quantiles the best setting tells 5/24 (99.5%) and 3/24 (99.9%), against 15 and
-11 for the network's own block 3 (`python benchmarks/adult_choice.py --pooled`, the same count of 24). At 112 px the noise sensitivity mostly goes and so do the adults (at best 10/24
-and 6/24). With `--stress-fit`, at 224 px, block 4 with 128 components tells 24/24 (99.5%) and 22/24 (99.9%)."""
+11 for the network's own block 3 (`python benchmarks/adult_choice.py --pooled`, the same count of 24). At 112 px
+the noise sensitivity mostly goes and so do the adults (at best 10/24 and 6/24). With `--stress-fit`, at 224 px, block 4 with 128 components tells 24/24 (99.5%) and 22/24 (99.9%)."""
 import sys
 import time
 from pathlib import Path
@@ -53,14 +53,11 @@ def features_model():
     import keras
 
     from pneumonia.model.efficientnet_lite import efficientnet_lite0
+    from pneumonia.screening.adult_caution import AdultConfig, grid_output
 
     base = efficientnet_lite0(include_top=True, weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3))
     head = base.get_layer("head_relu").output if "head_relu" in LAYERS else None
-    outs = []
-    for name in LAYERS:
-        out = base.get_layer(name).output
-        k = max(1, out.shape[1] // 3)
-        outs.append(keras.layers.Flatten()(keras.layers.AveragePooling2D(pool_size=k, strides=k)(out)))
+    outs = [grid_output(base, AdultConfig(layer=name, grid=3)) for name in LAYERS]
     if head is not None:
         outs.append(keras.layers.GlobalAveragePooling2D()(head))
     return keras.Model(base.input, outs)
@@ -122,8 +119,8 @@ for i, name in enumerate(names):
         Ft = pca.transform(F)
         means = np.stack([Ft[fit_labels == cl].mean(0) for cl in (0, 1)])
         P = LedoitWolf(assume_centered=True).fit(Ft - means[fit_labels]).precision_
-        d = lambda a: np.einsum("ncd,de,nce->nc", pca.transform(a)[:, None] - means[None], P,
-                                pca.transform(a)[:, None] - means[None]).min(1)
+        centred = lambda a: pca.transform(a)[:, None] - means[None]
+        d = lambda a: (lambda c: np.einsum("ncd,de,nce->nc", c, P, c).min(1))(centred(a))
         v, s, a = d(V), d(S), d(A)
         pooled = np.concatenate([v, s])
         told = {q: int((a > np.quantile(pooled, q)).sum()) for q in (0.995, 0.999)}

@@ -41,15 +41,12 @@ def stress_features(keys: list[str]) -> dict:
         import keras
 
         from pneumonia.io.images import read_input, to_model_input
+        from pneumonia.screening.adult_caution import AdultConfig, grid_output
         from pneumonia.screening.predictor import load_predictor
         from pneumonia.training.stress import stress_shifts
 
         p = load_predictor("models", with_gate=False)
-        outs = []
-        for key in keys:
-            out = p.model.get_layer(key.removesuffix("_grid")).output
-            k = max(1, out.shape[1] // 3)
-            outs.append(keras.layers.Flatten()(keras.layers.AveragePooling2D(pool_size=k, strides=k)(out)))
+        outs = [grid_output(p.model, AdultConfig(layer=key.removesuffix("_grid"), grid=3)) for key in keys]
         fm = keras.Model(p.model.input, outs)
         originals = [read_input(s.path) for s in val_s]
         clean = np.stack([im.grey for im in originals])[..., None]
@@ -75,7 +72,8 @@ for key in keys:
         Ft = T(F)
         means = np.stack([Ft[labels == c].mean(0) for c in (0, 1)])
         P = LedoitWolf(assume_centered=True).fit(Ft - means[labels]).precision_
-        d = lambda a: np.einsum("ncd,de,nce->nc", T(a)[:, None] - means[None], P, T(a)[:, None] - means[None]).min(1)
+        centred = lambda a: T(a)[:, None] - means[None]
+        d = lambda a: (lambda c: np.einsum("ncd,de,nce->nc", c, P, c).min(1))(centred(a))
         a = d(A)
         if POOLED:
             pooled = np.concatenate([d(X[vi]), d(log(st[key]))])
