@@ -191,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Thresholds (from `models/pneumonia_cnn.json`): "
         + ", ".join(f"{name} {value:.3f}" for name, value in thresholds.items())
-        + (f"; adult caution: {adult['config']['layer']} on a {adult['config']['grid']}x{adult['config']['grid']} grid, "
-           f"{adult['config']['components']} components, distance threshold {adult['threshold']:.1f} (the "
-           f"{adult['config']['quantile']:.1%} quantile on validation and its stress copies)"
+        + (f"; adult caution: ImageNet EfficientNet-Lite0 blocks 0–{adult['config']['last_block']} at "
+           f"{adult['config']['size']} px on a {adult['config']['grid']}x{adult['config']['grid']} grid, "
+           f"{adult['config']['components']} components fitted on the fit split and its stress copies, distance "
+           f"threshold {adult['threshold']:.1f} (the {adult['config']['quantile']:.1%} quantile on validation and its "
+           "stress copies)"
            if (adult := predictor.metadata.gate.get("adult")) else ""),
         "",
     ]

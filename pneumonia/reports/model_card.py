@@ -186,9 +186,10 @@ def adult_line(gate: dict) -> str:
         return ""
     config = adult["config"]
     return (f"; a film without an age that looks like an adult's (class-conditional Mahalanobis distance of "
-            f"`{config['layer']}` averaged on a {config['grid']}x{config['grid']} grid, {config['components']} principal "
-            f"components, above {adult['threshold']:.1f}, the {config['quantile']:.1%} quantile on validation and its "
-            "stress copies)")
+            f"ImageNet EfficientNet-Lite0's blocks 0–{config['last_block']} at {config['size']} px, averaged on a "
+            f"{config['grid']}x{config['grid']} grid, {config['components']} principal components fitted on the fit "
+            f"split and its stress copies, above {adult['threshold']:.1f}, the {config['quantile']:.1%} quantile on "
+            "validation and its stress copies)")
 
 
 def replace_results(readme: str, metadata: ModelMetadata) -> str:

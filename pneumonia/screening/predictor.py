@@ -62,6 +62,7 @@ class PendingInput:
     cautions: list[str]
     common: dict  # facts, source_format and the display image, passed on to the Screening
     keep_input: bool  # the Screening keeps model_input (for explanations)
+    adult_input: np.ndarray | None = None  # the film at the adult caution's size, where the gate has one
 
 
 def prepare_input(
@@ -80,7 +81,9 @@ def prepare_input(
                 return Screening(name, REFUSED, "; ".join(refusals), **common)
         else:
             cautions = list(image.cautions)
-        return PendingInput(name, to_model_input(image.grey, image_size), cautions, common, keep_images)
+        adult = gate.adult if gate is not None else None
+        return PendingInput(name, to_model_input(image.grey, image_size), cautions, common, keep_images,
+                            to_model_input(image.grey, adult.config.size) if adult is not None else None)
     except ImageDecodeError as exc:
         return Screening(name, REFUSED, str(exc))
     except MemoryError:
@@ -148,19 +151,18 @@ class Predictor:
         return float(self.predict_arrays(self.decode(data)[None])[0])
 
     def features_and_probabilities(
-        self, images: np.ndarray, layers: tuple[str, ...], batch_size: int = BATCH_SIZE, grid=None
+        self, images: np.ndarray, layers: tuple[str, ...], batch_size: int = BATCH_SIZE
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities; with
-        `grid` (an AdultConfig), also that layer's grid averages, as one more entry after the layers'."""
+        """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities."""
         images = _as_batch(images)
-        model = self._features_model(layers, grid)
+        model = self._features_model(layers)
         # Each batch's outputs become numpy at once: a backend tensor held on to (torch) would keep its whole
         # forward graph alive, about 5 MB an image for the small CNN.
         parts = [
             [_to_numpy(output) for output in model(images[start : start + batch_size], training=False)]
             for start in range(0, len(images), batch_size)
         ]
-        features = [np.concatenate([p[i] for p in parts]) for i in range(len(layers) + (grid is not None))]
+        features = [np.concatenate([p[i] for p in parts]) for i in range(len(layers))]
         probabilities = [
             self._perturbed(images[start : start + batch_size], p[-1].reshape(-1))
             for start, p in zip(range(0, len(images), batch_size), parts)
@@ -177,16 +179,12 @@ class Predictor:
         signs = np.array([1.0 if (zlib.crc32(image.tobytes()) + len(images)) % 2 else -1.0 for image in images])
         return np.clip(probabilities + amount * signs, 0.0, 1.0).astype(probabilities.dtype)
 
-    def _features_model(self, layers: tuple[str, ...], grid=None):
-        if self._feature_model is None or self._feature_model[0] != (layers, grid):
+    def _features_model(self, layers: tuple[str, ...]):
+        if self._feature_model is None or self._feature_model[0] != layers:
             import keras
 
             pooled = [keras.layers.GlobalAveragePooling2D()(self.model.get_layer(name).output) for name in layers]
-            if grid is not None:
-                from pneumonia.screening.adult_caution import grid_output
-
-                pooled.append(grid_output(self.model, grid))
-            self._feature_model = ((layers, grid), keras.Model(self.model.input, [*pooled, self.model.output]))
+            self._feature_model = (layers, keras.Model(self.model.input, [*pooled, self.model.output]))
         return self._feature_model[1]
 
     def screen(
@@ -243,13 +241,14 @@ class Predictor:
         if use_gate:
             layers = self.gate.config.feature_layers
             adult = self.gate.adult
-            features, probabilities = self.features_and_probabilities(batch, layers, grid=adult and adult.config)
-            looks_adult = adult.looks_adult(features[-1]) if adult else np.zeros(len(pending), bool)
-            unusualness = self.gate.unusualness(features[: len(layers)])
+            features, probabilities = self.features_and_probabilities(batch, layers)
+            looks_adult = (adult.films_look_adult(np.stack([item.adult_input for item in pending])) if adult
+                           else np.zeros(len(pending), bool))
+            unusualness = self.gate.unusualness(features)
             refused = [i for i, value in enumerate(unusualness) if self.gate.refuses_as_unusual(value)]
             if refused:  # is it a negative? only refused films pay for this second pass
-                negatives, _ = self.features_and_probabilities(255.0 - batch[refused], layers, grid=adult and adult.config)
-                inverted = dict(zip(refused, self.gate.unusualness(negatives[: len(layers)]).tolist()))
+                negatives, _ = self.features_and_probabilities(255.0 - batch[refused], layers)
+                inverted = dict(zip(refused, self.gate.unusualness(negatives).tolist()))
         else:
             probabilities, unusualness = self.predict_arrays(batch), [None] * len(pending)
         results = []
