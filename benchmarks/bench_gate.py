@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,6 +29,9 @@ import nonradiographs  # noqa: E402
 
 from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
 from pneumonia.io.dataset import discover_split, find_split  # noqa: E402
+from pneumonia.io.images import read_input, to_model_input  # noqa: E402
+from pneumonia.reports.model_card import adult_caution_summary  # noqa: E402
+from pneumonia.screening.adult_caution import log_features  # noqa: E402
 from pneumonia.screening.gate import CAUTION, OK, REFUSED  # noqa: E402
 from pneumonia.screening.predictor import load_predictor  # noqa: E402
 from pneumonia.wording import (
@@ -76,11 +81,20 @@ def adult_rows(predictor, folder: Path | None) -> list[tuple[str, str]]:
     return [
         ("Adult development films (adult_dev/, 24 adult chest films: 22 JPEG, 1 PNG, 1 DICOM that gives its age)",
          f"{len(results)} (chose the adult caution's setting; never fitted on)"),
+        ("  past the prescreen (sent on to the backbone)", percent(past_prescreen(predictor, paths), len(paths))),
         ("  told \"looks like an adult's chest film\"", percent(adult, len(results))),
         ("  cautioned or refused by any rule", f"{percent(len(flagged), len(results))}; "
          + ", ".join(f"{k} {n}" for k, n in kinds.most_common())),
         ("  let through as ok", ", ".join(r.name for r in results if r.status == OK) or "none"),
     ]
+
+
+def past_prescreen(predictor, paths: list[Path]) -> int:
+    """How many of the films the adult caution's prescreen sends on to the backbone (the films that pay for it)."""
+    adult = predictor.gate.adult
+    inputs = np.stack([to_model_input(read_input(p).grey, predictor.image_size) for p in paths])
+    grid = predictor.features_and_probabilities(inputs, predictor.gate.config.feature_layers, grid=adult.config)[0][-1]
+    return int(adult.prescreen.far(log_features(grid)).sum())
 
 
 def percent(part: int, whole: int) -> str:
@@ -104,6 +118,8 @@ def test_split_rows(predictor, samples: list) -> list[tuple[str, str]]:
         ("refused or cautioned (target ≤ 1%)", percent(refused + cautioned, len(results))),
         ("of which NORMAL / PNEUMONIA", f"{by_class['NORMAL']} / {by_class['PNEUMONIA']}"),
         ("told \"looks like an adult's chest film\"", percent(adult, len(results))),
+        ("  sent on by the adult prescreen to the backbone (what pays for it)",
+         percent(past_prescreen(predictor, [s.path for s in samples]), len(samples))),
         ("rules that fired", ", ".join(f"{k} {n}" for k, n in kinds.most_common()) or "none"),
     ]
     return rows
@@ -191,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Thresholds (from `models/pneumonia_cnn.json`): "
         + ", ".join(f"{name} {value:.3f}" for name, value in thresholds.items())
-        + (f"; adult caution: {adult['config']['layer']} on a {adult['config']['grid']}x{adult['config']['grid']} grid, "
-           f"{adult['config']['components']} components, distance threshold {adult['threshold']:.1f} (the "
-           f"{adult['config']['quantile']:.1%} quantile on validation and its stress copies)"
+        + (f"; adult caution: {adult_caution_summary(adult)}"
            if (adult := predictor.metadata.gate.get("adult")) else ""),
         "",
     ]

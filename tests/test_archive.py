@@ -4,8 +4,10 @@ terminal, and Ray giving the rows the local engine gives."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
+import shutil
 import signal
 import struct
 import subprocess
@@ -22,6 +24,9 @@ from PIL import Image
 
 from pneumonia.archive.writers import COLUMNS, CsvRows, ParquetParts
 from pneumonia.cli import EXIT_SOME_REFUSED, main
+from pneumonia.config import METADATA_FILENAME
+from pneumonia.screening.predictor import load_predictor
+from pneumonia.wording import ADULT_LOOK
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,18 +172,46 @@ def test_progress_bar_on_a_terminal(tiny_model_dir, tmp_path):
     assert "20/20" in text and "film/s" in text  # tqdm's bar: count and rate
 
 
-def test_ray_gives_the_rows_the_local_engine_gives(tiny_model_dir, tmp_path):
+def adult_looking_model(tiny_model_dir: Path, folder: Path, films: list[Path]) -> Path:
+    """The tiny model with its adult caution's thresholds moved so that every film passes the prescreen and about
+    half of `films` are told they look adult by the backbone: the rows where the 224-px film must travel with its
+    own row."""
+    from pneumonia.io.images import read_input, to_model_input
+    from pneumonia.screening.adult_caution import adult_features
+    from pneumonia.screening.predictor import load_predictor
+
+    shutil.copytree(tiny_model_dir, folder)
+    adult = load_predictor(folder).gate.adult
+    distances = adult.backbone.distance(adult_features(
+        np.stack([to_model_input(read_input(p).grey, adult.config.size) for p in films]), adult.config))
+    metadata_path = folder / METADATA_FILENAME
+    metadata = json.loads(metadata_path.read_text())
+    metadata["gate"]["adult"].update(prescreen_threshold=-1.0, threshold=float(np.median(distances)))
+    metadata_path.write_text(json.dumps(metadata))
+    return folder
+
+
+def test_ray_gives_the_rows_the_local_engine_and_the_app_give(tiny_model_dir, tmp_path):
+    """Adult cautions included: the Ray engine carries the adult caution's film in its own column."""
     pytest.importorskip("ray", reason="Ray is optional: pip install '.[ray]'")
-    write_films(tmp_path / "films", 12)
+    films = write_films(tmp_path / "films", 12)
     (tmp_path / "films" / "photo.png").write_bytes(b"not an image")
+    model_dir = adult_looking_model(tiny_model_dir, tmp_path / "model", films)
+    screened = load_predictor(model_dir).screen([(p.name, p) for p in films])
+    told = [ADULT_LOOK in r.reason for r in screened]
+    assert 3 <= sum(told) <= 9, told  # the caution fires on some rows and not others
     local, on_ray = tmp_path / "local.csv", tmp_path / "ray.csv"
-    common = [str(tmp_path / "films"), "--quiet", "--chunk-size", "5", "--model-dir", str(tiny_model_dir)]
+    common = [str(tmp_path / "films"), "--quiet", "--chunk-size", "5", "--model-dir", str(model_dir)]
     assert main(["predict", *common, "--csv", str(local)]) == EXIT_SOME_REFUSED
+    a = pd.read_csv(local)
+    rows = a.set_index(a.file.map(lambda f: Path(f).name)).loc[[p.name for p in films]]
+    assert rows.status.tolist() == [r.status for r in screened] and rows.reason.fillna("").tolist() == [
+        r.reason for r in screened]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "", "RAY_num_cpus": "2"}
     ray_run = subprocess.run([sys.executable, "-m", "pneumonia", "predict", *common, "--csv", str(on_ray),
                               "--engine", "ray"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert ray_run.returncode == EXIT_SOME_REFUSED, ray_run.stderr[-2000:]
-    a, b = pd.read_csv(local), pd.read_csv(on_ray)
+    b = pd.read_csv(on_ray)
     assert a.file.tolist() == b.file.tolist() and a.status.tolist() == b.status.tolist()
     assert a.reason.fillna("").tolist() == b.reason.fillna("").tolist()
     np.testing.assert_allclose(a.probability, b.probability, atol=1e-5)

@@ -98,7 +98,9 @@ def test_licence_and_notice_files():
     assert "END OF TERMS AND CONDITIONS" in licence  # the full text, not a stub
     notice = (REPO / "NOTICE").read_text()
     assert "CC BY 4.0" in notice and "10.17632/rscbjbr9sj.2" in notice and "Kermany" in notice
-    for path in re.findall(r"\b(?:pneumonia|tools)/[\w/]+\.py", notice):  # every file it names is where it says
+    # the ImageNet weights the package ships (the adult caution's trunk) are attributed, at the paths they live at
+    assert "pneumonia/screening/lite0_trunk_imagenet.npz" in notice and "ML Illustrated" in notice
+    for path in re.findall(r"\b(?:pneumonia|tools)/[\w/]+\.(?:py|npz)", notice):
         assert (REPO / path).is_file(), path
 
 
@@ -145,6 +147,7 @@ def test_wheel_holds_the_package_the_command_and_the_licences_only(tmp_path):
         metadata = archive.read(f"{dist_info}/METADATA").decode()
     assert {"pneumonia/__init__.py", "pneumonia/__main__.py", "pneumonia/cli.py", "pneumonia/tensorflow_logs.py",
             "pneumonia/archive/__init__.py", "pneumonia/archive/local.py"} <= set(names)  # subpackages too
+    assert "pneumonia/screening/lite0_trunk_imagenet.npz" in names  # the adult caution's weights: no download
     assert {f"{dist_info}/licenses/LICENSE", f"{dist_info}/licenses/NOTICE"} <= set(names)
     assert not [name for name in names if name.split("/")[0] in {"tests", "benchmarks", "models", "assets", "app.py"}]
     assert re.search(r"^\[console_scripts\]\s*^pneumonia = pneumonia\.cli:main$", entry_points, re.MULTILINE)

@@ -31,6 +31,7 @@ def _prepare_batch(batch: dict, model_dir: str, use_gate: bool) -> dict:
     size = metadata.input_size
     items = [prepare_input(str(path), Path(str(path)), gate, size) for path in batch["path"]]
     pending = [isinstance(item, PendingInput) for item in items]
+    adult_size = gate.adult.config.size if gate is not None and gate.adult is not None else 1
     return {
         "index": batch["index"],
         "file": np.array([item.name for item in items], dtype=object),
@@ -39,6 +40,9 @@ def _prepare_batch(batch: dict, model_dir: str, use_gate: bool) -> dict:
                            dtype=object),
         "model_input": np.stack([item.model_input if p else np.zeros((size, size), np.float32)
                                  for p, item in zip(pending, items)]),
+        # The film at the adult caution's size (a placeholder where the gate has none or the film was refused).
+        "adult_input": np.stack([item.adult_input if p and item.adult_input is not None
+                                 else np.zeros((adult_size, adult_size), np.float32) for p, item in zip(pending, items)]),
         # The reader's non-identifying facts (a DICOM's age band decides the adult caution), as JSON text.
         "facts": np.array([json.dumps(item.common.get("facts") or {}) if p else "{}" for p, item in zip(pending, items)],
                           dtype=object),
@@ -58,10 +62,11 @@ class ScoreBatches:
     def __call__(self, batch: dict) -> dict:
         prepared = [
             PendingInput(str(name), np.asarray(image, np.float32), [c for c in str(reason).split("; ") if c],
-                         {"facts": json.loads(str(facts))}, False)
+                         {"facts": json.loads(str(facts))}, False, np.asarray(adult, np.float32))
             if status == PENDING else Screening(str(name), str(status), str(reason))
-            for name, status, reason, image, facts in zip(batch["file"], batch["status"], batch["reason"],
-                                                          batch["model_input"], batch["facts"])
+            for name, status, reason, image, facts, adult in zip(batch["file"], batch["status"], batch["reason"],
+                                                                 batch["model_input"], batch["facts"],
+                                                                 batch["adult_input"])
         ]
         results = self.predictor.score(prepared, self.use_gate)
         return {

@@ -126,16 +126,25 @@ def _mbconv(x, size, spec: Stage, drop_rate: float, name: str):
 def lite0_features(x, size: tuple[int, int], include_preprocessing: bool = True, drop_connect_rate: float = DROP_CONNECT_RATE):
     """The backbone applied to an RGB tensor `x` of spatial `size`: the (H/32, W/32, 1280) map after the
     head's ReLU6. Layer names match the converted weights, so a model built around it takes them by name."""
+
+    x, size = lite0_trunk(x, size, len(block_specs()) - 1, include_preprocessing, drop_connect_rate)
+    features, _ = _conv_bn_relu(x, size, HEAD_FILTERS, 1, 1, "head")
+    return features
+
+
+def lite0_trunk(x, size: tuple[int, int], last_block: int, include_preprocessing: bool = True,
+                drop_connect_rate: float = DROP_CONNECT_RATE):
+    """The stem and MBConv blocks 0..`last_block`: (tensor, spatial size). The early blocks alone are what the
+    adult caution reads; their layer names are the full backbone's, so they take its weights by name."""
     from keras import layers
 
     if include_preprocessing:
         x = layers.Rescaling(1.0 / STDDEV_RGB, offset=-MEAN_RGB / STDDEV_RGB, name="normalize")(x)
     x, size = _conv_bn_relu(x, size, STEM_FILTERS, 3, 2, "stem")
     blocks = block_specs()
-    for index, spec in enumerate(blocks):
+    for index, spec in enumerate(blocks[: last_block + 1]):
         x, size = _mbconv(x, size, spec, drop_connect_rate * index / len(blocks), f"block{index}")
-    features, _ = _conv_bn_relu(x, size, HEAD_FILTERS, 1, 1, "head")
-    return features
+    return x, size
 
 
 def copy_backbone_weights(source, target) -> int:

@@ -182,13 +182,20 @@ the classifier's own probability, which rates photographs as confident pneumonia
 def adult_line(gate: dict) -> str:
     """The adult caution's clause of the gate's Caution line (pneumonia.screening.adult_caution), if the gate has one."""
     adult = gate.get("adult")
-    if not adult:
-        return ""
+    return f"; a film without an age that looks like an adult's ({adult_caution_summary(adult)})" if adult else ""
+
+
+def adult_caution_summary(adult: dict) -> str:
+    """What the adult caution reads and where its two thresholds lie, from its metadata entry (the model card and
+    the gate benchmark both say it this way)."""
     config = adult["config"]
-    return (f"; a film without an age that looks like an adult's (class-conditional Mahalanobis distance of "
-            f"`{config['layer']}` averaged on a {config['grid']}x{config['grid']} grid, {config['components']} principal "
-            f"components, above {adult['threshold']:.1f}, the {config['quantile']:.1%} quantile on validation and its "
-            "stress copies)")
+    return (f"past two class-conditional Mahalanobis distances to the training children: a prescreen on the "
+            f"network's `{config['layer']}` averaged on a {config['grid']}x{config['grid']} grid, "
+            f"{config['prescreen_components']} principal components, above {adult['prescreen_threshold']:.1f} (the "
+            f"{config['prescreen_quantile']:.0%} quantile on validation and its stress copies); then, for those films "
+            f"only, ImageNet EfficientNet-Lite0's blocks 0–{config['last_block']} at {config['size']} px on the same "
+            f"grid, {config['components']} components fitted on the fit split and its stress copies, above "
+            f"{adult['threshold']:.1f} (the {config['quantile']:.1%} quantile on validation and its stress copies)")
 
 
 def replace_results(readme: str, metadata: ModelMetadata) -> str:

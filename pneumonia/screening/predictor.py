@@ -22,7 +22,7 @@ from pneumonia.io.images import (
     read_input,
     to_model_input,
 )
-from pneumonia.screening.adult_caution import with_adult_caution
+from pneumonia.screening.adult_caution import adult_features, with_adult_caution
 from pneumonia.screening.gate import REFUSED, Gate, image_statistics, load_gate
 from pneumonia.threshold import label_at
 
@@ -62,6 +62,7 @@ class PendingInput:
     cautions: list[str]
     common: dict  # facts, source_format and the display image, passed on to the Screening
     keep_input: bool  # the Screening keeps model_input (for explanations)
+    adult_input: np.ndarray | None = None  # the film at the adult caution's size, where the gate has one
 
 
 def prepare_input(
@@ -80,7 +81,9 @@ def prepare_input(
                 return Screening(name, REFUSED, "; ".join(refusals), **common)
         else:
             cautions = list(image.cautions)
-        return PendingInput(name, to_model_input(image.grey, image_size), cautions, common, keep_images)
+        adult = gate.adult if gate is not None else None
+        return PendingInput(name, to_model_input(image.grey, image_size), cautions, common, keep_images,
+                            to_model_input(image.grey, adult.config.size) if adult is not None else None)
     except ImageDecodeError as exc:
         return Screening(name, REFUSED, str(exc))
     except MemoryError:
@@ -151,7 +154,8 @@ class Predictor:
         self, images: np.ndarray, layers: tuple[str, ...], batch_size: int = BATCH_SIZE, grid=None
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """One forward pass giving the pooled activations of `layers` (for the gate) and the probabilities; with
-        `grid` (an AdultConfig), also that layer's grid averages, as one more entry after the layers'."""
+        `grid` (an AdultConfig), also its layer's grid averages (the adult caution's prescreen), as one more entry
+        after the layers'."""
         images = _as_batch(images)
         model = self._features_model(layers, grid)
         # Each batch's outputs become numpy at once: a backend tensor held on to (torch) would keep its whole
@@ -244,7 +248,9 @@ class Predictor:
             layers = self.gate.config.feature_layers
             adult = self.gate.adult
             features, probabilities = self.features_and_probabilities(batch, layers, grid=adult and adult.config)
-            looks_adult = adult.looks_adult(features[-1]) if adult else np.zeros(len(pending), bool)
+            # the backbone reads only the films the prescreen (the network's grid, features[-1]) finds far
+            looks_adult = (adult.looks_adult(features[-1], [item.adult_input for item in pending]) if adult
+                           else np.zeros(len(pending), bool))
             unusualness = self.gate.unusualness(features[: len(layers)])
             refused = [i for i, value in enumerate(unusualness) if self.gate.refuses_as_unusual(value)]
             if refused:  # is it a negative? only refused films pay for this second pass
@@ -274,8 +280,11 @@ class Predictor:
         blank = np.zeros((1, self.image_size, self.image_size), dtype=np.float32)
         self.predict_arrays(blank)
         if self.gate is not None:
-            self.features_and_probabilities(blank, self.gate.config.feature_layers,
-                                            grid=self.gate.adult and self.gate.adult.config)
+            adult = self.gate.adult
+            features, _ = self.features_and_probabilities(blank, self.gate.config.feature_layers,
+                                                          grid=adult and adult.config)
+            if adult is not None:  # the backbone's compiled pass too, so the first adult-looking film does not wait
+                adult_features(np.zeros((1, adult.config.size, adult.config.size), np.float32), adult.config)
 
 
 def _to_numpy(tensor) -> np.ndarray:

@@ -19,6 +19,7 @@ from pneumonia.io.dataset import discover_split, find_split, load_images, patien
 from pneumonia.io.images import read_input, to_model_input
 from pneumonia.screening.adult_caution import (
     AdultConfig,
+    adult_features,
     fit_adult_caution,
     save_adult_caution,
     with_adult_caution,
@@ -69,6 +70,21 @@ def save_gate(gate: Gate, model_dir: Path) -> dict:
     }
 
 
+def adult_fit_features(paths: list[Path], labels: np.ndarray, config: AdultConfig,
+                       chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The adult caution's features of the fit split's films, read as the app reads a file, and of their stress
+    copies, with the labels repeated to match: the distance learns that noise, blur and exposure are a child's too.
+    In chunks, so a large split never holds its seven versions at once."""
+    features, repeated = [], []
+    for start in range(0, len(paths), chunk):
+        films = np.stack([to_model_input(read_input(p).grey, config.size) for p in paths[start : start + chunk]])
+        part = labels[start : start + chunk]
+        for version in [films, *(v[..., 0] for v in stress_shifts(films[..., None], seed=start).values())]:
+            features.append(adult_features(version, config))
+            repeated.append(part)
+    return np.concatenate(features), np.concatenate(repeated)
+
+
 def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
              adult_config: AdultConfig = AdultConfig()) -> dict:
     """Fit the gate of a saved model from train/ alone and record it in the model's metadata.
@@ -97,6 +113,7 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
     fit_grid = predictor.features_and_probabilities(fit_inputs, layers, grid=adult)[0][-1]
     del fit_inputs
     fit_labels = np.array([s.label for s in fit_samples])
+    backbone_fit, backbone_labels = adult_fit_features([s.path for s in fit_samples], fit_labels, adult)
     fitted = [fit_mahalanobis(f, fit_labels) for f in fit_features]
 
     originals = [read_input(s.path) for s in val_samples]
@@ -106,7 +123,8 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
     versions = {"clean": clean, **stress_shifts(clean)}
     statistics: list[dict[str, float]] = []
     features: list[list[np.ndarray]] = []
-    grids: list[np.ndarray] = []  # the adult caution's grid features, per version
+    grids: list[np.ndarray] = []  # the adult caution's prescreen features (the network's grid), per version
+    backbones: list[np.ndarray] = []  # and its backbone's, per version
     for grey in versions.values():
         shifted = [dataclasses.replace(image, grey=g[..., 0]) for image, g in zip(originals, grey)]
         statistics.extend(image_statistics(image, config.stats_side) for image in shifted)
@@ -114,6 +132,7 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
         computed = predictor.features_and_probabilities(inputs, layers, grid=adult)[0]
         features.append(computed[:-1])
         grids.append(computed[-1])
+        backbones.append(adult_features(np.stack([to_model_input(image.grey, adult.size) for image in shifted]), adult))
     merged = [np.concatenate([f[i] for f in features]) for i in range(len(layers))]
     n_clean = len(originals)
     scales = []
@@ -125,8 +144,9 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
     gate.thresholds = fit_thresholds(config, statistics, unusualness)
     # The threshold on validation and its stress copies pooled, as every other threshold of the gate: a child's film
     # from another machine must not read as an adult's.
-    gate.adult = fit_adult_caution(fit_grid, fit_labels, np.concatenate(grids), adult)
-    adult_flags = np.concatenate([gate.adult.looks_adult(g) for g in grids])
+    gate.adult = fit_adult_caution((fit_grid, fit_labels, np.concatenate(grids)),
+                                   (backbone_fit, backbone_labels, np.concatenate(backbones)), adult)
+    adult_flags = np.concatenate([gate.adult.cascade(g, lambda past, b=b: b[past]) for g, b in zip(grids, backbones)])
 
     verdicts = [gate.judge(image, stats, u) for image, stats, u in zip(originals * len(versions), statistics, unusualness)]
     verdicts = [Verdict(*with_adult_caution(v.status, v.reasons, bool(flag), image.facts))
@@ -134,8 +154,10 @@ def fit_gate(data_dir: Path, model_dir: Path, config: GateConfig = GateConfig(),
     names = [name for name in versions for _ in originals]
     entry = save_gate(gate, model_dir)
     entry["adult"] = save_adult_caution(gate.adult, model_dir)
-    entry["adult"]["fitted_on"] = (f"projection and class means on the fit split ({len(fit_samples)} train/ images); "
-                                   f"threshold the {gate.adult.config.quantile:.1%} quantile on the validation split "
+    entry["adult"]["fitted_on"] = (f"projections and class means on the fit split ({len(fit_samples)} train/ images; "
+                                   f"the backbone's with its {len(versions) - 1} stress-shifted copies too); "
+                                   f"thresholds the {gate.adult.config.prescreen_quantile:.1%} (prescreen) and "
+                                   f"{gate.adult.config.quantile:.1%} (backbone) quantiles on the validation split "
                                    f"({n_clean} train/ images, by patient) and its {len(versions) - 1} stress-shifted "
                                    "copies; no adult film and no test film used")
     entry["fitted_on"] = f"Mahalanobis parameters on the fit split ({len(fit_samples)} train/ images)"
