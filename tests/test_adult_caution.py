@@ -1,6 +1,6 @@
-"""The adult caution without metadata (issue 30): a film with no age that lies far from the training children in a
-pretrained backbone's grid features is scored with a caution that says so; a DICOM's own age and a refusal take
-precedence."""
+"""The adult caution without metadata (issue 30): a film with no age that lies far from the training children, first
+in the network's own grid features and then in a pretrained backbone's, is scored with a caution that says so; a
+DICOM's own age and a refusal take precedence."""
 
 from __future__ import annotations
 
@@ -127,9 +127,9 @@ def test_noise_blur_and_exposure_do_not_make_a_child_look_adult(committed_predic
 @pytest.mark.integration
 def test_most_adult_development_films_are_cautioned_when_present(committed_predictor):
     """Measured, not fitted: the 24 adult films beside the data set (never committed) chose among a few settings;
-    the chosen one, its threshold on validation and its stress copies, told 13 of them they look like an adult's film;
-    2 more are refused as unlike the training films and the DICOM is cautioned by its own age. Skips where they are
-    absent."""
+    the chosen cascade told 19 of them they look like an adult's film (all 24 pass its prescreen); 2 more are refused
+    as unlike the training films and the DICOM is cautioned by its own age (docs/gate_benchmark.md). The bounds
+    leave two films of slack for other CPUs. Skips where they are absent."""
     data = os.environ.get("PNEUMONIA_DATA")
     folder = Path(data).parent / "adult_dev" if data else None
     if folder is None or not folder.is_dir():
@@ -137,8 +137,8 @@ def test_most_adult_development_films_are_cautioned_when_present(committed_predi
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png", ".dcm"))
     results = committed_predictor.screen([(p.name, p) for p in paths])
     told = [r for r in results if ADULT_LOOK in r.reason]
-    assert len(told) >= 0.5 * len(paths)
-    assert sum(r.status != "ok" for r in results) >= 0.65 * len(paths)
+    assert len(told) >= 17
+    assert sum(r.status != "ok" for r in results) >= 20
     assert all(r.status == "caution" and r.probability is not None for r in told)
     dicom = [r for r, p in zip(results, paths) if p.suffix == ".dcm"]
     assert all(ADULT_LOOK not in r.reason and "adult patient" in r.reason for r in dicom)  # its age says so
