@@ -104,12 +104,12 @@ def log_features(raw: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(raw.reshape(len(raw), -1), 0.0))
 
 
-def grid_output(model, config: AdultConfig, layer: str | None = None):
-    """The Keras tensor of a layer's grid averages (flattened): the network's `config.layer` by default, added to the
-    features model's outputs for the prescreen."""
+def grid_output(model, config: AdultConfig):
+    """The Keras tensor of `config.layer`'s grid averages (flattened), added to the network's features model's outputs
+    for the prescreen."""
     import keras
 
-    output = model.get_layer(layer or config.layer).output
+    output = model.get_layer(config.layer).output
     size = max(1, int(output.shape[1]) // config.grid)
     return keras.layers.Flatten()(keras.layers.AveragePooling2D(pool_size=size, strides=size)(output))
 
