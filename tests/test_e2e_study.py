@@ -226,8 +226,13 @@ def test_a_teacher_on_a_desktop_and_two_readers_on_phones_run_a_study(playwright
         # The teacher's dashboard refreshes by itself: both finished, the analysis, and the CSV.
         teacher.get_by_text("Progress: 2 of 2 readers finished").wait_for(timeout=UI_TIMEOUT_MS)
         teacher.get_by_text("2 readers", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
-        teacher.get_by_text("Did the AI help?").wait_for(timeout=UI_TIMEOUT_MS)
+        from playwright.sync_api import expect
+
+        heading = teacher.get_by_text("Did the AI help?")
+        heading.first.wait_for(timeout=UI_TIMEOUT_MS)
         _wait_idle(teacher)  # the download button of this refresh, not of the one before, holds both readers
+        # One heading once the refresh settles: a stale copy left beside the new one would be a layout bug.
+        expect(heading).to_have_count(1, timeout=UI_TIMEOUT_MS)
         with teacher.expect_download(timeout=UI_TIMEOUT_MS) as download:
             teacher.get_by_role("button", name="Download the readings (CSV)").click()
         rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))

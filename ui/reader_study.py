@@ -471,24 +471,28 @@ def live_body_ui(study_id: int) -> None:
     st.caption("Each dot is one reader at their calls (hollow: alone; filled: with the AI), on the cases they have "
                "read so far. The diamonds are the class mean of the readers who finished. Up and to the left is "
                "better.")
-    if means:
-        st.dataframe([{"class mean": MODALITY_WORDS[m], "sensitivity": f"{s:.2f}", "specificity": f"{p:.2f}"}
-                      for m, (s, p) in means.items()], hide_index=True, key="study_means")
+    # Each part that comes and goes sits in a container that is always there, so that the elements below keep their
+    # place between refreshes: a moved element would show twice until the refresh ends (stale copy plus new one).
+    with st.container():
+        if means:
+            st.dataframe([{"class mean": MODALITY_WORDS[m], "sensitivity": f"{s:.2f}", "specificity": f"{p:.2f}"}
+                          for m, (s, p) in means.items()], hide_index=True, key="study_means")
     st.subheader("Did the AI help?" if study.aided else "How well did the class read?")
     text = export_csv(snap)
-    result = None
-    if len(snap.finished) >= 2:
-        try:
-            result = analyse_csv(text)
-        except PneumoniaError as exc:
-            st.info(f"The results cannot be worked out yet: {exc}")
-    else:
-        st.info(f"The results appear here once at least two readers have read every case; "
-                f"{len(snap.finished)} {'has' if len(snap.finished) == 1 else 'have'} so far.",
-                icon=":material/hourglass_top:")
-    if result is not None:
-        st.markdown(plain_words(result, model_auc))
-        statistics_ui(result)
+    with st.container():
+        result = None
+        if len(snap.finished) >= 2:
+            try:
+                result = analyse_csv(text)
+            except PneumoniaError as exc:
+                st.info(f"The results cannot be worked out yet: {exc}")
+        else:
+            st.info(f"The results appear here once at least two readers have read every case; "
+                    f"{len(snap.finished)} {'has' if len(snap.finished) == 1 else 'have'} so far.",
+                    icon=":material/hourglass_top:")
+        if result is not None:
+            st.markdown(plain_words(result, model_auc))
+            statistics_ui(result)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", study.name).strip("_") or "study"
     with st.container(horizontal=True):
         st.download_button("Download the readings (CSV)", data=text, file_name=f"{slug}_readings.csv",
