@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as folder:
                 films = make_archive(Path(folder), sources, kind, count)
                 baseline = None
-                for name, extra in engines:
-                    rate, seconds, peak = run(films, Path(folder) / "out.csv", [*extra, "--model-dir", str(MODELS_DIR)])
+                for index, (name, extra) in enumerate(engines):  # a CSV each: predict never overwrites one
+                    rate, seconds, peak = run(films, Path(folder) / f"out_{index}.csv",
+                                              [*extra, "--model-dir", str(MODELS_DIR)])
                     baseline = baseline or rate
                     row = (f"| {kind} | {count:,} | {name} | {rate:.0f} | {rate / baseline:.2f}x | {seconds:.0f} s "
                            f"| {peak:,.0f} MB |")

@@ -34,6 +34,7 @@ from live_app import PeakMemory, ProtocolSession, running_server  # noqa: E402
 from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
 from pneumonia.formatting import format_probability  # noqa: E402
 from pneumonia.io.bundle import read_test_predictions  # noqa: E402
+from pneumonia.io.pseudonyms import digest_of, pseudonym  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/bench_load.py --sessions N"
 TIMEOUT_S = 600.0
@@ -52,6 +53,11 @@ def chosen_images(data_dir: Path, count: int, seed: int = 0) -> list[tuple[Path,
     return [(data_dir / test.files[i], format_probability(float(test.probabilities[i]))) for i in picked]
 
 
+def shown_as(image: Path) -> str:
+    """What the page calls a film uploaded alone: its pseudonym (pneumonia.io.pseudonyms), names being off."""
+    return pseudonym(digest_of(image.read_bytes()), 1)
+
+
 async def screen_one(session: ProtocolSession, image: Path, expected: str, others: list[str],
                      start: asyncio.Event) -> dict:
     """Upload at the signal; seconds to the score and to the LIME map; does the page show only this image?"""
@@ -68,7 +74,9 @@ async def screen_one(session: ProtocolSession, image: Path, expected: str, other
             result["error"] = "the page shows an exception"
         shown = session.metric(SCORE_LABEL)
         result["told_place"] = QUEUE_NOTICE.search(text) is not None
-        result["leak"] = shown != expected or image.name not in text or any(name in text for name in others)
+        # The page calls a film by its pseudonym (its own, and nobody else's), never by its file name.
+        result["leak"] = (shown != expected or shown_as(image) not in text or image.name in text
+                          or any(name in text for name in others))
     except Exception as exc:  # a timeout or a dropped session counts as an error, and the run goes on
         result["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
     return result
@@ -104,9 +112,10 @@ async def run(sessions: int, data_dir: Path, log: Path) -> dict:
 
             crowd = [await opened(server.url) for _ in range(sessions)]
             go = asyncio.Event()
-            names = [path.name for path, _ in images]
+            names = [shown_as(path) for path, _ in images] + [path.name for path, _ in images]
             tasks = [
-                asyncio.create_task(screen_one(session, path, expected, [n for n in names if n != path.name], go))
+                asyncio.create_task(screen_one(session, path, expected,
+                                               [n for n in names if n not in (path.name, shown_as(path))], go))
                 for session, (path, expected) in zip(crowd, images)
             ]
             go.set()
