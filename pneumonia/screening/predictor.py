@@ -22,7 +22,7 @@ from pneumonia.io.images import (
     read_input,
     to_model_input,
 )
-from pneumonia.screening.adult_caution import adult_features, with_adult_caution
+from pneumonia.screening.adult_caution import with_adult_caution
 from pneumonia.screening.gate import REFUSED, Gate, image_statistics, load_gate
 from pneumonia.threshold import label_at
 
@@ -276,15 +276,14 @@ class Predictor:
         return results
 
     def warm_up(self) -> None:
-        """One tiny call through each path so the first real prediction does not pay for graph building."""
+        """One tiny call through each path so the first real prediction does not pay for graph building. Not the
+        adult caution's backbone: only films past its prescreen (about one child film in ten) need it, so the first
+        of them builds it (~0.6 s, once), rather than every cold start's first score waiting for it."""
         blank = np.zeros((1, self.image_size, self.image_size), dtype=np.float32)
         self.predict_arrays(blank)
         if self.gate is not None:
             adult = self.gate.adult
-            features, _ = self.features_and_probabilities(blank, self.gate.config.feature_layers,
-                                                          grid=adult and adult.config)
-            if adult is not None:  # the backbone's compiled pass too, so the first adult-looking film does not wait
-                adult_features(np.zeros((1, adult.config.size, adult.config.size), np.float32), adult.config)
+            self.features_and_probabilities(blank, self.gate.config.feature_layers, grid=adult and adult.config)
 
 
 def _to_numpy(tensor) -> np.ndarray:
