@@ -169,6 +169,22 @@ def _wait_idle(page) -> None:
     )
 
 
+def _read_reader_case(page, case: int, call: str) -> None:
+    """Reader mode: read case `case` and wait until its reveal is the page's settled state. Each wait is on text
+    only this run can show (the case number, then the tally's new count): while a run is under way the last run's
+    elements stay on the page, so a stale "Truth" or "Next case" would let the next click land on the wrong run
+    and be lost (seen once in CI, stuck on "Case 3 of" for two minutes)."""
+    page.get_by_text(f"Case {case} of", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
+    # .first: the tally moves up when the reveal goes, so for a moment the last run's copy stands beside this one's
+    page.get_by_text(f"Your tally: {case - 1} case{'' if case == 2 else 's'} read").first.wait_for(timeout=UI_TIMEOUT_MS)
+    _wait_idle(page)
+    page.locator("[data-testid=stRadio] label", has_text=call).first.click()
+    page.get_by_role("button", name="Commit and reveal").click()
+    page.get_by_text(f"Your tally: {case} case{'' if case == 1 else 's'} read").first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_role("button", name="Next case").first.wait_for(timeout=UI_TIMEOUT_MS)
+    _wait_idle(page)
+
+
 def _counts(text: str) -> tuple[int, int, int, int]:
     tn, fp, fn, tp = (int(v) for v in re.search(r"TN (\d+), FP (\d+), FN (\d+), TP (\d+)", text).groups())
     return tn, fp, fn, tp
@@ -331,13 +347,11 @@ def test_a_report_click_racing_a_threshold_move_still_downloads(page, server_url
 def test_reader_mode_walkthrough_and_narrow_screens(page, server_url, shots, committed_predictor):
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{server_url}/reader", wait_until="networkidle")
+    page.get_by_text("Case 1 of 416", exact=False).wait_for(timeout=UI_TIMEOUT_MS)  # the teaching pool
     for case, call in enumerate(("PNEUMONIA", "NORMAL"), start=1):
-        page.get_by_text(f"Case {case} of 416", exact=False).wait_for(timeout=UI_TIMEOUT_MS)  # the teaching pool
-        page.locator("[data-testid=stRadio] label", has_text=call).first.click()
-        page.get_by_role("button", name="Commit and reveal").click()
+        _read_reader_case(page, case, call)
         page.get_by_text("Truth", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
         page.get_by_text("Grad-CAM: evidence", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
-        _wait_idle(page)
         if case == 1:
             page.get_by_role("button", name="Next case").click()
     page.get_by_text("Your tally: 2 cases read").wait_for(timeout=UI_TIMEOUT_MS)

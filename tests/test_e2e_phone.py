@@ -24,6 +24,7 @@ from test_e2e import (
     SAMPLES,
     UI_TIMEOUT_MS,
     _awkward_files,
+    _read_reader_case,
     _screenshot,
     _wait_idle,
     running_app,
@@ -191,11 +192,8 @@ def test_threshold_page_icon_array_stays_separate_square_icons(page, server):
 
 def read_cases(page, calls: list[str]) -> None:
     for case, call in enumerate(calls, start=1):
-        page.get_by_text(f"Case {case} of", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
-        page.locator("[data-testid=stRadio] label", has_text=call).first.click()
-        page.get_by_role("button", name="Commit and reveal").click()
+        _read_reader_case(page, case, call)
         page.get_by_text("Truth", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
-        _wait_idle(page)
         if case < len(calls):
             page.get_by_role("button", name="Next case").click()
 
