@@ -357,6 +357,14 @@ def test_reader_mode_walkthrough_and_narrow_screens(page, server_url, shots, com
     page.get_by_text("Your tally: 2 cases read").wait_for(timeout=UI_TIMEOUT_MS)
     _screenshot(page, shots / "reader.png")
 
+    # Issue 30: a reload is a new session with nothing in it; the code in the address brings back the place and tally
+    assert "r=" in page.url, page.url
+    page.reload(wait_until="networkidle")
+    page.get_by_text("Case 2 of 416", exact=False).first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text("Your tally: 2 cases read").first.wait_for(timeout=UI_TIMEOUT_MS)
+    _wait_idle(page)
+    assert page.get_by_text("Your tally: 0 cases read").count() == 0
+
     for url_path in ("", "threshold", "reader", "about"):
         page.set_viewport_size({"width": 390, "height": 900})
         page.goto(f"{server_url}/{url_path}", wait_until="networkidle")
