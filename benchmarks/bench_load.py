@@ -34,7 +34,7 @@ from live_app import PeakMemory, ProtocolSession, running_server  # noqa: E402
 from pneumonia.config import DATA_ENV_VAR, MODELS_DIR  # noqa: E402
 from pneumonia.formatting import format_probability  # noqa: E402
 from pneumonia.io.bundle import read_test_predictions  # noqa: E402
-from pneumonia.io.pseudonyms import digest_of, pseudonym  # noqa: E402
+from pneumonia.io.pseudonyms import shown_names  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/bench_load.py --sessions N"
 TIMEOUT_S = 600.0
@@ -54,8 +54,8 @@ def chosen_images(data_dir: Path, count: int, seed: int = 0) -> list[tuple[Path,
 
 
 def shown_as(image: Path) -> str:
-    """What the page calls a film uploaded alone: its pseudonym (pneumonia.io.pseudonyms), names being off."""
-    return pseudonym(digest_of(image.read_bytes()), 1)
+    """What the page calls a film uploaded alone, names being off: the package's own rule, not a copy of it."""
+    return shown_names([image.name], [image.read_bytes()])[0]
 
 
 async def screen_one(session: ProtocolSession, image: Path, expected: str, others: list[str],
@@ -112,10 +112,11 @@ async def run(sessions: int, data_dir: Path, log: Path) -> dict:
 
             crowd = [await opened(server.url) for _ in range(sessions)]
             go = asyncio.Event()
-            names = [shown_as(path) for path, _ in images] + [path.name for path, _ in images]
+            shown = {path: shown_as(path) for path, _ in images}
             tasks = [
                 asyncio.create_task(screen_one(session, path, expected,
-                                               [n for n in names if n not in (path.name, shown_as(path))], go))
+                                               [label for other in shown if other != path
+                                                for label in (other.name, shown[other])], go))
                 for session, (path, expected) in zip(crowd, images)
             ]
             go.set()
