@@ -169,6 +169,11 @@ def _wait_idle(page) -> None:
     )
 
 
+def _tally(count: int) -> str:
+    """Reader mode's tally line, as a reader reads it ("1 case", "2 cases")."""
+    return f"Your tally: {count} case{'' if count == 1 else 's'} read"
+
+
 def _read_reader_case(page, case: int, call: str) -> None:
     """Reader mode: read case `case` and wait until its reveal is the page's settled state. Each wait is on text
     only this run can show (the case number, then the tally's new count): while a run is under way the last run's
@@ -176,11 +181,11 @@ def _read_reader_case(page, case: int, call: str) -> None:
     and be lost (seen once in CI, stuck on "Case 3 of" for two minutes)."""
     page.get_by_text(f"Case {case} of", exact=False).wait_for(timeout=UI_TIMEOUT_MS)
     # .first: the tally moves up when the reveal goes, so for a moment the last run's copy stands beside this one's
-    page.get_by_text(f"Your tally: {case - 1} case{'' if case == 2 else 's'} read").first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text(_tally(case - 1)).first.wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
     page.locator("[data-testid=stRadio] label", has_text=call).first.click()
     page.get_by_role("button", name="Commit and reveal").click()
-    page.get_by_text(f"Your tally: {case} case{'' if case == 1 else 's'} read").first.wait_for(timeout=UI_TIMEOUT_MS)
+    page.get_by_text(_tally(case)).first.wait_for(timeout=UI_TIMEOUT_MS)
     page.get_by_role("button", name="Next case").first.wait_for(timeout=UI_TIMEOUT_MS)
     _wait_idle(page)
 
